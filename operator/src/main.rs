@@ -1,0 +1,2 @@
+//! The oxcd Kubernetes operator (placeholder until the operator issue lands).
+fn main() {}

@@ -1,0 +1,249 @@
+//! The KV service: validation as etcd's `v3rpc/key.go`, then reads from the store or writes
+//! through raft.
+
+use tonic::{Request, Response, Status};
+
+use crate::apply::{is_read_only, is_serializable};
+use crate::error::{Error, Result};
+use crate::mvcc::KeyRange;
+use crate::pb::etcdserverpb::kv_server::Kv;
+use crate::pb::etcdserverpb::range_request::{SortOrder, SortTarget};
+use crate::pb::etcdserverpb::request_op::Request as Op;
+use crate::pb::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use crate::pb::oxcdpb::internal_request::Request as Cmd;
+use crate::pb::oxcdpb::internal_response::Response as Out;
+use crate::server::EtcdServer;
+
+/// etcd's KV service.
+pub struct KvService {
+    server: EtcdServer,
+}
+
+impl KvService {
+    /// The service over a member.
+    pub fn new(server: EtcdServer) -> KvService {
+        KvService { server }
+    }
+
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
+        check_range(&req)?;
+        if !req.serializable {
+            self.server.linearizable_read().await?;
+        }
+        let mut resp = self.server.mvcc().range(&req)?;
+        self.server.headers().stamp(&mut resp.header);
+        Ok(resp)
+    }
+
+    async fn put(&self, req: PutRequest) -> Result<PutResponse> {
+        check_put(&req)?;
+        match self.server.propose(Cmd::Put(req)).await? {
+            Out::Put(mut resp) => {
+                self.server.headers().stamp(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        check_delete(&req)?;
+        match self.server.propose(Cmd::DeleteRange(req)).await? {
+            Out::DeleteRange(mut resp) => {
+                self.server.headers().stamp(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
+        check_txn(&req, self.server.config().max_txn_ops)?;
+        let mut resp = if is_read_only(&req) {
+            if !is_serializable(&req) {
+                self.server.linearizable_read().await?;
+            }
+            self.server.applier().read_only_txn(&req)?
+        } else {
+            match self.server.propose(Cmd::Txn(req)).await? {
+                Out::Txn(resp) => resp,
+                other => return Err(unexpected(other)),
+            }
+        };
+        self.server.headers().stamp(&mut resp.header);
+        Ok(resp)
+    }
+
+    async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse> {
+        match self.server.propose(Cmd::Compaction(req)).await? {
+            Out::Compaction(mut resp) => {
+                self.server.headers().stamp(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// An apply result of the wrong kind: a bug, reported rather than panicking.
+pub(crate) fn unexpected(out: Out) -> Error {
+    Error::Internal(format!("unexpected apply result {out:?}"))
+}
+
+fn check_range(req: &RangeRequest) -> Result<()> {
+    if req.key.is_empty() {
+        return Err(Error::EmptyKey);
+    }
+    if SortOrder::try_from(req.sort_order).is_err() || SortTarget::try_from(req.sort_target).is_err() {
+        return Err(Error::InvalidArgument("etcdserver: invalid sort option".into()));
+    }
+    Ok(())
+}
+
+fn check_put(req: &PutRequest) -> Result<()> {
+    if req.key.is_empty() {
+        return Err(Error::EmptyKey);
+    }
+    if req.ignore_value && !req.value.is_empty() {
+        return Err(Error::ValueProvided);
+    }
+    if req.ignore_lease && req.lease != 0 {
+        return Err(Error::LeaseProvided);
+    }
+    Ok(())
+}
+
+fn check_delete(req: &DeleteRangeRequest) -> Result<()> {
+    if req.key.is_empty() {
+        return Err(Error::EmptyKey);
+    }
+    Ok(())
+}
+
+/// etcd's `checkTxnRequest` plus `checkIntervals`: op limits, each op valid, and no key put
+/// twice (or put and deleted) on the same branch.
+fn check_txn(req: &TxnRequest, max_ops: usize) -> Result<()> {
+    if req.compare.len() > max_ops || req.success.len() > max_ops || req.failure.len() > max_ops {
+        return Err(Error::TooManyOps);
+    }
+    for c in &req.compare {
+        if c.key.is_empty() {
+            return Err(Error::EmptyKey);
+        }
+    }
+    for op in req.success.iter().chain(&req.failure) {
+        match &op.request {
+            Some(Op::RequestRange(r)) => check_range(r)?,
+            Some(Op::RequestPut(p)) => check_put(p)?,
+            Some(Op::RequestDeleteRange(d)) => check_delete(d)?,
+            Some(Op::RequestTxn(t)) => check_txn(t, max_ops)?,
+            None => {}
+        }
+    }
+    branch_writes(&req.success)?;
+    branch_writes(&req.failure)?;
+    Ok(())
+}
+
+/// The keys put and ranges deleted by one branch (nested txns included); fails on overlap.
+fn branch_writes(ops: &[crate::pb::etcdserverpb::RequestOp]) -> Result<(Vec<Vec<u8>>, Vec<KeyRange>)> {
+    let mut puts: Vec<Vec<u8>> = Vec::new();
+    let mut dels: Vec<KeyRange> = Vec::new();
+    for op in ops {
+        match &op.request {
+            Some(Op::RequestPut(p)) => {
+                if puts.contains(&p.key) {
+                    return Err(Error::DuplicateKey);
+                }
+                puts.push(p.key.clone());
+            }
+            Some(Op::RequestDeleteRange(d)) => dels.push(KeyRange::new(&d.key, &d.range_end)),
+            Some(Op::RequestTxn(t)) => {
+                // Each nested branch may run; either one must not collide with this branch.
+                let mut nested_puts = Vec::new();
+                for branch in [&t.success, &t.failure] {
+                    let (p, d) = branch_writes(branch)?;
+                    for key in &p {
+                        if puts.contains(key) {
+                            return Err(Error::DuplicateKey);
+                        }
+                    }
+                    nested_puts.extend(p);
+                    dels.extend(d);
+                }
+                nested_puts.sort();
+                nested_puts.dedup();
+                puts.extend(nested_puts);
+            }
+            _ => {}
+        }
+    }
+    for key in &puts {
+        if dels.iter().any(|d| d.contains(key)) {
+            return Err(Error::DuplicateKey);
+        }
+    }
+    Ok((puts, dels))
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        Ok(Response::new(KvService::range(self, request.into_inner()).await?))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        Ok(Response::new(KvService::put(self, request.into_inner()).await?))
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        Ok(Response::new(KvService::delete_range(self, request.into_inner()).await?))
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        Ok(Response::new(KvService::txn(self, request.into_inner()).await?))
+    }
+
+    async fn compact(
+        &self,
+        request: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        Ok(Response::new(KvService::compact(self, request.into_inner()).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::etcdserverpb::RequestOp;
+
+    fn put(key: &str) -> RequestOp {
+        RequestOp { request: Some(Op::RequestPut(PutRequest { key: key.into(), ..Default::default() })) }
+    }
+
+    fn del(key: &str, end: &str) -> RequestOp {
+        RequestOp {
+            request: Some(Op::RequestDeleteRange(DeleteRangeRequest {
+                key: key.into(),
+                range_end: end.into(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let txn = |ops: Vec<RequestOp>| TxnRequest { success: ops, ..Default::default() };
+        assert_eq!(check_txn(&txn(vec![put("a"), put("a")]), 128), Err(Error::DuplicateKey));
+        assert_eq!(check_txn(&txn(vec![put("b"), del("a", "c")]), 128), Err(Error::DuplicateKey));
+        assert_eq!(check_txn(&txn(vec![put("a"), put("b"), del("c", "d")]), 128), Ok(()));
+        let too_many = txn((0..129).map(|i| put(&i.to_string())).collect());
+        assert_eq!(check_txn(&too_many, 128), Err(Error::TooManyOps));
+    }
+}

@@ -1,0 +1,142 @@
+//! The Lease service. Grants and revokes go through raft; keep-alives and TTL queries are
+//! answered by the leader's timers (followers forward them over the peer service).
+
+use std::pin::Pin;
+
+use futures::Stream;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::{Error, Result};
+use crate::lease::{LeaseStatus, MAX_LEASE_TTL};
+use crate::pb::etcdserverpb::lease_server::Lease;
+use crate::pb::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
+    LeaseStatus as PbLeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use crate::pb::oxcdpb::internal_request::Request as Cmd;
+use crate::pb::oxcdpb::internal_response::Response as Out;
+use crate::pb::oxcdpb::{KeepAliveRequest, TimeToLiveRequest};
+use crate::server::EtcdServer;
+
+use super::kv::unexpected;
+
+/// etcd's Lease service.
+pub struct LeaseService {
+    server: EtcdServer,
+}
+
+impl LeaseService {
+    /// The service over a member.
+    pub fn new(server: EtcdServer) -> LeaseService {
+        LeaseService { server }
+    }
+}
+
+/// Renews a lease on the leader; returns its TTL, or 0 if it does not exist (etcd's answer).
+pub async fn keep_alive(server: &EtcdServer, id: i64) -> Result<i64> {
+    match server.leader_peer()? {
+        None => match server.lessor().renew(id) {
+            Ok(ttl) => Ok(ttl),
+            Err(Error::LeaseNotFound) => Ok(0),
+            Err(e) => Err(e),
+        },
+        Some(mut leader) => {
+            let resp = leader.lease_keep_alive(KeepAliveRequest { id }).await.map_err(|_| Error::LeaderChanged)?;
+            Ok(resp.into_inner().ttl)
+        }
+    }
+}
+
+/// A lease's status as the leader's timers see it.
+pub async fn time_to_live(server: &EtcdServer, id: i64) -> Result<Option<LeaseStatus>> {
+    match server.leader_peer()? {
+        None => Ok(server.lessor().status(id)),
+        Some(mut leader) => {
+            let resp = leader
+                .lease_time_to_live(TimeToLiveRequest { id })
+                .await
+                .map_err(|_| Error::LeaderChanged)?
+                .into_inner();
+            Ok(resp.found.then_some(LeaseStatus { remaining: resp.remaining, granted: resp.granted, keys: resp.keys }))
+        }
+    }
+}
+
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(&self, request: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+        let mut req = request.into_inner();
+        if req.ttl > MAX_LEASE_TTL {
+            return Err(Error::LeaseTtlTooLarge.into());
+        }
+        if req.id == 0 {
+            req.id = self.server.next_id();
+        }
+        match self.server.propose(Cmd::LeaseGrant(req)).await? {
+            Out::LeaseGrant(mut resp) => {
+                self.server.headers().stamp(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other).into()),
+        }
+    }
+
+    async fn lease_revoke(&self, request: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
+        match self.server.propose(Cmd::LeaseRevoke(request.into_inner())).await? {
+            Out::LeaseRevoke(mut resp) => {
+                self.server.headers().stamp(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other).into()),
+        }
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let mut inbound = request.into_inner();
+        let server = self.server.clone();
+        let output = async_stream::try_stream! {
+            while let Some(req) = inbound.next().await {
+                let req = req?;
+                let ttl = keep_alive(&server, req.id).await?;
+                let header = Some(server.headers().make(server.mvcc().current_revision()));
+                yield LeaseKeepAliveResponse { header, id: req.id, ttl };
+            }
+        };
+        Ok(Response::new(Box::pin(output)))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let req = request.into_inner();
+        let header = Some(self.server.headers().make(self.server.mvcc().current_revision()));
+        let resp = match time_to_live(&self.server, req.id).await? {
+            Some(status) => LeaseTimeToLiveResponse {
+                header,
+                id: req.id,
+                ttl: status.remaining,
+                granted_ttl: status.granted,
+                keys: if req.keys { status.keys } else { Vec::new() },
+            },
+            // etcd answers a missing lease with TTL -1 rather than an error.
+            None => LeaseTimeToLiveResponse { header, id: req.id, ttl: -1, granted_ttl: 0, keys: Vec::new() },
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_leases(&self, _request: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let leases = self.server.lessor().ids().into_iter().map(|id| PbLeaseStatus { id }).collect();
+        let header = Some(self.server.headers().make(self.server.mvcc().current_revision()));
+        Ok(Response::new(LeaseLeasesResponse { header, leases }))
+    }
+}

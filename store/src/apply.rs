@@ -1,0 +1,467 @@
+//! Apply: turns committed raft entries into state, deterministically.
+//!
+//! The only place with side effects on the applied state. No clock, no randomness, no I/O but
+//! RocksDB: every member applying the same entries reaches the same state. One batch of
+//! entries becomes one `WriteBatch` holding the data, the applied log id and the membership,
+//! so after a crash the member resumes exactly after the last batch that reached the WAL.
+
+use std::sync::{Arc, Mutex};
+
+use openraft::EntryPayload;
+
+use crate::cluster::ClusterState;
+use crate::error::{Error, Result};
+use crate::lease::Lessor;
+use crate::mvcc::{KeyRange, MvccStore, MvccWriter, TxnWrite};
+use crate::pb::etcdserverpb::alarm_request::AlarmAction;
+use crate::pb::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use crate::pb::etcdserverpb::request_op::Request as Op;
+use crate::pb::etcdserverpb::response_op::Response as OpResponse;
+use crate::pb::etcdserverpb::{
+    AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse, Compare,
+    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeResponse, PutRequest, PutResponse, ResponseHeader, ResponseOp,
+    TxnRequest, TxnResponse,
+};
+use crate::pb::mvccpb::KeyValue;
+use crate::pb::oxcdpb::internal_request::Request as Cmd;
+use crate::pb::oxcdpb::internal_response::Response as Out;
+use crate::pb::oxcdpb::{Empty, InternalRequest, InternalResponse};
+use crate::raft::{encode, Entry, LogId, Response, StorageError, StoredMembership};
+use crate::storage::schema::meta_keys;
+use crate::storage::{Cf, Storage};
+use crate::watch::WatchHub;
+
+/// The applied state and what applying changes.
+pub struct Applier {
+    storage: Storage,
+    mvcc: Arc<MvccStore>,
+    lessor: Arc<Lessor>,
+    cluster: Arc<ClusterState>,
+    hub: Arc<WatchHub>,
+    applied: Mutex<(Option<LogId>, StoredMembership)>,
+    applied_index: tokio::sync::watch::Sender<u64>,
+}
+
+impl Applier {
+    /// Wires the applier over the stores, loading the last applied log id and membership.
+    pub fn open(
+        storage: Storage,
+        mvcc: Arc<MvccStore>,
+        lessor: Arc<Lessor>,
+        cluster: Arc<ClusterState>,
+        hub: Arc<WatchHub>,
+    ) -> Result<Applier> {
+        let applied = load_applied(&storage)?;
+        let index = applied.0.map(|l| l.index).unwrap_or(0);
+        Ok(Applier {
+            storage,
+            mvcc,
+            lessor,
+            cluster,
+            hub,
+            applied: Mutex::new(applied),
+            applied_index: tokio::sync::watch::channel(index).0,
+        })
+    }
+
+    /// The last applied log id and membership, as raft asks on start-up.
+    pub fn applied_state(&self) -> (Option<LogId>, StoredMembership) {
+        self.applied.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Follows the applied index (linearizable reads wait on it).
+    pub fn subscribe_applied(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied_index.subscribe()
+    }
+
+    /// Re-reads the applied log id and membership (after a snapshot install).
+    pub fn reload(&self) -> Result<()> {
+        let applied = load_applied(&self.storage)?;
+        let index = applied.0.map(|l| l.index).unwrap_or(0);
+        *self.applied.lock().unwrap_or_else(|e| e.into_inner()) = applied;
+        self.applied_index.send_replace(index);
+        Ok(())
+    }
+
+    /// Applies a batch of committed entries; one response per entry, in order.
+    pub fn apply(&self, entries: Vec<Entry>) -> Result<Vec<Response>, StorageError> {
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            return Ok(Vec::new());
+        };
+        let mut responses = Vec::with_capacity(entries.len());
+        let mut writer = self.mvcc.writer();
+        let mut membership = None;
+        for entry in entries {
+            let out = match entry.payload {
+                EntryPayload::Blank => Out::Empty(Empty {}),
+                EntryPayload::Normal(req) => match self.apply_command(&mut writer, req.0) {
+                    Ok(out) => out,
+                    Err(Error::Internal(msg)) => return Err(storage_err(&msg)),
+                    Err(e) => Out::Error(e.to_string()),
+                },
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                    Out::Empty(Empty {})
+                }
+            };
+            responses.push(Response(InternalResponse { response: Some(out) }));
+        }
+        let meta = self.storage.cf(Cf::Meta);
+        let applied_bytes = encode(&Some(last)).map_err(|e| storage_err(&e))?;
+        writer.batch().put_cf(meta, meta_keys::APPLIED, applied_bytes);
+        if let Some(m) = &membership {
+            let bytes = encode(m).map_err(|e| storage_err(&e))?;
+            writer.batch().put_cf(meta, meta_keys::MEMBERSHIP, bytes);
+        }
+        let events = writer.commit().map_err(|e| storage_err(&e))?;
+        {
+            let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+            applied.0 = Some(last);
+            if let Some(m) = membership {
+                applied.1 = m;
+            }
+        }
+        if !events.is_empty() {
+            self.hub.publish(&events);
+        }
+        self.applied_index.send_replace(last.index);
+        Ok(responses)
+    }
+
+    fn apply_command(&self, w: &mut MvccWriter<'_>, req: InternalRequest) -> Result<Out> {
+        let Some(cmd) = req.request else {
+            return Ok(Out::Empty(Empty {}));
+        };
+        Ok(match cmd {
+            Cmd::Put(put) => {
+                self.check_space()?;
+                let mut txn = w.txn();
+                let mut resp = self.put(&mut txn, &put)?;
+                resp.header = Some(revision_header(txn.finish()));
+                Out::Put(resp)
+            }
+            Cmd::DeleteRange(del) => {
+                let mut txn = w.txn();
+                let mut resp = self.delete_range(&mut txn, &del)?;
+                resp.header = Some(revision_header(txn.finish()));
+                Out::DeleteRange(resp)
+            }
+            Cmd::Txn(txn_req) => {
+                if has_put(&txn_req) {
+                    self.check_space()?;
+                }
+                let mut txn = w.txn();
+                let path = decide_path(&txn, &txn_req)?;
+                self.check_txn(&txn, &txn_req, &mut path.iter().copied())?;
+                let mut resp = self.txn(&mut txn, &txn_req, &mut path.iter().copied())?;
+                resp.header = Some(revision_header(txn.finish()));
+                Out::Txn(resp)
+            }
+            Cmd::Compaction(CompactionRequest { revision, .. }) => {
+                w.compact(revision)?;
+                Out::Compaction(CompactionResponse {
+                    header: Some(revision_header(w.current_revision())),
+                })
+            }
+            Cmd::LeaseGrant(LeaseGrantRequest { ttl, id }) => {
+                self.check_space()?;
+                let ttl = self.lessor.grant(w.batch(), id, ttl)?;
+                Out::LeaseGrant(LeaseGrantResponse {
+                    header: Some(revision_header(w.current_revision())),
+                    id,
+                    ttl,
+                    error: String::new(),
+                })
+            }
+            Cmd::LeaseRevoke(revoke) => Out::LeaseRevoke(self.revoke(w, revoke.id)?),
+            Cmd::LeaseExpire(expire) => match self.revoke(w, expire.id) {
+                Err(Error::LeaseNotFound) => Out::Empty(Empty {}),
+                other => Out::LeaseRevoke(other?),
+            },
+            Cmd::Alarm(AlarmRequest { action, member_id, alarm }) => {
+                let action = AlarmAction::try_from(action).unwrap_or(AlarmAction::Get);
+                let alarm = AlarmType::try_from(alarm).unwrap_or(AlarmType::None);
+                let alarms = self.cluster.apply_alarm(w.batch(), action, member_id, alarm)?;
+                Out::Alarm(AlarmResponse {
+                    header: Some(revision_header(w.current_revision())),
+                    alarms,
+                })
+            }
+            Cmd::MemberAttributes(attrs) => {
+                self.cluster.set_member(w.batch(), attrs);
+                Out::Empty(Empty {})
+            }
+            Cmd::MemberRemoved(removed) => {
+                self.cluster.remove_member(w.batch(), removed.id);
+                Out::Empty(Empty {})
+            }
+        })
+    }
+
+    fn check_space(&self) -> Result<()> {
+        if self.cluster.no_space() {
+            return Err(Error::NoSpace);
+        }
+        Ok(())
+    }
+
+    fn put(&self, txn: &mut TxnWrite<'_, '_>, req: &PutRequest) -> Result<PutResponse> {
+        if req.lease != 0 && !self.lessor.exists(req.lease) {
+            return Err(Error::LeaseNotFound);
+        }
+        let prev = txn.value_of(&req.key)?;
+        if (req.ignore_value || req.ignore_lease) && prev.is_none() {
+            return Err(Error::KeyNotFound);
+        }
+        let value = match (&prev, req.ignore_value) {
+            (Some(p), true) => p.value.clone(),
+            _ => req.value.clone(),
+        };
+        let lease = match (&prev, req.ignore_lease) {
+            (Some(p), true) => p.lease,
+            _ => req.lease,
+        };
+        let (_, replaced) = txn.put(&req.key, value, lease);
+        self.lessor.reattach(&req.key, replaced.map(|c| c.lease).unwrap_or(0), lease);
+        Ok(PutResponse {
+            header: Some(revision_header(txn.revision())),
+            prev_kv: if req.prev_kv { prev } else { None },
+        })
+    }
+
+    fn delete_range(
+        &self,
+        txn: &mut TxnWrite<'_, '_>,
+        req: &DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse> {
+        let range = KeyRange::new(&req.key, &req.range_end);
+        let deleted = txn.delete_range(&range);
+        let mut prev_kvs = Vec::new();
+        for (key, change) in &deleted {
+            self.lessor.reattach(key, change.lease, 0);
+            if req.prev_kv {
+                if let Some(kv) = txn.read(change.rev)? {
+                    prev_kvs.push(kv);
+                }
+            }
+        }
+        Ok(DeleteRangeResponse {
+            header: Some(revision_header(txn.revision())),
+            deleted: deleted.len() as i64,
+            prev_kvs,
+        })
+    }
+
+    fn txn(
+        &self,
+        txn: &mut TxnWrite<'_, '_>,
+        req: &TxnRequest,
+        path: &mut impl Iterator<Item = bool>,
+    ) -> Result<TxnResponse> {
+        let succeeded = path.next().unwrap_or(false);
+        let ops = if succeeded { &req.success } else { &req.failure };
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            let response = match &op.request {
+                Some(Op::RequestRange(r)) => OpResponse::ResponseRange(txn.range(r)?),
+                Some(Op::RequestPut(p)) => OpResponse::ResponsePut(self.put(txn, p)?),
+                Some(Op::RequestDeleteRange(d)) => {
+                    OpResponse::ResponseDeleteRange(self.delete_range(txn, d)?)
+                }
+                Some(Op::RequestTxn(t)) => OpResponse::ResponseTxn(self.txn(txn, t, path)?),
+                None => continue,
+            };
+            responses.push(ResponseOp { response: Some(response) });
+        }
+        Ok(TxnResponse { header: Some(revision_header(txn.revision())), succeeded, responses })
+    }
+
+    /// etcd's `checkTxn`: every put on the chosen path must name an existing lease and, with
+    /// `ignore_value`/`ignore_lease`, an existing key, so a txn never fails half-applied.
+    fn check_txn(
+        &self,
+        txn: &TxnWrite<'_, '_>,
+        req: &TxnRequest,
+        path: &mut impl Iterator<Item = bool>,
+    ) -> Result<()> {
+        let ops = if path.next().unwrap_or(false) { &req.success } else { &req.failure };
+        for op in ops {
+            match &op.request {
+                Some(Op::RequestPut(p)) => {
+                    if p.lease != 0 && !self.lessor.exists(p.lease) {
+                        return Err(Error::LeaseNotFound);
+                    }
+                    if (p.ignore_value || p.ignore_lease) && txn.get(&p.key).is_none() {
+                        return Err(Error::KeyNotFound);
+                    }
+                }
+                Some(Op::RequestTxn(t)) => self.check_txn(txn, t, path)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn revoke(&self, w: &mut MvccWriter<'_>, id: i64) -> Result<LeaseRevokeResponse> {
+        let keys = self.lessor.revoke(w.batch(), id)?;
+        let mut txn = w.txn();
+        for key in keys {
+            txn.delete_range(&KeyRange::Single(key));
+        }
+        Ok(LeaseRevokeResponse { header: Some(revision_header(txn.finish())) })
+    }
+}
+
+/// Evaluates every compare the txn will meet, before any op runs, in execution order (etcd's
+/// `compareToPath`): nested txns see the state as it was when the outer txn began.
+fn decide_path(txn: &TxnWrite<'_, '_>, req: &TxnRequest) -> Result<Vec<bool>> {
+    let mut path = Vec::new();
+    walk_path(txn, req, &mut path)?;
+    Ok(path)
+}
+
+fn walk_path(txn: &TxnWrite<'_, '_>, req: &TxnRequest, path: &mut Vec<bool>) -> Result<()> {
+    let mut ok = true;
+    for c in &req.compare {
+        if !compare(txn, c)? {
+            ok = false;
+            break;
+        }
+    }
+    path.push(ok);
+    let ops = if ok { &req.success } else { &req.failure };
+    for op in ops {
+        if let Some(Op::RequestTxn(t)) = &op.request {
+            walk_path(txn, t, path)?;
+        }
+    }
+    Ok(())
+}
+
+/// etcd's `applyCompare`: true if every key in the compare's range satisfies it; a value
+/// compare on no key is false, other targets compare against a zero key-value.
+fn compare(txn: &TxnWrite<'_, '_>, c: &Compare) -> Result<bool> {
+    let range = KeyRange::new(&c.key, &c.range_end);
+    let target = CompareTarget::try_from(c.target).unwrap_or(CompareTarget::Version);
+    let keys = txn.keys_in(&range);
+    if keys.is_empty() {
+        if target == CompareTarget::Value {
+            return Ok(false);
+        }
+        return Ok(compare_kv(c, target, &KeyValue::default()));
+    }
+    for (_, change) in keys {
+        let kv = match target {
+            CompareTarget::Value => txn.read(change.rev)?.unwrap_or_default(),
+            _ => KeyValue {
+                create_revision: change.create,
+                mod_revision: change.rev.main,
+                version: change.version,
+                lease: change.lease,
+                ..Default::default()
+            },
+        };
+        if !compare_kv(c, target, &kv) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn compare_kv(c: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
+    use std::cmp::Ordering;
+    let ord = match (target, &c.target_union) {
+        (CompareTarget::Value, Some(TargetUnion::Value(v))) => kv.value.as_slice().cmp(v.as_slice()),
+        (CompareTarget::Value, _) => kv.value.as_slice().cmp(&[][..]),
+        (CompareTarget::Create, Some(TargetUnion::CreateRevision(r))) => kv.create_revision.cmp(r),
+        (CompareTarget::Mod, Some(TargetUnion::ModRevision(r))) => kv.mod_revision.cmp(r),
+        (CompareTarget::Version, Some(TargetUnion::Version(v))) => kv.version.cmp(v),
+        (CompareTarget::Lease, Some(TargetUnion::Lease(l))) => kv.lease.cmp(l),
+        (CompareTarget::Create, _) => kv.create_revision.cmp(&0),
+        (CompareTarget::Mod, _) => kv.mod_revision.cmp(&0),
+        (CompareTarget::Version, _) => kv.version.cmp(&0),
+        (CompareTarget::Lease, _) => kv.lease.cmp(&0),
+    };
+    match CompareResult::try_from(c.result).unwrap_or(CompareResult::Equal) {
+        CompareResult::Equal => ord == Ordering::Equal,
+        CompareResult::NotEqual => ord != Ordering::Equal,
+        CompareResult::Greater => ord == Ordering::Greater,
+        CompareResult::Less => ord == Ordering::Less,
+    }
+}
+
+fn has_put(req: &TxnRequest) -> bool {
+    req.success.iter().chain(&req.failure).any(|op| match &op.request {
+        Some(Op::RequestPut(_)) => true,
+        Some(Op::RequestTxn(t)) => has_put(t),
+        _ => false,
+    })
+}
+
+fn revision_header(revision: i64) -> ResponseHeader {
+    ResponseHeader { revision, ..Default::default() }
+}
+
+fn load_applied(storage: &Storage) -> Result<(Option<LogId>, StoredMembership)> {
+    let db = storage.db();
+    let meta = storage.cf(Cf::Meta);
+    let applied: Option<LogId> = match db.get_cf(meta, meta_keys::APPLIED)? {
+        Some(b) => crate::raft::decode(&b).map_err(|e| Error::internal("decode applied", e))?,
+        None => None,
+    };
+    let membership = match db.get_cf(meta, meta_keys::MEMBERSHIP)? {
+        Some(b) => crate::raft::decode(&b).map_err(|e| Error::internal("decode membership", e))?,
+        None => StoredMembership::default(),
+    };
+    Ok((applied, membership))
+}
+
+fn storage_err(e: &dyn std::fmt::Display) -> StorageError {
+    openraft::StorageIOError::new(
+        openraft::ErrorSubject::StateMachine,
+        openraft::ErrorVerb::Write,
+        openraft::AnyError::error(e.to_string()),
+    )
+    .into()
+}
+
+/// Decodes an applied command's response into the client-facing result.
+pub fn into_result(resp: Response) -> Result<Out> {
+    match resp.0.response {
+        Some(Out::Error(msg)) => Err(Error::from_message(&msg)),
+        Some(out) => Ok(out),
+        None => Err(Error::Internal("empty apply response".into())),
+    }
+}
+
+impl Applier {
+    /// Serves a txn that only reads, without raft (etcd does the same): evaluated under the
+    /// store's write lock so it sees one consistent revision, then discarded.
+    pub fn read_only_txn(&self, req: &TxnRequest) -> Result<TxnResponse> {
+        let mut writer = self.mvcc.writer();
+        let mut txn = writer.txn();
+        let path = decide_path(&txn, req)?;
+        let mut resp = self.txn(&mut txn, req, &mut path.iter().copied())?;
+        resp.header = Some(revision_header(txn.finish()));
+        Ok(resp)
+    }
+}
+
+/// Whether a txn changes nothing on any branch (so it can skip raft).
+pub fn is_read_only(req: &TxnRequest) -> bool {
+    req.success.iter().chain(&req.failure).all(|op| match &op.request {
+        Some(Op::RequestRange(_)) | None => true,
+        Some(Op::RequestTxn(t)) => is_read_only(t),
+        _ => false,
+    })
+}
+
+/// Whether every range in a read-only txn is serializable (then no ReadIndex is needed).
+pub fn is_serializable(req: &TxnRequest) -> bool {
+    req.success.iter().chain(&req.failure).all(|op| match &op.request {
+        Some(Op::RequestRange(r)) => r.serializable,
+        Some(Op::RequestTxn(t)) => is_serializable(t),
+        _ => true,
+    })
+}

@@ -1,0 +1,54 @@
+//! etcd's plain-HTTP endpoints on the client port: `/health`, `/version`, `/metrics`.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+
+use crate::api::maintenance::{CLUSTER_VERSION, ETCD_VERSION};
+use crate::server::EtcdServer;
+
+/// The HTTP routes, to be merged with the gRPC router.
+pub fn router(server: EtcdServer) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/version", get(version))
+        .route("/metrics", get(metrics))
+        .with_state(server)
+}
+
+async fn health(State(server): State<EtcdServer>) -> (StatusCode, String) {
+    let reason = if !server.cluster().alarms().is_empty() {
+        let names: Vec<String> = server
+            .cluster()
+            .alarms()
+            .iter()
+            .map(|a| {
+                crate::pb::etcdserverpb::AlarmType::try_from(a.alarm)
+                    .map(|t| t.as_str_name().to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        format!("ALARM {}", names.join(","))
+    } else {
+        match tokio::time::timeout(Duration::from_secs(1), server.linearizable_read()).await {
+            Ok(Ok(())) => String::new(),
+            Ok(Err(e)) => format!("RAFT {e}"),
+            Err(_) => "RAFT NO LEADER".to_string(),
+        }
+    };
+    let healthy = reason.is_empty();
+    let body = serde_json::json!({ "health": healthy.to_string(), "reason": reason }).to_string();
+    (if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
+}
+
+async fn version() -> String {
+    serde_json::json!({ "etcdserver": ETCD_VERSION, "etcdcluster": CLUSTER_VERSION }).to_string()
+}
+
+async fn metrics(State(server): State<EtcdServer>) -> String {
+    crate::metrics::DB_SIZE.set(server.storage().size_bytes() as i64);
+    crate::metrics::render()
+}

@@ -1,0 +1,33 @@
+//! oxcd: an etcd-compatible, raft-replicated key-value store.
+//!
+//! # Layout — the path of a request
+//! - `api/`: one file per etcd gRPC service; validates, calls the server, maps errors
+//!   (`api/status.rs` is the only `Error` → `tonic::Status` conversion).
+//! - `server`: the member; `propose` writes through raft, `linearizable_read` waits for a
+//!   read index. Owns the background roles (lease expiry, attribute publishing, compactor).
+//! - `raft/`: openraft's type config, RocksDB log store, state machine, peer network/service.
+//! - `apply`: the deterministic applier: committed entries → one RocksDB batch each.
+//! - `mvcc/`: revisions, the key index, ranges, writes, history, compaction.
+//! - `lease/`, `cluster`: leases; member attributes and alarms.
+//! - `watch/`: the watch hub (synced/unsynced watchers, catch-up from history).
+//! - `storage/`: the RocksDB database and its column families.
+//! - `http`, `metrics`, `config`, `serve`: HTTP endpoints, prometheus, etcd flags, listeners.
+
+pub mod api;
+pub mod apply;
+pub mod cluster;
+pub mod compactor;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod lease;
+pub mod metrics;
+pub mod mvcc;
+pub mod pb;
+pub mod raft;
+pub mod serve;
+pub mod server;
+pub mod storage;
+pub mod watch;
+
+pub use error::{Error, Result};

@@ -1,0 +1,43 @@
+//! The `oxcd` binary: parse etcd's flags, set up logging, run the member until a signal.
+
+use clap::Parser;
+use oxcd::config::Config;
+
+#[tokio::main]
+async fn main() {
+    let config = Config::parse();
+    let level = match config.log_level.as_str() {
+        "panic" | "fatal" => "error".to_string(),
+        other => other.to_string(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},openraft=warn")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    if let Err(e) = oxcd::serve::run(config, shutdown_signal()).await {
+        // One line in etcd's manner, never a backtrace: this is an operator-facing error.
+        eprintln!("oxcd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

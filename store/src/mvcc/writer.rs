@@ -1,0 +1,206 @@
+//! Writes: one `MvccWriter` per batch of applied raft entries, one `TxnWrite` per etcd
+//! revision inside it.
+//!
+//! The writer holds the index's write lock for the whole batch, so readers never see a
+//! half-applied batch, and keeps written values in an overlay so later entries of the same
+//! batch read them before they reach RocksDB. Nothing here is synced: the raft log is the
+//! durable record, and the applied index travels in the same `WriteBatch` (see `apply`).
+
+use std::collections::HashMap;
+use std::sync::RwLockWriteGuard;
+
+use prost::Message;
+use rocksdb::WriteBatch;
+
+use super::index::KeyRev;
+use super::key_range::KeyRange;
+use super::range;
+use super::revision::Revision;
+use super::store::{event_of, MvccState, MvccStore};
+use crate::error::{Error, Result};
+use crate::pb::etcdserverpb::{RangeRequest, RangeResponse};
+use crate::pb::mvccpb::{Event, KeyValue};
+use crate::storage::schema::meta_keys;
+use crate::storage::Cf;
+
+/// Exclusive access to the store for one batch of applied entries.
+pub struct MvccWriter<'a> {
+    store: &'a MvccStore,
+    state: RwLockWriteGuard<'a, MvccState>,
+    batch: WriteBatch,
+    overlay: HashMap<Revision, KeyValue>,
+    events: Vec<Event>,
+}
+
+impl<'a> MvccWriter<'a> {
+    pub(crate) fn new(store: &'a MvccStore) -> MvccWriter<'a> {
+        let state = store.state.write().unwrap_or_else(|e| e.into_inner());
+        MvccWriter { store, state, batch: WriteBatch::default(), overlay: HashMap::new(), events: Vec::new() }
+    }
+
+    /// The batch every side effect of this apply goes into, so they land atomically.
+    pub fn batch(&mut self) -> &mut WriteBatch {
+        &mut self.batch
+    }
+
+    /// The newest revision, including this batch's writes so far.
+    pub fn current_revision(&self) -> i64 {
+        self.state.current
+    }
+
+    /// The revision compacted up to.
+    pub fn compacted_revision(&self) -> i64 {
+        self.state.compacted
+    }
+
+    /// Starts the next revision's changes.
+    pub fn txn(&mut self) -> TxnWrite<'_, 'a> {
+        let main = self.state.current + 1;
+        TxnWrite { w: self, main, sub: 0 }
+    }
+
+    /// Compacts history up to `rev`: reads below it fail afterwards and its rows are deleted.
+    pub fn compact(&mut self, rev: i64) -> Result<()> {
+        if rev <= self.state.compacted {
+            return Err(Error::Compacted);
+        }
+        if rev > self.state.current {
+            return Err(Error::FutureRev);
+        }
+        self.state.compacted = rev;
+        let dropped = self.state.index.compact(rev);
+        let cf = self.store.storage.cf(Cf::Kv);
+        for r in dropped {
+            self.overlay.remove(&r);
+            self.batch.delete_cf(cf, r.to_bytes());
+        }
+        self.batch.put_cf(self.store.storage.cf(Cf::Meta), meta_keys::COMPACTED, rev.to_be_bytes());
+        Ok(())
+    }
+
+    /// Writes the batch (unsynced: the raft log already holds these entries durably, and the
+    /// next synced log append flushes the shared WAL) and returns the events, in order.
+    pub fn commit(mut self) -> Result<Vec<Event>> {
+        let meta = self.store.storage.cf(Cf::Meta);
+        let current = self.state.current;
+        self.batch.put_cf(meta, meta_keys::REVISION, current.to_be_bytes());
+        let mut opts = rocksdb::WriteOptions::default();
+        opts.set_sync(false);
+        self.store.storage.db().write_opt(std::mem::take(&mut self.batch), &opts)?;
+        Ok(std::mem::take(&mut self.events))
+    }
+
+    fn read_value(&self, rev: Revision) -> Result<Option<KeyValue>> {
+        match self.overlay.get(&rev) {
+            Some(kv) => Ok(Some(kv.clone())),
+            None => self.store.read_rev(rev),
+        }
+    }
+}
+
+/// The changes of one revision. Every change gets the same main revision and its own sub
+/// revision; the revision advances only if something changed.
+pub struct TxnWrite<'t, 'a> {
+    w: &'t mut MvccWriter<'a>,
+    main: i64,
+    sub: i64,
+}
+
+impl TxnWrite<'_, '_> {
+    /// A range that sees this transaction's own earlier writes, as etcd's txn does.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        let state = &self.w.state;
+        let at = if self.sub > 0 { self.main } else { state.current };
+        let plan = range::plan(&state.index, req, at, state.compacted, at)?;
+        plan.fetch(|revs| {
+            revs.iter()
+                .map(|r| self.w.read_value(*r)?.ok_or(Error::Compacted))
+                .collect()
+        })
+    }
+
+    /// The key's live change as of now (including this transaction's writes).
+    pub fn get(&self, key: &[u8]) -> Option<KeyRev> {
+        self.w.state.index.latest(key).copied().filter(|c| !c.is_tombstone())
+    }
+
+    /// The full key-value of a live change, for `prev_kv` answers.
+    pub fn value_of(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        match self.get(key) {
+            Some(c) => self.w.read_value(c.rev),
+            None => Ok(None),
+        }
+    }
+
+    /// Live keys in `range` with their current change, in key order.
+    pub fn keys_in(&self, range: &KeyRange) -> Vec<(Vec<u8>, KeyRev)> {
+        let state = &self.w.state;
+        let at = if self.sub > 0 { self.main } else { state.current };
+        let (found, _) = state.index.range_at(range, at, 0, false);
+        found.into_iter().map(|(k, c)| (k.to_vec(), c)).collect()
+    }
+
+    /// Writes `key = value` attached to `lease`; returns the new key-value and the change it
+    /// replaced (for lease detachment and `prev_kv`).
+    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> (KeyValue, Option<KeyRev>) {
+        let prev = self.get(key);
+        let rev = Revision::new(self.main, self.sub);
+        let (create, version) = match prev {
+            Some(p) => (p.create, p.version + 1),
+            None => (self.main, 1),
+        };
+        let kv = KeyValue {
+            key: key.to_vec(),
+            create_revision: create,
+            mod_revision: self.main,
+            version,
+            value,
+            lease,
+        };
+        self.record(rev, KeyRev { rev, create, version, lease }, kv.clone());
+        (kv, prev)
+    }
+
+    /// Deletes every live key in `range`; returns what was deleted.
+    pub fn delete_range(&mut self, range: &KeyRange) -> Vec<(Vec<u8>, KeyRev)> {
+        let doomed = self.keys_in(range);
+        for (key, _) in &doomed {
+            let rev = Revision::new(self.main, self.sub);
+            let tombstone =
+                KeyValue { key: key.clone(), mod_revision: self.main, ..Default::default() };
+            self.record(rev, KeyRev { rev, create: 0, version: 0, lease: 0 }, tombstone);
+        }
+        doomed
+    }
+
+    /// Reads a stored change (overlay first), for `prev_kv` of deletes.
+    pub fn read(&self, rev: Revision) -> Result<Option<KeyValue>> {
+        self.w.read_value(rev)
+    }
+
+    /// Ends the transaction; returns the store's revision after it.
+    pub fn finish(self) -> i64 {
+        if self.sub > 0 {
+            self.w.state.current = self.main;
+        }
+        self.w.state.current
+    }
+
+    /// The revision this transaction writes at (valid once it has changed something).
+    pub fn revision(&self) -> i64 {
+        if self.sub > 0 {
+            self.main
+        } else {
+            self.w.state.current
+        }
+    }
+
+    fn record(&mut self, rev: Revision, change: KeyRev, kv: KeyValue) {
+        let w = &mut *self.w;
+        w.state.index.push(&kv.key, change);
+        w.batch.put_cf(w.store.storage.cf(Cf::Kv), rev.to_bytes(), kv.encode_to_vec());
+        w.events.push(event_of(kv.clone()));
+        w.overlay.insert(rev, kv);
+        self.sub += 1;
+    }
+}

@@ -1,0 +1,182 @@
+//! The raft log in RocksDB (`Cf::RaftLog`, `Cf::RaftMeta`).
+//!
+//! Durability: appends and votes are written with `sync` before raft is told they are done;
+//! that fsync also covers the state machine's unsynced writes, which share the WAL.
+
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, RaftLogReader, Vote};
+use rocksdb::WriteBatch;
+
+use super::{decode, encode, Entry, LogId, StorageError, TypeConfig};
+use crate::metrics;
+use crate::storage::schema::raft_meta_keys;
+use crate::storage::{Cf, Storage};
+
+/// The log store; clones share the database.
+#[derive(Clone)]
+pub struct LogStore {
+    storage: Storage,
+}
+
+impl LogStore {
+    /// The log store over the member's database.
+    pub fn new(storage: Storage) -> LogStore {
+        LogStore { storage }
+    }
+
+    fn meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+        let cf = self.storage.cf(Cf::RaftMeta);
+        match self.storage.db().get_cf(cf, key).map_err(|e| read_err(&e))? {
+            Some(bytes) => decode(&bytes).map(Some).map_err(|e| read_err(&e)),
+            None => Ok(None),
+        }
+    }
+
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError> {
+        let mut opts = rocksdb::WriteOptions::default();
+        opts.set_sync(sync);
+        let timer = metrics::WAL_FSYNC.start_timer();
+        let res = self.storage.db().write_opt(batch, &opts).map_err(|e| write_err(&e));
+        if sync {
+            timer.observe_duration();
+        } else {
+            timer.stop_and_discard();
+        }
+        res
+    }
+
+    fn last_entry(&self) -> Result<Option<Entry>, StorageError> {
+        let cf = self.storage.cf(Cf::RaftLog);
+        let mut iter = self.storage.db().iterator_cf(cf, rocksdb::IteratorMode::End);
+        match iter.next() {
+            Some(item) => {
+                let (_, value) = item.map_err(|e| read_err(&e))?;
+                decode(&value).map(Some).map_err(|e| read_err(&e))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn read_err(e: &dyn std::fmt::Display) -> StorageError {
+    openraft::StorageIOError::new(ErrorSubject::Logs, ErrorVerb::Read, openraft::AnyError::error(e.to_string()))
+        .into()
+}
+
+fn write_err(e: &dyn std::fmt::Display) -> StorageError {
+    openraft::StorageIOError::new(ErrorSubject::Logs, ErrorVerb::Write, openraft::AnyError::error(e.to_string()))
+        .into()
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = match range.start_bound() {
+            std::ops::Bound::Included(i) => *i,
+            std::ops::Bound::Excluded(i) => i + 1,
+            std::ops::Bound::Unbounded => 0,
+        };
+        let cf = self.storage.cf(Cf::RaftLog);
+        let key = index_key(start);
+        let iter = self
+            .storage
+            .db()
+            .iterator_cf(cf, rocksdb::IteratorMode::From(&key, rocksdb::Direction::Forward));
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item.map_err(|e| read_err(&e))?;
+            let arr: [u8; 8] = k.as_ref().try_into().map_err(|_| read_err(&"bad log key"))?;
+            if !range.contains(&u64::from_be_bytes(arr)) {
+                break;
+            }
+            out.push(decode(&v).map_err(|e| read_err(&e))?);
+        }
+        Ok(out)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged: Option<LogId> = self.meta(raft_meta_keys::LAST_PURGED)?;
+        let last = self.last_entry()?.map(|e| e.log_id).or(last_purged);
+        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        let bytes = encode(vote).map_err(|e| write_err(&e))?;
+        batch.put_cf(self.storage.cf(Cf::RaftMeta), raft_meta_keys::VOTE, bytes);
+        // A vote must never be forgotten: a member that votes twice in a term breaks raft.
+        self.write(batch, true)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
+        self.meta(raft_meta_keys::VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        let bytes = encode(&committed).map_err(|e| write_err(&e))?;
+        batch.put_cf(self.storage.cf(Cf::RaftMeta), raft_meta_keys::COMMITTED, bytes);
+        // Unsynced: losing it only means re-learning the commit index from the leader (or, for
+        // a single member, from the log itself), as openraft allows.
+        self.write(batch, false)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.meta::<Option<LogId>>(raft_meta_keys::COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let cf = self.storage.cf(Cf::RaftLog);
+        let mut batch = WriteBatch::default();
+        for entry in entries {
+            let bytes = encode(&entry).map_err(|e| write_err(&e))?;
+            batch.put_cf(cf, index_key(entry.log_id.index), bytes);
+        }
+        // Synced before acknowledging: an acknowledged entry may already be committed.
+        let store = self.clone();
+        let res = tokio::task::spawn_blocking(move || store.write(batch, true))
+            .await
+            .map_err(|e| write_err(&e))?;
+        callback.log_io_completed(res.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+        res
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let cf = self.storage.cf(Cf::RaftLog);
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(cf, index_key(log_id.index), index_key(u64::MAX));
+        // Synced: a truncated conflicting entry must not reappear after a crash.
+        self.write(batch, true)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        let bytes = encode(&log_id).map_err(|e| write_err(&e))?;
+        batch.put_cf(self.storage.cf(Cf::RaftMeta), raft_meta_keys::LAST_PURGED, bytes);
+        batch.delete_range_cf(self.storage.cf(Cf::RaftLog), index_key(0), index_key(log_id.index + 1));
+        // The purge point is recorded with the deletion; the snapshot it relies on was synced
+        // when it was built.
+        self.write(batch, true)
+    }
+}

@@ -1,0 +1,106 @@
+//! The raft network: openraft's RPCs to other members over the peer gRPC service.
+//!
+//! Messages are bincode inside `oxcdpb.RaftBytes`; snapshots go in openraft's chunks
+//! (`snapshot_max_chunk_size`), never as one giant message.
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{decode, encode, TypeConfig};
+use crate::pb::oxcdpb::raft_peer_client::RaftPeerClient;
+use crate::pb::oxcdpb::RaftBytes;
+
+/// Creates one connection per peer, lazily (a peer that is down does not block start-up).
+#[derive(Clone, Default)]
+pub struct Network;
+
+/// The connection to one peer.
+pub struct PeerConnection {
+    target: u64,
+    client: Option<RaftPeerClient<Channel>>,
+    addr: String,
+}
+
+/// Opens a lazily-connecting gRPC channel to a peer URL.
+pub fn peer_channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(addr.to_string())?
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerConnection {
+        let client = peer_channel(&node.addr).ok().map(|c| {
+            RaftPeerClient::new(c).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX)
+        });
+        PeerConnection { target, client, addr: node.addr.clone() }
+    }
+}
+
+type RpcResult<T, E> = Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
+
+impl PeerConnection {
+    async fn call<Req, Resp, E>(&mut self, method: Method, req: &Req) -> RpcResult<Resp, E>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+        E: std::error::Error + serde::de::DeserializeOwned,
+    {
+        let Some(client) = self.client.as_mut() else {
+            let err = std::io::Error::other(format!("bad peer url {}", self.addr));
+            return Err(RPCError::Unreachable(Unreachable::new(&err)));
+        };
+        let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let msg = RaftBytes { data };
+        let reply = match method {
+            Method::Append => client.append_entries(msg).await,
+            Method::Vote => client.vote(msg).await,
+            Method::Snapshot => client.install_snapshot(msg).await,
+        };
+        let reply = reply.map_err(|status| RPCError::Unreachable(Unreachable::new(&status)))?;
+        let result: Result<Resp, RaftError<u64, E>> =
+            decode(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+enum Method {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<u64>, openraft::error::Infallible> {
+        self.call(Method::Append, &rpc).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<u64>, InstallSnapshotError> {
+        self.call(Method::Snapshot, &rpc).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        _option: RPCOption,
+    ) -> RpcResult<VoteResponse<u64>, openraft::error::Infallible> {
+        self.call(Method::Vote, &rpc).await
+    }
+}

@@ -1,0 +1,88 @@
+//! The peer gRPC service: raft traffic and follower-to-leader forwarding. Served on the peer
+//! URLs only, never to clients.
+
+use tonic::{Request, Response, Status};
+
+use super::{decode, encode, TypeConfig};
+use crate::error::Error;
+use crate::pb::oxcdpb::raft_peer_server::RaftPeer;
+use crate::pb::oxcdpb::{
+    Empty, InternalRequest, InternalResponse, KeepAliveRequest, KeepAliveResponse, RaftBytes,
+    ReadIndexResponse, TimeToLiveRequest, TimeToLiveResponse,
+};
+use crate::server::EtcdServer;
+
+/// The peer service of a member.
+pub struct PeerService {
+    server: EtcdServer,
+}
+
+impl PeerService {
+    /// The service over a member.
+    pub fn new(server: EtcdServer) -> PeerService {
+        PeerService { server }
+    }
+}
+
+fn bad_message(e: bincode::Error) -> Status {
+    Status::invalid_argument(format!("undecodable raft message: {e}"))
+}
+
+fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftBytes>, Status> {
+    let data = encode(value).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(RaftBytes { data }))
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(&self, request: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        let req: openraft::raft::AppendEntriesRequest<TypeConfig> =
+            decode(&request.into_inner().data).map_err(bad_message)?;
+        reply(&self.server.raft().append_entries(req).await)
+    }
+
+    async fn vote(&self, request: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        let req: openraft::raft::VoteRequest<u64> = decode(&request.into_inner().data).map_err(bad_message)?;
+        reply(&self.server.raft().vote(req).await)
+    }
+
+    async fn install_snapshot(&self, request: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        let req: openraft::raft::InstallSnapshotRequest<TypeConfig> =
+            decode(&request.into_inner().data).map_err(bad_message)?;
+        reply(&self.server.raft().install_snapshot(req).await)
+    }
+
+    async fn propose(&self, request: Request<InternalRequest>) -> Result<Response<InternalResponse>, Status> {
+        let cmd = request.into_inner().request.ok_or_else(|| Status::invalid_argument("empty proposal"))?;
+        let response = match self.server.propose(cmd).await {
+            Ok(out) => out,
+            Err(e @ Error::Internal(_)) => return Err(e.into()),
+            Err(e) => crate::pb::oxcdpb::internal_response::Response::Error(e.to_string()),
+        };
+        Ok(Response::new(InternalResponse { response: Some(response) }))
+    }
+
+    async fn read_index(&self, _request: Request<Empty>) -> Result<Response<ReadIndexResponse>, Status> {
+        let index = self.server.read_index().await?;
+        Ok(Response::new(ReadIndexResponse { index }))
+    }
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<KeepAliveRequest>,
+    ) -> Result<Response<KeepAliveResponse>, Status> {
+        let ttl = self.server.lessor().renew(request.into_inner().id).unwrap_or(0);
+        Ok(Response::new(KeepAliveResponse { ttl }))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<TimeToLiveRequest>,
+    ) -> Result<Response<TimeToLiveResponse>, Status> {
+        let resp = match self.server.lessor().status(request.into_inner().id) {
+            Some(s) => TimeToLiveResponse { found: true, remaining: s.remaining, granted: s.granted, keys: s.keys },
+            None => TimeToLiveResponse::default(),
+        };
+        Ok(Response::new(resp))
+    }
+}

@@ -1,0 +1,149 @@
+//! Listeners: client URLs (gRPC and HTTP on one port, as etcd), peer URLs (the peer service
+//! only) and metrics URLs. `run` owns the member's lifetime and its shutdown order.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::{bail, Context};
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+
+use crate::api::cluster::ClusterService;
+use crate::api::kv::KvService;
+use crate::api::lease::LeaseService;
+use crate::api::maintenance::MaintenanceService;
+use crate::api::watch::WatchService;
+use crate::config::Config;
+use crate::pb::etcdserverpb::cluster_server::ClusterServer;
+use crate::pb::etcdserverpb::kv_server::KvServer;
+use crate::pb::etcdserverpb::lease_server::LeaseServer;
+use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
+use crate::pb::etcdserverpb::watch_server::WatchServer;
+use crate::pb::oxcdpb::raft_peer_server::RaftPeerServer;
+use crate::raft::peer_service::PeerService;
+use crate::server::EtcdServer;
+
+/// gRPC overhead etcd allows on top of `--max-request-bytes`.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Starts a member and serves it until `shutdown` resolves; then stops accepting, stops the
+/// background roles and raft, and syncs the WAL.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let client_addrs = resolve_all(&config.listen_client_urls, "--listen-client-urls")?;
+    let peer_addrs = resolve_all(&config.listen_peer_urls, "--listen-peer-urls")?;
+    let metrics_addrs = resolve_all(&config.listen_metrics_urls, "--listen-metrics-urls")?;
+    // Bind before starting raft so a taken port fails fast with a clear message.
+    let mut client_listeners = Vec::new();
+    for addr in &client_addrs {
+        client_listeners.push(TcpListener::bind(addr).await.with_context(|| format!("listen on client address {addr}"))?);
+    }
+    let mut peer_listeners = Vec::new();
+    for addr in &peer_addrs {
+        peer_listeners.push(TcpListener::bind(addr).await.with_context(|| format!("listen on peer address {addr}"))?);
+    }
+    let mut metrics_listeners = Vec::new();
+    for addr in &metrics_addrs {
+        metrics_listeners.push(TcpListener::bind(addr).await.with_context(|| format!("listen on metrics address {addr}"))?);
+    }
+
+    let server = EtcdServer::start(config.clone()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    server.spawn_background(stop_rx.clone());
+
+    let max_recv = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let headers = server.headers().clone();
+    let routes = Routes::new(
+        KvServer::new(KvService::new(server.clone()))
+            .max_decoding_message_size(max_recv)
+            .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(WatchServer::new(WatchService::new(server.hub().clone(), headers)).max_decoding_message_size(max_recv))
+    .add_service(LeaseServer::new(LeaseService::new(server.clone())).max_decoding_message_size(max_recv))
+    .add_service(
+        MaintenanceServer::new(MaintenanceService::new(server.clone()))
+            .max_decoding_message_size(max_recv)
+            .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(ClusterServer::new(ClusterService::new(server.clone())).max_decoding_message_size(max_recv));
+    let client_router = routes.into_axum_router().merge(crate::http::router(server.clone()));
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for listener in client_listeners {
+        let router = client_router.clone();
+        let stop = wait_stop(stop_rx.clone());
+        tasks.spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop).await });
+    }
+    for listener in metrics_listeners {
+        let router = crate::http::router(server.clone());
+        let stop = wait_stop(stop_rx.clone());
+        tasks.spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop).await });
+    }
+    for listener in peer_listeners {
+        let svc = RaftPeerServer::new(PeerService::new(server.clone()))
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        let router = Routes::new(svc).into_axum_router();
+        let stop = wait_stop(stop_rx.clone());
+        tasks.spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop).await });
+    }
+    tracing::info!(
+        name = server.name(),
+        member_id = %format!("{:x}", server.member_id()),
+        cluster_id = %format!("{:x}", server.headers().cluster_id()),
+        client = ?client_addrs,
+        peer = ?peer_addrs,
+        "serving"
+    );
+
+    tokio::select! {
+        _ = shutdown => tracing::info!("shutting down"),
+        Some(res) = tasks.join_next() => tracing::error!(result = ?res, "a listener stopped"),
+    }
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Turns a comma-separated URL flag into socket addresses (`localhost` → 127.0.0.1).
+fn resolve_all(flag: &str, name: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut out = Vec::new();
+    for url in Config::urls(flag) {
+        let rest = match url.split_once("://") {
+            Some(("http", rest)) => rest,
+            Some(("https", _)) => bail!("{name}: TLS ({url}) is not supported yet"),
+            Some((scheme, _)) => bail!("{name}: unsupported scheme {scheme:?} in {url}"),
+            None => bail!("{name}: {url:?} is not a URL (expected http://host:port)"),
+        };
+        let hostport = rest.trim_end_matches('/');
+        let (host, port) = hostport
+            .rsplit_once(':')
+            .with_context(|| format!("{name}: {url:?} has no port"))?;
+        let port: u16 = port.parse().with_context(|| format!("{name}: bad port in {url:?}"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ip = match host {
+            "localhost" => std::net::IpAddr::from([127, 0, 0, 1]),
+            h => h.parse().with_context(|| format!("{name}: {h:?} is not an IP address or localhost"))?,
+        };
+        out.push(SocketAddr::new(ip, port));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_etcd_urls() {
+        let addrs = resolve_all("http://localhost:2379,http://0.0.0.0:4001", "x").unwrap();
+        assert_eq!(addrs[0].to_string(), "127.0.0.1:2379");
+        assert_eq!(addrs[1].to_string(), "0.0.0.0:4001");
+        assert!(resolve_all("https://localhost:2379", "x").is_err());
+        assert!(resolve_all("localhost:2379", "x").is_err());
+    }
+}

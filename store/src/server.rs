@@ -1,0 +1,406 @@
+//! The member: wires storage, stores, raft and the background roles, and offers the two things
+//! every API handler needs: `propose` (write through raft, wait for apply) and
+//! `linearizable_read` (wait until this member has applied everything committed before now).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::BasicNode;
+use prost::Message;
+use tonic::transport::Channel;
+
+use crate::api::Headers;
+use crate::apply::{into_result, Applier};
+use crate::cluster::{self, ClusterState};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::lease::Lessor;
+use crate::mvcc::MvccStore;
+use crate::pb::oxcdpb::internal_request::Request as Cmd;
+use crate::pb::oxcdpb::internal_response::Response as Out;
+use crate::pb::oxcdpb::raft_peer_client::RaftPeerClient;
+use crate::pb::oxcdpb::{Empty, InternalRequest, LeaseExpire, MemberAttributes};
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{peer_channel, Network};
+use crate::raft::state_machine::StateMachine;
+use crate::raft::{Raft, Request};
+use crate::storage::schema::meta_keys;
+use crate::storage::{Cf, Storage};
+use crate::watch::WatchHub;
+
+/// How long a proposal may wait for raft before the client gets `Error::Timeout`.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(7);
+/// How many expired leases the leader revokes per tick.
+const EXPIRE_BATCH: usize = 64;
+
+/// A running member. Cheap to clone.
+#[derive(Clone)]
+pub struct EtcdServer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    name: String,
+    member_id: u64,
+    storage: Storage,
+    raft: Raft,
+    mvcc: Arc<MvccStore>,
+    lessor: Arc<Lessor>,
+    cluster: Arc<ClusterState>,
+    hub: Arc<WatchHub>,
+    applier: Arc<Applier>,
+    state_machine: StateMachine,
+    headers: Headers,
+    peers: Mutex<HashMap<String, RaftPeerClient<Channel>>>,
+    id_gen: AtomicU64,
+}
+
+impl EtcdServer {
+    /// Opens the data directory, starts raft and bootstraps or rejoins the cluster.
+    pub async fn start(config: Config) -> anyhow::Result<EtcdServer> {
+        let data_dir = config.data_dir();
+        let storage = Storage::open(&data_dir.join("member").join("db"))
+            .with_context(|| format!("opening data dir {}", data_dir.display()))?;
+        let peer_urls = Config::urls(&config.initial_advertise_peer_urls);
+        let member_id = cluster::member_id(&peer_urls, &config.initial_cluster_token, None);
+        let initial = config.initial_members().map_err(anyhow::Error::msg)?;
+        let initial_ids: Vec<(u64, String, Vec<String>)> = initial
+            .iter()
+            .map(|(name, urls)| (cluster::member_id(urls, &config.initial_cluster_token, None), name.clone(), urls.clone()))
+            .collect();
+        if config.initial_cluster_state == "new" && !initial_ids.iter().any(|(id, _, _)| *id == member_id) {
+            anyhow::bail!(
+                "couldn't find local name {:?} in the initial cluster configuration (--initial-cluster={}) with matching peer URLs {:?}",
+                config.name,
+                config.initial_cluster(),
+                peer_urls
+            );
+        }
+        let cluster_id = load_or_init_cluster_id(&storage, &initial_ids)?;
+
+        let mvcc = Arc::new(MvccStore::open(storage.clone())?);
+        let lessor = Arc::new(Lessor::open(storage.clone(), config.min_lease_ttl(), mvcc.leased_keys())?);
+        let cluster_state = Arc::new(ClusterState::open(storage.clone())?);
+        let hub = WatchHub::new(mvcc.clone());
+        let applier = Arc::new(Applier::open(
+            storage.clone(),
+            mvcc.clone(),
+            lessor.clone(),
+            cluster_state.clone(),
+            hub.clone(),
+        )?);
+        let state_machine =
+            StateMachine::new(storage.clone(), applier.clone(), mvcc.clone(), lessor.clone(), cluster_state.clone());
+        let raft_config = openraft::Config {
+            cluster_name: config.initial_cluster_token.clone(),
+            heartbeat_interval: config.heartbeat_interval,
+            election_timeout_min: config.election_timeout,
+            election_timeout_max: config.election_timeout * 2,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
+            max_in_snapshot_log_to_keep: 5000,
+            max_payload_entries: 1024,
+            snapshot_max_chunk_size: 4 << 20,
+            ..Default::default()
+        }
+        .validate()
+        .context("raft configuration")?;
+        let raft = Raft::new(
+            member_id,
+            Arc::new(raft_config),
+            Network,
+            LogStore::new(storage.clone()),
+            state_machine.clone(),
+        )
+        .await
+        .context("starting raft")?;
+
+        if config.initial_cluster_state == "new" && !raft.is_initialized().await? {
+            let nodes: BTreeMap<u64, BasicNode> = initial_ids
+                .iter()
+                .map(|(id, _, urls)| (*id, BasicNode::new(urls.first().cloned().unwrap_or_default())))
+                .collect();
+            raft.initialize(nodes).await.context("bootstrapping raft membership")?;
+        }
+
+        let seed = (member_id & 0xffff) << 48
+            | ((std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0)
+                & ((1 << 40) - 1))
+                << 8);
+        let server = EtcdServer {
+            inner: Arc::new(Inner {
+                name: config.name.clone(),
+                config,
+                member_id,
+                storage,
+                raft,
+                mvcc,
+                lessor,
+                cluster: cluster_state,
+                hub,
+                applier,
+                state_machine,
+                headers: Headers::new(cluster_id, member_id),
+                peers: Mutex::new(HashMap::new()),
+                id_gen: AtomicU64::new(seed),
+            }),
+        };
+        Ok(server)
+    }
+
+    /// Starts the background roles: raft observer, lease expiry, attribute publishing and the
+    /// auto-compactor. They stop when `shutdown` resolves.
+    pub fn spawn_background(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
+        tokio::spawn(self.clone().observe_raft(shutdown.clone()));
+        tokio::spawn(self.clone().expire_leases(shutdown.clone()));
+        tokio::spawn(self.clone().publish_attributes(shutdown.clone()));
+        tokio::spawn(crate::compactor::run(self.clone(), shutdown));
+    }
+
+    /// Replicates `cmd` through raft and returns what applying it produced. Followers hand the
+    /// command to the leader.
+    pub async fn propose(&self, cmd: Cmd) -> Result<Out> {
+        let req = InternalRequest { request: Some(cmd) };
+        if req.encoded_len() > self.inner.config.max_request_bytes {
+            return Err(Error::RequestTooLarge);
+        }
+        match tokio::time::timeout(PROPOSE_TIMEOUT, self.propose_inner(req)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    async fn propose_inner(&self, req: InternalRequest) -> Result<Out> {
+        match self.inner.raft.client_write(Request(req.clone())).await {
+            Ok(resp) => into_result(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(fwd))) => {
+                let node = fwd.leader_node.ok_or(Error::NoLeader)?;
+                let mut client = self.peer(&node.addr)?;
+                let resp = client.propose(req).await.map_err(|_| Error::LeaderChanged)?;
+                into_result(crate::raft::Response(resp.into_inner()))
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(Error::Internal(e.to_string()))
+            }
+            Err(RaftError::Fatal(_)) => Err(Error::Stopped),
+        }
+    }
+
+    /// Returns once this member has applied every write committed before the call: the
+    /// leader confirms leadership with a quorum (ReadIndex); a follower asks the leader for
+    /// that index and waits to apply it.
+    pub async fn linearizable_read(&self) -> Result<()> {
+        let fut = async {
+            let index = self.read_index().await?;
+            let mut applied = self.inner.applier.subscribe_applied();
+            applied.wait_for(|a| *a >= index).await.map_err(|_| Error::Stopped)?;
+            Ok(())
+        };
+        tokio::time::timeout(PROPOSE_TIMEOUT, fut).await.unwrap_or(Err(Error::Timeout))
+    }
+
+    /// The log index a linearizable read must wait for, as the leader sees it.
+    pub async fn read_index(&self) -> Result<u64> {
+        match self.inner.raft.ensure_linearizable().await {
+            Ok(log_id) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(fwd))) => {
+                let node = fwd.leader_node.ok_or(Error::NoLeader)?;
+                let mut client = self.peer(&node.addr)?;
+                let resp = client.read_index(Empty {}).await.map_err(|_| Error::LeaderChanged)?;
+                Ok(resp.into_inner().index)
+            }
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(_))) => {
+                Err(Error::Timeout)
+            }
+            Err(RaftError::Fatal(_)) => Err(Error::Stopped),
+        }
+    }
+
+    /// A gRPC client for the member at `addr` (a peer URL), reused across calls.
+    pub fn peer(&self, addr: &str) -> Result<RaftPeerClient<Channel>> {
+        let mut peers = self.inner.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = peers.get(addr) {
+            return Ok(c.clone());
+        }
+        let channel = peer_channel(addr).map_err(|e| Error::internal("peer url", e))?;
+        let client = RaftPeerClient::new(channel);
+        peers.insert(addr.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// The leader's peer client, or `None` when this member leads.
+    pub fn leader_peer(&self) -> Result<Option<RaftPeerClient<Channel>>> {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader.ok_or(Error::NoLeader)?;
+        if leader == self.inner.member_id {
+            return Ok(None);
+        }
+        let node = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()
+            .ok_or(Error::NoLeader)?;
+        self.peer(&node.addr).map(Some)
+    }
+
+    /// A fresh id for a lease the client did not name: etcd's scheme (member bits, time,
+    /// counter), positive as an int64.
+    pub fn next_id(&self) -> i64 {
+        loop {
+            let raw = self.inner.id_gen.fetch_add(1, Ordering::Relaxed) + 1;
+            let id = (raw & ((1u64 << 63) - 1)) as i64;
+            if id != 0 {
+                return id;
+            }
+        }
+    }
+
+    /// The response-header stamp.
+    pub fn headers(&self) -> &Headers {
+        &self.inner.headers
+    }
+    /// The configuration the member runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+    /// The MVCC store (reads).
+    pub fn mvcc(&self) -> &Arc<MvccStore> {
+        &self.inner.mvcc
+    }
+    /// The lease table (timers and status).
+    pub fn lessor(&self) -> &Arc<Lessor> {
+        &self.inner.lessor
+    }
+    /// Members' attributes and alarms.
+    pub fn cluster(&self) -> &Arc<ClusterState> {
+        &self.inner.cluster
+    }
+    /// The watch hub.
+    pub fn hub(&self) -> &Arc<WatchHub> {
+        &self.inner.hub
+    }
+    /// The raft handle.
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+    /// The database.
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+    /// The applier (read-only txns).
+    pub fn applier(&self) -> &Arc<Applier> {
+        &self.inner.applier
+    }
+    /// The state machine (snapshots).
+    pub fn state_machine(&self) -> &StateMachine {
+        &self.inner.state_machine
+    }
+    /// This member's id.
+    pub fn member_id(&self) -> u64 {
+        self.inner.member_id
+    }
+    /// This member's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Keeps the header's raft term and the leader gauges current, and re-arms lease timers
+    /// whenever this member becomes leader (etcd's lessor promotion).
+    async fn observe_raft(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut metrics = self.inner.raft.metrics();
+        let mut was_leader = false;
+        loop {
+            let m = metrics.borrow_and_update().clone();
+            self.inner.headers.set_raft_term(m.current_term);
+            let is_leader = m.current_leader == Some(self.inner.member_id);
+            crate::metrics::HAS_LEADER.set(i64::from(m.current_leader.is_some()));
+            crate::metrics::IS_LEADER.set(i64::from(is_leader));
+            if is_leader && !was_leader {
+                self.inner.lessor.rearm_all();
+                crate::metrics::LEADER_CHANGES.inc();
+            }
+            was_leader = is_leader;
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// The leader revokes leases whose timers ran out, through raft.
+    async fn expire_leases(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if self.inner.raft.metrics().borrow().current_leader != Some(self.inner.member_id) {
+                continue;
+            }
+            for id in self.inner.lessor.expired(EXPIRE_BATCH) {
+                if let Err(e) = self.propose(Cmd::LeaseExpire(LeaseExpire { id })).await {
+                    tracing::warn!(lease = id, error = %e, "failed to revoke expired lease");
+                }
+            }
+        }
+    }
+
+    /// Publishes this member's name and client URLs through raft until it sticks, as etcd's
+    /// `publish` does after start.
+    async fn publish_attributes(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let attrs = MemberAttributes {
+            id: self.inner.member_id,
+            name: self.inner.name.clone(),
+            peer_urls: Config::urls(&self.inner.config.initial_advertise_peer_urls),
+            client_urls: Config::urls(&self.inner.config.advertise_client_urls),
+        };
+        if self.inner.cluster.member(self.inner.member_id).as_ref() == Some(&attrs) {
+            return;
+        }
+        loop {
+            match self.propose(Cmd::MemberAttributes(attrs.clone())).await {
+                Ok(_) => return,
+                Err(e) => tracing::debug!(error = %e, "publishing member attributes; will retry"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Stops raft; the database closes when the last handle drops.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+        if let Err(e) = self.inner.storage.sync_wal() {
+            tracing::warn!(error = %e, "final WAL sync");
+        }
+    }
+}
+
+fn load_or_init_cluster_id(storage: &Storage, initial: &[(u64, String, Vec<String>)]) -> anyhow::Result<u64> {
+    let meta = storage.cf(Cf::Meta);
+    if let Some(bytes) = storage.db().get_cf(meta, meta_keys::CLUSTER_ID)? {
+        let arr: [u8; 8] = bytes.as_slice().try_into().map_err(|_| anyhow::anyhow!("corrupt cluster id"))?;
+        return Ok(u64::from_be_bytes(arr));
+    }
+    let ids: Vec<u64> = initial.iter().map(|(id, _, _)| *id).collect();
+    let id = cluster::cluster_id(&ids);
+    let mut opts = rocksdb::WriteOptions::default();
+    opts.set_sync(true);
+    let mut batch = rocksdb::WriteBatch::default();
+    batch.put_cf(meta, meta_keys::CLUSTER_ID, id.to_be_bytes());
+    storage.db().write_opt(batch, &opts)?;
+    Ok(id)
+}

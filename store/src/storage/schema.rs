@@ -1,0 +1,76 @@
+//! Every column family of the database, and the fixed keys of the metadata families.
+
+/// The column families; `Storage::open` creates exactly these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cf {
+    /// Raft log entries: big-endian log index → bincode `Entry`.
+    RaftLog,
+    /// Raft metadata: vote, committed and last purged log ids (keys in `raft_meta_keys`).
+    RaftMeta,
+    /// MVCC revisions: `mvcc::Revision` (16 bytes, big-endian) → protobuf `mvccpb.KeyValue`.
+    Kv,
+    /// Applied-state metadata: applied log id, membership, revisions (keys in `meta_keys`).
+    Meta,
+    /// Leases: big-endian lease id → bincode `lease::LeaseRecord`.
+    Lease,
+    /// Members' etcd attributes: big-endian member id → bincode `cluster::MemberRecord`.
+    Members,
+    /// Auth users, roles and the enabled flag (reserved for the auth module).
+    Auth,
+}
+
+impl Cf {
+    /// All families, in creation order.
+    pub const ALL: &'static [Cf] =
+        &[Cf::RaftLog, Cf::RaftMeta, Cf::Kv, Cf::Meta, Cf::Lease, Cf::Members, Cf::Auth];
+
+    /// The families that make up the applied state (what a snapshot carries).
+    pub const STATE: &'static [Cf] = &[Cf::Kv, Cf::Meta, Cf::Lease, Cf::Members, Cf::Auth];
+
+    /// The on-disk name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::RaftLog => "raft_log",
+            Cf::RaftMeta => "raft_meta",
+            Cf::Kv => "kv",
+            Cf::Meta => "meta",
+            Cf::Lease => "lease",
+            Cf::Members => "members",
+            Cf::Auth => "auth",
+        }
+    }
+
+    /// Memtable size: the busy families get more, the rest stay small to keep RSS down.
+    pub fn write_buffer_size(self) -> usize {
+        match self {
+            Cf::RaftLog | Cf::Kv => 16 << 20,
+            _ => 1 << 20,
+        }
+    }
+}
+
+/// Keys of `Cf::RaftMeta`.
+pub mod raft_meta_keys {
+    /// The last vote this member cast or saw.
+    pub const VOTE: &[u8] = b"vote";
+    /// The last committed log id this member knows of.
+    pub const COMMITTED: &[u8] = b"committed";
+    /// The last log id removed from the log by purge.
+    pub const LAST_PURGED: &[u8] = b"last_purged";
+}
+
+/// Keys of `Cf::Meta`.
+pub mod meta_keys {
+    /// The last applied raft log id (bincode `Option<LogId>`), written with the data it covers.
+    pub const APPLIED: &[u8] = b"applied";
+    /// The last applied raft membership (bincode `StoredMembership`).
+    pub const MEMBERSHIP: &[u8] = b"membership";
+    /// The current MVCC revision (i64 big-endian); survives a compaction of the latest tombstone.
+    pub const REVISION: &[u8] = b"revision";
+    /// The revision compacted up to (i64 big-endian).
+    pub const COMPACTED: &[u8] = b"compacted";
+    /// The cluster id (u64 big-endian), fixed at bootstrap.
+    pub const CLUSTER_ID: &[u8] = b"cluster_id";
+    /// Active alarms (bincode `Vec<(member id, alarm type)>`).
+    pub const ALARMS: &[u8] = b"alarms";
+}
