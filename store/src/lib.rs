@@ -27,6 +27,7 @@ pub mod pb;
 pub mod raft;
 pub mod serve;
 pub mod server;
+pub mod snapshot;
 pub mod storage;
 pub mod watch;
 

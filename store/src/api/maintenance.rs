@@ -3,7 +3,6 @@
 use std::pin::Pin;
 
 use futures::Stream;
-use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use crate::error::{Error, Result};
@@ -128,16 +127,13 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = SnapshotStream;
 
-    /// Streams the applied state in 32 KiB chunks followed by its SHA-256, the trailer etcd
-    /// appends so restores can verify the file.
+    /// Streams the applied state as a snapshot file (see `crate::snapshot`) in 32 KiB chunks.
     async fn snapshot(&self, _request: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
         let sm = self.server.state_machine().clone();
         let (bytes, _, _) = tokio::task::spawn_blocking(move || sm.dump())
             .await
             .map_err(|e| Error::internal("snapshot", e))??;
-        let mut data = bytes;
-        let digest = Sha256::digest(&data);
-        data.extend_from_slice(&digest);
+        let data = crate::snapshot::encode(&bytes);
         let header = self.header();
         let total = data.len();
         let chunks: Vec<Result<SnapshotResponse, Status>> = data
