@@ -189,7 +189,15 @@ impl Applier {
                 })
             }
             Cmd::MemberAttributes(attrs) => {
-                self.cluster.set_member(w.batch(), attrs);
+                self.cluster.publish_member(w.batch(), attrs);
+                Out::Empty(Empty {})
+            }
+            Cmd::MemberAdded(added) => {
+                self.cluster.add_member(w.batch(), added.id, added.peer_urls, added.pending_voter);
+                Out::Empty(Empty {})
+            }
+            Cmd::MemberPromoted(promoted) => {
+                self.cluster.promoted(w.batch(), promoted.id);
                 Out::Empty(Empty {})
             }
             Cmd::MemberRemoved(removed) => {

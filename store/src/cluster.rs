@@ -57,10 +57,36 @@ impl ClusterState {
         Ok(())
     }
 
-    /// Applies a member's attributes.
-    pub fn set_member(&self, batch: &mut WriteBatch, attrs: MemberAttributes) {
+    /// Applies a member's self-published attributes (name, client URLs), keeping what
+    /// `member add` recorded about its voting intent.
+    pub fn publish_member(&self, batch: &mut WriteBatch, mut attrs: MemberAttributes) {
+        let mut members = lock(&self.members);
+        if let Some(existing) = members.get(&attrs.id) {
+            attrs.pending_voter = existing.pending_voter;
+        }
+        self.store_member(batch, &attrs);
+        members.insert(attrs.id, attrs);
+    }
+
+    /// Applies `member add`: the member exists, unnamed until it starts.
+    pub fn add_member(&self, batch: &mut WriteBatch, id: u64, peer_urls: Vec<String>, pending_voter: bool) {
+        let attrs = MemberAttributes { id, name: String::new(), peer_urls, client_urls: Vec::new(), pending_voter };
+        self.store_member(batch, &attrs);
+        lock(&self.members).insert(id, attrs);
+    }
+
+    /// Applies a promotion: the member votes now.
+    pub fn promoted(&self, batch: &mut WriteBatch, id: u64) {
+        let mut members = lock(&self.members);
+        if let Some(m) = members.get_mut(&id) {
+            m.pending_voter = false;
+            let m = m.clone();
+            self.store_member(batch, &m);
+        }
+    }
+
+    fn store_member(&self, batch: &mut WriteBatch, attrs: &MemberAttributes) {
         batch.put_cf(self.storage.cf(Cf::Members), attrs.id.to_be_bytes(), attrs.encode_to_vec());
-        lock(&self.members).insert(attrs.id, attrs);
     }
 
     /// Applies a member's removal.

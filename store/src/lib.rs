@@ -21,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod lease;
+pub mod membership;
 pub mod metrics;
 pub mod mvcc;
 pub mod pb;

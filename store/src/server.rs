@@ -28,7 +28,7 @@ use crate::raft::log_store::LogStore;
 use crate::raft::network::{peer_channel, Network};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{Raft, Request};
-use crate::storage::schema::meta_keys;
+use crate::storage::schema::raft_meta_keys;
 use crate::storage::{Cf, Storage};
 use crate::watch::WatchHub;
 
@@ -66,23 +66,7 @@ impl EtcdServer {
         let data_dir = config.data_dir();
         let storage = Storage::open(&data_dir.join("member").join("db"))
             .with_context(|| format!("opening data dir {}", data_dir.display()))?;
-        let peer_urls = Config::urls(&config.initial_advertise_peer_urls);
-        let member_id = cluster::member_id(&peer_urls, &config.initial_cluster_token, None);
-        let initial = config.initial_members().map_err(anyhow::Error::msg)?;
-        let initial_ids: Vec<(u64, String, Vec<String>)> = initial
-            .iter()
-            .map(|(name, urls)| (cluster::member_id(urls, &config.initial_cluster_token, None), name.clone(), urls.clone()))
-            .collect();
-        if config.initial_cluster_state == "new" && !initial_ids.iter().any(|(id, _, _)| *id == member_id) {
-            anyhow::bail!(
-                "couldn't find local name {:?} in the initial cluster configuration (--initial-cluster={}) with matching peer URLs {:?}",
-                config.name,
-                config.initial_cluster(),
-                peer_urls
-            );
-        }
-        let cluster_id = load_or_init_cluster_id(&storage, &initial_ids)?;
-
+        let (member_id, cluster_id) = identity(&config, &storage).await?;
         let mvcc = Arc::new(MvccStore::open(storage.clone())?);
         let lessor = Arc::new(Lessor::open(storage.clone(), config.min_lease_ttl(), mvcc.leased_keys())?);
         let cluster_state = Arc::new(ClusterState::open(storage.clone())?);
@@ -112,7 +96,7 @@ impl EtcdServer {
         let raft = Raft::new(
             member_id,
             Arc::new(raft_config),
-            Network,
+            Network { cluster_id },
             LogStore::new(storage.clone()),
             state_machine.clone(),
         )
@@ -120,9 +104,9 @@ impl EtcdServer {
         .context("starting raft")?;
 
         if config.initial_cluster_state == "new" && !raft.is_initialized().await? {
-            let nodes: BTreeMap<u64, BasicNode> = initial_ids
-                .iter()
-                .map(|(id, _, urls)| (*id, BasicNode::new(urls.first().cloned().unwrap_or_default())))
+            let nodes: BTreeMap<u64, BasicNode> = initial_ids(&config)?
+                .into_iter()
+                .map(|(id, _, urls)| (id, BasicNode::new(urls.first().cloned().unwrap_or_default())))
                 .collect();
             raft.initialize(nodes).await.context("bootstrapping raft membership")?;
         }
@@ -161,6 +145,7 @@ impl EtcdServer {
         tokio::spawn(self.clone().observe_raft(shutdown.clone()));
         tokio::spawn(self.clone().expire_leases(shutdown.clone()));
         tokio::spawn(self.clone().publish_attributes(shutdown.clone()));
+        tokio::spawn(crate::membership::promote_pending(self.clone(), shutdown.clone()));
         tokio::spawn(crate::compactor::run(self.clone(), shutdown));
     }
 
@@ -249,6 +234,22 @@ impl EtcdServer {
             .cloned()
             .ok_or(Error::NoLeader)?;
         self.peer(&node.addr).map(Some)
+    }
+
+    /// A client channel to the leader's client URL (for Cluster API calls, which only the
+    /// leader can carry out), or `None` when this member leads.
+    pub fn leader_client(&self) -> Result<Option<Channel>> {
+        let leader = self.inner.raft.metrics().borrow().current_leader.ok_or(Error::NoLeader)?;
+        if leader == self.inner.member_id {
+            return Ok(None);
+        }
+        let url = self
+            .inner
+            .cluster
+            .member(leader)
+            .and_then(|m| m.client_urls.first().cloned())
+            .ok_or(Error::NoLeader)?;
+        peer_channel(&url).map(Some).map_err(|e| Error::internal("leader client url", e))
     }
 
     /// A fresh id for a lease the client did not name: etcd's scheme (member bits, time,
@@ -362,8 +363,12 @@ impl EtcdServer {
             name: self.inner.name.clone(),
             peer_urls: Config::urls(&self.inner.config.initial_advertise_peer_urls),
             client_urls: Config::urls(&self.inner.config.advertise_client_urls),
+            pending_voter: false,
         };
-        if self.inner.cluster.member(self.inner.member_id).as_ref() == Some(&attrs) {
+        let published = self.inner.cluster.member(self.inner.member_id).is_some_and(|m| {
+            m.name == attrs.name && m.peer_urls == attrs.peer_urls && m.client_urls == attrs.client_urls
+        });
+        if published {
             return;
         }
         loop {
@@ -389,18 +394,104 @@ impl EtcdServer {
     }
 }
 
-fn load_or_init_cluster_id(storage: &Storage, initial: &[(u64, String, Vec<String>)]) -> anyhow::Result<u64> {
-    let meta = storage.cf(Cf::Meta);
-    if let Some(bytes) = storage.db().get_cf(meta, meta_keys::CLUSTER_ID)? {
-        let arr: [u8; 8] = bytes.as_slice().try_into().map_err(|_| anyhow::anyhow!("corrupt cluster id"))?;
-        return Ok(u64::from_be_bytes(arr));
+/// The initial members named by `--initial-cluster`, with etcd's member ids.
+fn initial_ids(config: &Config) -> anyhow::Result<Vec<(u64, String, Vec<String>)>> {
+    let initial = config.initial_members().map_err(anyhow::Error::msg)?;
+    Ok(initial
+        .into_iter()
+        .map(|(name, urls)| (cluster::member_id(&urls, &config.initial_cluster_token, None), name, urls))
+        .collect())
+}
+
+/// This member's id and its cluster's: remembered from the first start; on a first start
+/// derived from `--initial-cluster` (state `new`, as etcd does) or learned from the running
+/// cluster's peers (state `existing`, after `member add`).
+async fn identity(config: &Config, storage: &Storage) -> anyhow::Result<(u64, u64)> {
+    let meta = storage.cf(Cf::RaftMeta);
+    let db = storage.db();
+    let read = |key: &[u8]| -> anyhow::Result<Option<u64>> {
+        match db.get_cf(meta, key)? {
+            Some(b) => {
+                let arr: [u8; 8] = b.as_slice().try_into().map_err(|_| anyhow::anyhow!("corrupt member identity"))?;
+                Ok(Some(u64::from_be_bytes(arr)))
+            }
+            None => Ok(None),
+        }
+    };
+    if let (Some(member), Some(cluster)) = (read(raft_meta_keys::MEMBER_ID)?, read(raft_meta_keys::CLUSTER_ID)?) {
+        return Ok((member, cluster));
     }
-    let ids: Vec<u64> = initial.iter().map(|(id, _, _)| *id).collect();
-    let id = cluster::cluster_id(&ids);
-    let mut opts = rocksdb::WriteOptions::default();
-    opts.set_sync(true);
+    let peer_urls = Config::urls(&config.initial_advertise_peer_urls);
+    let initial = initial_ids(config)?;
+    let (member, cluster) = if config.initial_cluster_state == "new" {
+        let member = cluster::member_id(&peer_urls, &config.initial_cluster_token, None);
+        if !initial.iter().any(|(id, _, _)| *id == member) {
+            anyhow::bail!(
+                "couldn't find local name {:?} in the initial cluster configuration (--initial-cluster={}) with matching peer URLs {:?}",
+                config.name,
+                config.initial_cluster(),
+                peer_urls
+            );
+        }
+        let ids: Vec<u64> = initial.iter().map(|(id, _, _)| *id).collect();
+        (member, cluster::cluster_id(&ids))
+    } else {
+        join_existing(config, &peer_urls, &initial).await?
+    };
     let mut batch = rocksdb::WriteBatch::default();
-    batch.put_cf(meta, meta_keys::CLUSTER_ID, id.to_be_bytes());
-    storage.db().write_opt(batch, &opts)?;
-    Ok(id)
+    batch.put_cf(meta, raft_meta_keys::MEMBER_ID, member.to_be_bytes());
+    batch.put_cf(meta, raft_meta_keys::CLUSTER_ID, cluster.to_be_bytes());
+    let mut opts = rocksdb::WriteOptions::default();
+    // Synced: a member must never come back under another identity.
+    opts.set_sync(true);
+    db.write_opt(batch, &opts)?;
+    Ok((member, cluster))
+}
+
+/// Asks the other members named in `--initial-cluster` who we are.
+async fn join_existing(
+    config: &Config,
+    peer_urls: &[String],
+    initial: &[(u64, String, Vec<String>)],
+) -> anyhow::Result<(u64, u64)> {
+    let others: Vec<String> = initial
+        .iter()
+        .flat_map(|(_, _, urls)| urls.clone())
+        .filter(|u| !peer_urls.contains(u))
+        .collect();
+    if others.is_empty() {
+        anyhow::bail!("--initial-cluster-state=existing needs --initial-cluster to name at least one running member");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut last_err = String::new();
+    loop {
+        for url in &others {
+            let Ok(channel) = peer_channel(url) else { continue };
+            let mut client = RaftPeerClient::new(channel);
+            match client.cluster_info(Empty {}).await {
+                Ok(resp) => {
+                    let info = resp.into_inner();
+                    if info.token != config.initial_cluster_token {
+                        anyhow::bail!(
+                            "cluster token mismatch: this member has --initial-cluster-token={:?} but the cluster at {url} uses {:?}",
+                            config.initial_cluster_token,
+                            info.token
+                        );
+                    }
+                    let me = info.members.iter().find(|m| m.peer_urls.iter().any(|u| peer_urls.contains(u)));
+                    return match me {
+                        Some(m) => Ok((m.id, info.cluster_id)),
+                        None => anyhow::bail!(
+                            "peer URLs {peer_urls:?} are not a member of the cluster at {url}: run `etcdctl member add` first"
+                        ),
+                    };
+                }
+                Err(status) => last_err = format!("{url}: {}", status.message()),
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("could not reach any member of the existing cluster ({last_err})");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

@@ -1,13 +1,15 @@
-//! The Cluster service: raft's membership joined with members' published attributes.
+//! The Cluster service. Membership changes are carried out by the leader; a follower passes
+//! the call on to the leader's client URL unchanged, so any member accepts any request.
 
 use tonic::{Request, Response, Status};
 
-use crate::error::Error;
+use crate::membership;
+use crate::pb::etcdserverpb::cluster_client::ClusterClient;
 use crate::pb::etcdserverpb::cluster_server::Cluster;
 use crate::pb::etcdserverpb::{
-    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
-    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
-    MemberUpdateRequest, MemberUpdateResponse,
+    MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteRequest,
+    MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest,
+    MemberUpdateResponse, ResponseHeader,
 };
 use crate::server::EtcdServer;
 
@@ -21,62 +23,69 @@ impl ClusterService {
     pub fn new(server: EtcdServer) -> ClusterService {
         ClusterService { server }
     }
-}
 
-/// Every member as etcd lists them: voters and learners from raft, names and client URLs
-/// from attributes (empty for a member that has not started yet).
-pub fn members(server: &EtcdServer) -> Vec<Member> {
-    let metrics = server.raft().metrics().borrow().clone();
-    let membership = metrics.membership_config.membership().clone();
-    let attrs = server.cluster().members();
-    let learners: Vec<u64> = membership.learner_ids().collect();
-    membership
-        .nodes()
-        .map(|(id, node)| {
-            let a = attrs.get(id);
-            Member {
-                id: *id,
-                name: a.map(|a| a.name.clone()).unwrap_or_default(),
-                peer_ur_ls: a.map(|a| a.peer_urls.clone()).unwrap_or_else(|| vec![node.addr.clone()]),
-                client_ur_ls: a.map(|a| a.client_urls.clone()).unwrap_or_default(),
-                is_learner: learners.contains(id),
-            }
-        })
-        .collect()
+    fn header(&self) -> Option<ResponseHeader> {
+        Some(self.server.headers().make(self.server.mvcc().current_revision()))
+    }
+
+    fn leader(&self) -> Result<Option<ClusterClient<tonic::transport::Channel>>, Status> {
+        Ok(self.server.leader_client()?.map(ClusterClient::new))
+    }
 }
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn member_add(&self, _request: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
-        Err(Error::Unimplemented("etcdserver: member add is not supported yet".into()).into())
+    async fn member_add(&self, request: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
+        if let Some(mut leader) = self.leader()? {
+            return leader.member_add(request.into_inner()).await;
+        }
+        let req = request.into_inner();
+        let member = membership::add(&self.server, req.peer_ur_ls, req.is_learner).await?;
+        let mut members = membership::list(&self.server);
+        if !members.iter().any(|m| m.id == member.id) {
+            members.push(member.clone());
+        }
+        Ok(Response::new(MemberAddResponse { header: self.header(), member: Some(member), members }))
     }
 
     async fn member_remove(
         &self,
-        _request: Request<MemberRemoveRequest>,
+        request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(Error::Unimplemented("etcdserver: member remove is not supported yet".into()).into())
+        if let Some(mut leader) = self.leader()? {
+            return leader.member_remove(request.into_inner()).await;
+        }
+        membership::remove(&self.server, request.into_inner().id).await?;
+        Ok(Response::new(MemberRemoveResponse { header: self.header(), members: membership::list(&self.server) }))
     }
 
     async fn member_update(
         &self,
-        _request: Request<MemberUpdateRequest>,
+        request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(Error::Unimplemented("etcdserver: member update is not supported yet".into()).into())
+        if let Some(mut leader) = self.leader()? {
+            return leader.member_update(request.into_inner()).await;
+        }
+        let req = request.into_inner();
+        membership::update(&self.server, req.id, req.peer_ur_ls).await?;
+        Ok(Response::new(MemberUpdateResponse { header: self.header(), members: membership::list(&self.server) }))
     }
 
     async fn member_list(&self, request: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
         if request.into_inner().linearizable {
             self.server.linearizable_read().await?;
         }
-        let header = Some(self.server.headers().make(self.server.mvcc().current_revision()));
-        Ok(Response::new(MemberListResponse { header, members: members(&self.server) }))
+        Ok(Response::new(MemberListResponse { header: self.header(), members: membership::list(&self.server) }))
     }
 
     async fn member_promote(
         &self,
-        _request: Request<MemberPromoteRequest>,
+        request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(Error::Unimplemented("etcdserver: member promote is not supported yet".into()).into())
+        if let Some(mut leader) = self.leader()? {
+            return leader.member_promote(request.into_inner()).await;
+        }
+        membership::promote(&self.server, request.into_inner().id).await?;
+        Ok(Response::new(MemberPromoteResponse { header: self.header(), members: membership::list(&self.server) }))
     }
 }

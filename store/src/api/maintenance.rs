@@ -151,19 +151,8 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        let target = request.into_inner().target_id;
-        let metrics = self.server.raft().metrics().borrow().clone();
-        if metrics.current_leader != Some(self.server.member_id()) {
-            return Err(Error::NotLeader.into());
-        }
-        let is_voter = metrics.membership_config.membership().voter_ids().any(|id| id == target);
-        if !is_voter {
-            return Err(Error::BadLeaderTransferee.into());
-        }
-        if target == self.server.member_id() {
-            return Ok(Response::new(MoveLeaderResponse { header: self.header() }));
-        }
-        Err(Error::Unimplemented("etcdserver: leader transfer is not supported yet".into()).into())
+        crate::membership::move_leader(&self.server, request.into_inner().target_id).await?;
+        Ok(Response::new(MoveLeaderResponse { header: self.header() }))
     }
 
     async fn downgrade(&self, _request: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {

@@ -16,13 +16,21 @@ use super::{decode, encode, TypeConfig};
 use crate::pb::oxcdpb::raft_peer_client::RaftPeerClient;
 use crate::pb::oxcdpb::RaftBytes;
 
+/// Metadata key naming the sender's cluster on every raft message, so members of another
+/// cluster (e.g. a mismatched --initial-cluster-token) are refused, as etcd refuses them.
+pub const CLUSTER_ID_HEADER: &str = "oxcd-cluster-id";
+
 /// Creates one connection per peer, lazily (a peer that is down does not block start-up).
-#[derive(Clone, Default)]
-pub struct Network;
+#[derive(Clone)]
+pub struct Network {
+    /// The cluster this member belongs to.
+    pub cluster_id: u64,
+}
 
 /// The connection to one peer.
 pub struct PeerConnection {
     target: u64,
+    cluster_id: u64,
     client: Option<RaftPeerClient<Channel>>,
     addr: String,
 }
@@ -42,7 +50,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         let client = peer_channel(&node.addr).ok().map(|c| {
             RaftPeerClient::new(c).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX)
         });
-        PeerConnection { target, client, addr: node.addr.clone() }
+        PeerConnection { target, cluster_id: self.cluster_id, client, addr: node.addr.clone() }
     }
 }
 
@@ -60,7 +68,10 @@ impl PeerConnection {
             return Err(RPCError::Unreachable(Unreachable::new(&err)));
         };
         let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let msg = RaftBytes { data };
+        let mut msg = tonic::Request::new(RaftBytes { data });
+        if let Ok(v) = format!("{:x}", self.cluster_id).parse() {
+            msg.metadata_mut().insert(CLUSTER_ID_HEADER, v);
+        }
         let reply = match method {
             Method::Append => client.append_entries(msg).await,
             Method::Vote => client.vote(msg).await,

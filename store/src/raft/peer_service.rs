@@ -3,11 +3,12 @@
 
 use tonic::{Request, Response, Status};
 
+use super::network::CLUSTER_ID_HEADER;
 use super::{decode, encode, TypeConfig};
 use crate::error::Error;
 use crate::pb::oxcdpb::raft_peer_server::RaftPeer;
 use crate::pb::oxcdpb::{
-    Empty, InternalRequest, InternalResponse, KeepAliveRequest, KeepAliveResponse, RaftBytes,
+    ClusterInfoResponse, Empty, InternalRequest, InternalResponse, KeepAliveRequest, KeepAliveResponse, RaftBytes,
     ReadIndexResponse, TimeToLiveRequest, TimeToLiveResponse,
 };
 use crate::server::EtcdServer;
@@ -24,6 +25,27 @@ impl PeerService {
     }
 }
 
+impl PeerService {
+    /// Refuses raft traffic from another cluster, as etcd does ("cluster ID mismatch").
+    fn check_cluster<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let ours = self.server.headers().cluster_id();
+        let theirs = request
+            .metadata()
+            .get(CLUSTER_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| u64::from_str_radix(v, 16).ok());
+        match theirs {
+            Some(id) if id != ours => {
+                tracing::warn!(remote = %format!("{id:x}"), local = %format!("{ours:x}"), "rejected raft message: cluster ID mismatch");
+                Err(Status::failed_precondition(format!(
+                    "request cluster ID mismatch (got {id:x} want {ours:x})"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 fn bad_message(e: bincode::Error) -> Status {
     Status::invalid_argument(format!("undecodable raft message: {e}"))
 }
@@ -36,17 +58,20 @@ fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftBytes>, Status> 
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
     async fn append_entries(&self, request: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        self.check_cluster(&request)?;
         let req: openraft::raft::AppendEntriesRequest<TypeConfig> =
             decode(&request.into_inner().data).map_err(bad_message)?;
         reply(&self.server.raft().append_entries(req).await)
     }
 
     async fn vote(&self, request: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        self.check_cluster(&request)?;
         let req: openraft::raft::VoteRequest<u64> = decode(&request.into_inner().data).map_err(bad_message)?;
         reply(&self.server.raft().vote(req).await)
     }
 
     async fn install_snapshot(&self, request: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        self.check_cluster(&request)?;
         let req: openraft::raft::InstallSnapshotRequest<TypeConfig> =
             decode(&request.into_inner().data).map_err(bad_message)?;
         reply(&self.server.raft().install_snapshot(req).await)
@@ -84,5 +109,18 @@ impl RaftPeer for PeerService {
             None => TimeToLiveResponse::default(),
         };
         Ok(Response::new(resp))
+    }
+
+    async fn cluster_info(&self, _request: Request<Empty>) -> Result<Response<ClusterInfoResponse>, Status> {
+        Ok(Response::new(ClusterInfoResponse {
+            cluster_id: self.server.headers().cluster_id(),
+            members: self.server.cluster().members().into_values().collect(),
+            token: self.server.config().initial_cluster_token.clone(),
+        }))
+    }
+
+    async fn campaign(&self, _request: Request<Empty>) -> Result<Response<Empty>, Status> {
+        self.server.raft().trigger().elect().await.map_err(|_| Status::from(Error::Stopped))?;
+        Ok(Response::new(Empty {}))
     }
 }

@@ -57,6 +57,10 @@ pub mod raft_meta_keys {
     pub const COMMITTED: &[u8] = b"committed";
     /// The last log id removed from the log by purge.
     pub const LAST_PURGED: &[u8] = b"last_purged";
+    /// This member's id (u64 big-endian): local identity, never part of a snapshot.
+    pub const MEMBER_ID: &[u8] = b"member_id";
+    /// The cluster's id (u64 big-endian), fixed when this member first started.
+    pub const CLUSTER_ID: &[u8] = b"cluster_id";
 }
 
 /// Keys of `Cf::Meta`.
@@ -69,8 +73,6 @@ pub mod meta_keys {
     pub const REVISION: &[u8] = b"revision";
     /// The revision compacted up to (i64 big-endian).
     pub const COMPACTED: &[u8] = b"compacted";
-    /// The cluster id (u64 big-endian), fixed at bootstrap.
-    pub const CLUSTER_ID: &[u8] = b"cluster_id";
     /// Active alarms (bincode `Vec<(member id, alarm type)>`).
     pub const ALARMS: &[u8] = b"alarms";
 }
