@@ -12,7 +12,12 @@ async fn main() {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},openraft=warn")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
     if let Err(e) = oxcd::serve::run(config, shutdown_signal()).await {
         // One line in etcd's manner, never a backtrace: this is an operator-facing error.
         eprintln!("oxcd: {e:#}");

@@ -9,6 +9,10 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 use crate::api::cluster::ClusterService;
+use crate::api::election::ElectionService;
+use crate::api::lock::LockService;
+use crate::pb::v3electionpb::election_server::ElectionServer;
+use crate::pb::v3lockpb::lock_server::LockServer;
 use crate::api::kv::KvService;
 use crate::api::lease::LeaseService;
 use crate::api::maintenance::MaintenanceService;
@@ -64,7 +68,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .max_decoding_message_size(max_recv)
             .max_encoding_message_size(usize::MAX),
     )
-    .add_service(ClusterServer::new(ClusterService::new(server.clone())).max_decoding_message_size(max_recv));
+    .add_service(ClusterServer::new(ClusterService::new(server.clone())).max_decoding_message_size(max_recv))
+    .add_service(LockServer::new(LockService::new(server.clone())))
+    .add_service(ElectionServer::new(ElectionService::new(server.clone())));
     let client_router = routes.into_axum_router().merge(crate::http::router(server.clone()));
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -97,6 +103,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     tokio::select! {
         _ = shutdown => tracing::info!("shutting down"),
+        _ = server.removed() => tracing::warn!("removed from the cluster"),
         Some(res) = tasks.join_next() => tracing::error!(result = ?res, "a listener stopped"),
     }
     let _ = stop_tx.send(true);

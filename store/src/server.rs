@@ -58,6 +58,8 @@ struct Inner {
     headers: Headers,
     peers: Mutex<HashMap<String, RaftPeerClient<Channel>>>,
     id_gen: AtomicU64,
+    /// Set once raft's membership no longer contains this member.
+    removed: tokio::sync::watch::Sender<bool>,
 }
 
 impl EtcdServer {
@@ -93,11 +95,17 @@ impl EtcdServer {
         }
         .validate()
         .context("raft configuration")?;
+        let log_store = LogStore::new(storage.clone());
+        if config.force_new_cluster {
+            let url = Config::urls(&config.initial_advertise_peer_urls).into_iter().next().unwrap_or_default();
+            log_store.force_new_cluster(member_id, BasicNode::new(url)).context("--force-new-cluster")?;
+            tracing::warn!("--force-new-cluster: restarting as a single-member cluster with the existing data");
+        }
         let raft = Raft::new(
             member_id,
             Arc::new(raft_config),
             Network { cluster_id },
-            LogStore::new(storage.clone()),
+            log_store,
             state_machine.clone(),
         )
         .await
@@ -134,6 +142,7 @@ impl EtcdServer {
                 headers: Headers::new(cluster_id, member_id),
                 peers: Mutex::new(HashMap::new()),
                 id_gen: AtomicU64::new(seed),
+                removed: tokio::sync::watch::channel(false).0,
             }),
         };
         Ok(server)
@@ -329,6 +338,13 @@ impl EtcdServer {
                 crate::metrics::LEADER_CHANGES.inc();
             }
             was_leader = is_leader;
+            let membership = m.membership_config.membership();
+            let is_member = membership.get_node(&self.inner.member_id).is_some();
+            if m.membership_config.log_id().is_some() && !is_member && m.current_leader.is_some() {
+                tracing::warn!("the member has been permanently removed from the cluster; shutting down");
+                self.inner.removed.send_replace(true);
+                return;
+            }
             tokio::select! {
                 changed = metrics.changed() => if changed.is_err() { return },
                 _ = shutdown.changed() => return,
@@ -381,6 +397,13 @@ impl EtcdServer {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+
+    /// Resolves when this member has been removed from the cluster (it then stops, as etcd's
+    /// removed members do).
+    pub async fn removed(&self) {
+        let mut rx = self.inner.removed.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
     }
 
     /// Stops raft; the database closes when the last handle drops.

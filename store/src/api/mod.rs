@@ -56,8 +56,11 @@ impl Headers {
 }
 
 pub mod cluster;
+pub mod election;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
+pub mod queue;
 pub mod status;
 pub mod watch;

@@ -61,6 +61,32 @@ impl LogStore {
     }
 }
 
+impl LogStore {
+    /// `--force-new-cluster`: makes this member the only voter of a new configuration while
+    /// keeping its data. Appends a membership entry naming just this member at a higher term
+    /// and votes for itself, so raft starts as a one-member cluster and commits the rest.
+    pub fn force_new_cluster(&self, id: u64, node: openraft::BasicNode) -> Result<(), StorageError> {
+        use openraft::{CommittedLeaderId, EntryPayload, Membership};
+        let last = self.last_entry()?.map(|e| e.log_id);
+        let last_purged: Option<LogId> = self.meta(raft_meta_keys::LAST_PURGED)?;
+        let vote: Option<Vote<u64>> = self.meta(raft_meta_keys::VOTE)?;
+        let last = last.or(last_purged);
+        let term = vote.map(|v| v.leader_id().term).unwrap_or(0).max(last.map(|l| l.leader_id.term).unwrap_or(0)) + 1;
+        let index = last.map(|l| l.index + 1).unwrap_or(0);
+        let log_id = LogId::new(CommittedLeaderId::new(term, id), index);
+        let members = std::collections::BTreeSet::from([id]);
+        let nodes = std::collections::BTreeMap::from([(id, node)]);
+        let entry = Entry { log_id, payload: EntryPayload::Membership(Membership::new(vec![members], nodes)) };
+        let mut batch = WriteBatch::default();
+        let cf = self.storage.cf(Cf::RaftLog);
+        batch.put_cf(cf, index_key(index), encode(&entry).map_err(|e| write_err(&e))?);
+        let vote = Vote::new_committed(term, id);
+        batch.put_cf(self.storage.cf(Cf::RaftMeta), raft_meta_keys::VOTE, encode(&vote).map_err(|e| write_err(&e))?);
+        // Synced: the new configuration must survive a crash right after start-up.
+        self.write(batch, true)
+    }
+}
+
 fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }

@@ -1,0 +1,117 @@
+//! The server side of etcd's concurrency recipes, shared by the Lock and Election services:
+//! a waiter key `name/<lease hex>` attached to the caller's lease, ordered by create revision;
+//! the owner is the waiter with the lowest create revision.
+
+use crate::error::{Error, Result};
+use crate::pb::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use crate::pb::etcdserverpb::request_op::Request as Op;
+use crate::pb::etcdserverpb::range_request::{SortOrder, SortTarget};
+use crate::pb::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use crate::pb::mvccpb::KeyValue;
+use crate::pb::oxcdpb::internal_request::Request as Cmd;
+use crate::pb::oxcdpb::internal_response::Response as Out;
+use crate::server::EtcdServer;
+
+/// The prefix every waiter key of `name` lives under.
+pub fn prefix(name: &[u8]) -> Vec<u8> {
+    let mut p = name.to_vec();
+    p.push(b'/');
+    p
+}
+
+/// The end of the range covering every key that starts with `prefix` (etcd's `GetPrefixRangeEnd`).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// Creates (or finds) the caller's waiter key; returns it with its create revision.
+pub async fn enqueue(server: &EtcdServer, name: &[u8], lease: i64, value: Vec<u8>) -> Result<KeyValue> {
+    if lease == 0 || !server.lessor().exists(lease) {
+        return Err(Error::LeaseNotFound);
+    }
+    let mut key = prefix(name);
+    key.extend_from_slice(format!("{lease:x}").as_bytes());
+    let txn = TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Equal as i32,
+            target: CompareTarget::Create as i32,
+            key: key.clone(),
+            range_end: Vec::new(),
+            target_union: Some(TargetUnion::CreateRevision(0)),
+        }],
+        success: vec![RequestOp {
+            request: Some(Op::RequestPut(PutRequest { key: key.clone(), value, lease, ..Default::default() })),
+        }],
+        failure: Vec::new(),
+    };
+    match server.propose(Cmd::Txn(txn)).await? {
+        Out::Txn(_) => {}
+        other => return Err(super::kv::unexpected(other)),
+    }
+    get(server, &key).await?.ok_or(Error::LeaseNotFound)
+}
+
+/// The current owner: the waiter with the lowest create revision.
+pub async fn owner(server: &EtcdServer, name: &[u8]) -> Result<Option<KeyValue>> {
+    let p = prefix(name);
+    let req = RangeRequest {
+        range_end: prefix_end(&p),
+        key: p,
+        limit: 1,
+        sort_order: SortOrder::Ascend as i32,
+        sort_target: SortTarget::Create as i32,
+        ..Default::default()
+    };
+    server.linearizable_read().await?;
+    Ok(server.mvcc().range(&req)?.kvs.into_iter().next())
+}
+
+/// Waits until `mine` owns `name`. Fails if the key disappears (its lease ended).
+pub async fn wait_until_owner(server: &EtcdServer, name: &[u8], mine: &KeyValue) -> Result<()> {
+    let mut applied = server.applier().subscribe_applied();
+    loop {
+        match get(server, &mine.key).await? {
+            Some(kv) if kv.create_revision == mine.create_revision => {}
+            _ => return Err(Error::LeaseNotFound),
+        }
+        if owner(server, name).await?.is_some_and(|o| o.key == mine.key) {
+            return Ok(());
+        }
+        applied.changed().await.map_err(|_| Error::Stopped)?;
+    }
+}
+
+/// Reads one key linearizably.
+pub async fn get(server: &EtcdServer, key: &[u8]) -> Result<Option<KeyValue>> {
+    server.linearizable_read().await?;
+    let req = RangeRequest { key: key.to_vec(), ..Default::default() };
+    Ok(server.mvcc().range(&req)?.kvs.into_iter().next())
+}
+
+/// Deletes a key; returns the revision after.
+pub async fn delete(server: &EtcdServer, key: &[u8]) -> Result<i64> {
+    let req = crate::pb::etcdserverpb::DeleteRangeRequest { key: key.to_vec(), ..Default::default() };
+    match server.propose(Cmd::DeleteRange(req)).await? {
+        Out::DeleteRange(resp) => Ok(resp.header.map(|h| h.revision).unwrap_or_default()),
+        other => Err(super::kv::unexpected(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ends() {
+        assert_eq!(prefix_end(b"a/"), b"a0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff"), vec![0]);
+    }
+}
