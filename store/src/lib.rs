@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod mvcc;
 pub mod pb;
 pub mod raft;
+pub mod read_index;
 pub mod serve;
 pub mod server;
 pub mod snapshot;

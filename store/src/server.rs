@@ -58,6 +58,8 @@ struct Inner {
     headers: Headers,
     peers: Mutex<HashMap<String, RaftPeerClient<Channel>>>,
     id_gen: AtomicU64,
+    /// Coalesces concurrent ReadIndex rounds.
+    read_batcher: Arc<crate::read_index::ReadIndexBatcher>,
     /// Set once raft's membership no longer contains this member.
     removed: tokio::sync::watch::Sender<bool>,
 }
@@ -143,6 +145,7 @@ impl EtcdServer {
                 peers: Mutex::new(HashMap::new()),
                 id_gen: AtomicU64::new(seed),
                 removed: tokio::sync::watch::channel(false).0,
+                read_batcher: crate::read_index::ReadIndexBatcher::new(),
             }),
         };
         Ok(server)
@@ -200,8 +203,18 @@ impl EtcdServer {
         tokio::time::timeout(PROPOSE_TIMEOUT, fut).await.unwrap_or(Err(Error::Timeout))
     }
 
-    /// The log index a linearizable read must wait for, as the leader sees it.
+    /// The log index a linearizable read must wait for, as the leader sees it. Concurrent
+    /// callers share rounds (see `read_index`).
     pub async fn read_index(&self) -> Result<u64> {
+        let this = self.clone();
+        self.inner.read_batcher.read_index(move || {
+            let this = this.clone();
+            async move { this.read_index_round().await }
+        })
+        .await
+    }
+
+    async fn read_index_round(&self) -> Result<u64> {
         match self.inner.raft.ensure_linearizable().await {
             Ok(log_id) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
             Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(fwd))) => {
