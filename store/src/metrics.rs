@@ -74,3 +74,37 @@ pub fn render() -> String {
     }
     String::from_utf8(buf).unwrap_or_default()
 }
+
+/// Counts each gRPC call on the client port by service, method and status code, as
+/// go-grpc-prometheus's `grpc_server_handled_total` does. The code is read from the response
+/// headers (trailers-only errors); calls whose status travels in trailers count as OK.
+pub async fn count_grpc(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    if let Some((service, method)) = path.trim_start_matches('/').split_once('/') {
+        if service.contains('.') {
+            let code = response
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i32>().ok())
+                .map(|c| tonic::Code::from_i32(c))
+                .unwrap_or(tonic::Code::Ok);
+            let kind = match method {
+                "Watch" | "LeaseKeepAlive" => "bidi_stream",
+                "Snapshot" | "Observe" => "server_stream",
+                _ => "unary",
+            };
+            // Go's names for the codes ("OK", "NotFound", ...), which dashboards expect.
+            let code = match code {
+                tonic::Code::Ok => "OK".to_string(),
+                other => format!("{other:?}"),
+            };
+            GRPC_HANDLED.with_label_values(&[kind, service, method, &code]).inc();
+        }
+    }
+    response
+}

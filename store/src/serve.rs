@@ -71,7 +71,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     .add_service(ClusterServer::new(ClusterService::new(server.clone())).max_decoding_message_size(max_recv))
     .add_service(LockServer::new(LockService::new(server.clone())))
     .add_service(ElectionServer::new(ElectionService::new(server.clone())));
-    let client_router = routes.into_axum_router().merge(crate::http::router(server.clone()));
+    let client_router = routes
+        .into_axum_router()
+        .merge(crate::http::router(server.clone()))
+        .layer(axum::middleware::from_fn(crate::metrics::count_grpc));
 
     let mut tasks = tokio::task::JoinSet::new();
     for listener in client_listeners {
