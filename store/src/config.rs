@@ -73,6 +73,9 @@ pub struct Config {
     /// Largest number of operations in one txn.
     #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: usize,
+    /// Log entries kept after a snapshot so slow followers can catch up without one.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES", default_value_t = 5000)]
+    pub experimental_snapshot_catchup_entries: u64,
     /// Restart as a single-member cluster keeping the data (quorum-loss recovery).
     #[arg(long, env = "ETCD_FORCE_NEW_CLUSTER", default_value_t = false)]
     pub force_new_cluster: bool,

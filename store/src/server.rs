@@ -90,7 +90,7 @@ impl EtcdServer {
             election_timeout_min: config.election_timeout,
             election_timeout_max: config.election_timeout * 2,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
-            max_in_snapshot_log_to_keep: 5000,
+            max_in_snapshot_log_to_keep: config.experimental_snapshot_catchup_entries,
             max_payload_entries: 1024,
             snapshot_max_chunk_size: 4 << 20,
             ..Default::default()

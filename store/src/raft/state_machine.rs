@@ -39,7 +39,8 @@ struct Inner {
     mvcc: Arc<MvccStore>,
     lessor: Arc<Lessor>,
     cluster: Arc<ClusterState>,
-    current: Mutex<Option<(SnapshotMeta<u64, openraft::BasicNode>, Vec<u8>)>>,
+    /// The newest snapshot's metadata; its bytes live in `snapshot_path()`, not in memory.
+    current: Mutex<Option<SnapshotMeta<u64, openraft::BasicNode>>>,
 }
 
 impl StateMachine {
@@ -54,6 +55,25 @@ impl StateMachine {
         StateMachine {
             inner: Arc::new(Inner { storage, applier, mvcc, lessor, cluster, current: Mutex::new(None) }),
         }
+    }
+
+    /// Where the newest raft snapshot is kept, beside the database.
+    fn snapshot_path(&self) -> std::path::PathBuf {
+        self.inner.storage.dir().with_extension("snap")
+    }
+
+    /// Keeps a snapshot's bytes on disk (write to a temporary name, fsync, rename) and its
+    /// metadata in memory.
+    fn keep(&self, meta: &SnapshotMeta<u64, openraft::BasicNode>, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let path = self.snapshot_path();
+        let tmp = path.with_extension("snap.part");
+        let mut file = std::fs::File::create(&tmp).map_err(|e| Error::internal("write snapshot", e))?;
+        file.write_all(bytes).map_err(|e| Error::internal("write snapshot", e))?;
+        file.sync_all().map_err(|e| Error::internal("sync snapshot", e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::internal("rename snapshot", e))?;
+        *self.inner.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(meta.clone());
+        Ok(())
     }
 
     /// Dumps the applied state consistently (also what Maintenance.Snapshot streams).
@@ -140,7 +160,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             None => "0-0-0".to_string(),
         };
         let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
-        *self.inner.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((meta.clone(), bytes.clone()));
+        self.keep(&meta, &bytes).map_err(|e| sm_err(&e))?;
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
     }
 }
@@ -177,17 +197,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError> {
         let bytes = snapshot.into_inner();
         let this = self.clone();
-        let data = bytes.clone();
-        tokio::task::spawn_blocking(move || this.install(&data))
-            .await
-            .map_err(|e| sm_err(&e))?
-            .map_err(|e| sm_err(&e))?;
-        *self.inner.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((meta.clone(), bytes));
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || {
+            this.install(&bytes)?;
+            this.keep(&meta, &bytes)
+        })
+        .await
+        .map_err(|e| sm_err(&e))?
+        .map_err(|e| sm_err(&e))?;
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let current = self.inner.current.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        Ok(current.map(|(meta, bytes)| Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) }))
+        let Some(meta) = current else { return Ok(None) };
+        let bytes = std::fs::read(self.snapshot_path()).map_err(|e| sm_err(&e))?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) }))
     }
 }

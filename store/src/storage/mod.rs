@@ -13,10 +13,14 @@ use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 use crate::error::{Error, Result};
 pub use schema::Cf;
 
+/// Size of the block cache shared by all column families.
+const BLOCK_CACHE_BYTES: usize = 32 << 20;
+
 /// A cheap handle on the member's database.
 #[derive(Clone)]
 pub struct Storage {
     db: Arc<DB>,
+    dir: std::path::PathBuf,
 }
 
 impl Storage {
@@ -33,13 +37,23 @@ impl Storage {
         opts.set_write_buffer_size(16 << 20);
         opts.set_max_total_wal_size(64 << 20);
         opts.set_keep_log_file_num(2);
+        // One block cache shared by every column family bounds read-path memory as a whole.
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let descriptors = Cf::ALL.iter().map(|cf| {
             let mut cf_opts = Options::default();
+            let mut table = rocksdb::BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            cf_opts.set_block_based_table_factory(&table);
             cf_opts.set_write_buffer_size(cf.write_buffer_size());
             ColumnFamilyDescriptor::new(cf.name(), cf_opts)
         });
         let db = DB::open_cf_descriptors(&opts, dir, descriptors)?;
-        Ok(Storage { db: Arc::new(db) })
+        Ok(Storage { db: Arc::new(db), dir: dir.to_path_buf() })
+    }
+
+    /// The directory the database lives in (snapshot files are kept beside it).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The raw database, for the modules that own a column family.
@@ -52,18 +66,20 @@ impl Storage {
         self.db.cf_handle(cf.name()).expect("column family created by Storage::open")
     }
 
-    /// Total on-disk size of the live SST files and memtables, reported as etcd's "DB SIZE".
+    /// Bytes the database occupies on disk (SST files, WAL, manifest), reported as etcd's
+    /// "DB SIZE" (etcd reports its bbolt file's size).
     pub fn size_bytes(&self) -> u64 {
-        let mut total = 0u64;
-        for cf in Cf::ALL {
-            let handle = self.cf(*cf);
-            for prop in ["rocksdb.total-sst-files-size", "rocksdb.cur-size-all-mem-tables"] {
-                if let Ok(Some(v)) = self.db.property_int_value_cf(handle, prop) {
-                    total += v;
-                }
-            }
-        }
-        total
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return 0 };
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.ends_with(".sst") || name.ends_with(".log") && name != "LOG" || name.starts_with("MANIFEST")
+            })
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// Compacts every column family, reclaiming space of deleted revisions (etcd's defrag).
