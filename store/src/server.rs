@@ -164,6 +164,11 @@ impl EtcdServer {
     /// Replicates `cmd` through raft and returns what applying it produced. Followers hand the
     /// command to the leader.
     pub async fn propose(&self, cmd: Cmd) -> Result<Out> {
+        // A learner serves no client writes (etcd: "rpc not supported for learner"); it still
+        // publishes its own attributes.
+        if !matches!(cmd, Cmd::MemberAttributes(_)) && self.is_learner() {
+            return Err(Error::NotSupportedForLearner);
+        }
         let req = InternalRequest { request: Some(cmd) };
         if req.encoded_len() > self.inner.config.max_request_bytes {
             return Err(Error::RequestTooLarge);
@@ -194,6 +199,9 @@ impl EtcdServer {
     /// leader confirms leadership with a quorum (ReadIndex); a follower asks the leader for
     /// that index and waits to apply it.
     pub async fn linearizable_read(&self) -> Result<()> {
+        if self.is_learner() {
+            return Err(Error::NotSupportedForLearner);
+        }
         let fut = async {
             let index = self.read_index().await?;
             let mut applied = self.inner.applier.subscribe_applied();
@@ -228,6 +236,15 @@ impl EtcdServer {
             }
             Err(RaftError::Fatal(_)) => Err(Error::Stopped),
         }
+    }
+
+    /// Whether raft holds this member as a learner (no vote, no client writes).
+    pub fn is_learner(&self) -> bool {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        let is_learner =
+            m.membership_config.membership().learner_ids().any(|id| id == self.inner.member_id);
+        is_learner
     }
 
     /// A gRPC client for the member at `addr` (a peer URL), reused across calls.
