@@ -9,16 +9,19 @@
 //! - `apply`: the deterministic applier: committed entries → one RocksDB batch each.
 //! - `mvcc/`: revisions, the key index, ranges, writes, history, compaction.
 //! - `lease/`, `cluster`: leases; member attributes and alarms.
+//! - `auth/`: users, roles, permissions and simple tokens; the permission checks handlers call.
 //! - `watch/`: the watch hub (synced/unsynced watchers, catch-up from history).
 //! - `storage/`: the RocksDB database and its column families.
 //! - `http`, `metrics`, `config`, `serve`: HTTP endpoints, prometheus, etcd flags, listeners.
 
 pub mod api;
 pub mod apply;
+pub mod auth;
 pub mod cluster;
 pub mod compactor;
 pub mod config;
 pub mod error;
+pub mod h2_authority;
 pub mod http;
 pub mod lease;
 pub mod membership;

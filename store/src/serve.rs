@@ -80,7 +80,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     for listener in client_listeners {
         let router = client_router.clone();
         let stop = wait_stop(stop_rx.clone());
-        tasks.spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop).await });
+        tasks.spawn(async move { axum::serve(crate::h2_authority::FixingListener::new(listener), router).with_graceful_shutdown(stop).await });
     }
     for listener in metrics_listeners {
         let router = crate::http::router(server.clone());
