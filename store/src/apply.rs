@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use openraft::EntryPayload;
 
+use crate::auth::{self, AuthInfo, AuthStore};
 use crate::cluster::ClusterState;
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
@@ -39,6 +40,7 @@ pub struct Applier {
     lessor: Arc<Lessor>,
     cluster: Arc<ClusterState>,
     hub: Arc<WatchHub>,
+    auth: Arc<AuthStore>,
     applied: Mutex<(Option<LogId>, StoredMembership)>,
     applied_index: tokio::sync::watch::Sender<u64>,
 }
@@ -51,18 +53,27 @@ impl Applier {
         lessor: Arc<Lessor>,
         cluster: Arc<ClusterState>,
         hub: Arc<WatchHub>,
+        auth: Arc<AuthStore>,
     ) -> Result<Applier> {
         let applied = load_applied(&storage)?;
         let index = applied.0.map(|l| l.index).unwrap_or(0);
+        let applied_index = tokio::sync::watch::channel(index).0;
+        auth.follow_applied(applied_index.subscribe());
         Ok(Applier {
             storage,
             mvcc,
             lessor,
             cluster,
             hub,
+            auth,
             applied: Mutex::new(applied),
-            applied_index: tokio::sync::watch::channel(index).0,
+            applied_index,
         })
+    }
+
+    /// The auth store (reloaded with the rest after a snapshot install).
+    pub fn auth(&self) -> &Arc<AuthStore> {
+        &self.auth
     }
 
     /// The last applied log id and membership, as raft asks on start-up.
@@ -85,6 +96,7 @@ impl Applier {
     }
 
     /// Applies a batch of committed entries; one response per entry, in order.
+    #[allow(clippy::result_large_err)] // openraft's error type, returned as raft expects it
     pub fn apply(&self, entries: Vec<Entry>) -> Result<Vec<Response>, StorageError> {
         let Some(last) = entries.last().map(|e| e.log_id) else {
             return Ok(Vec::new());
@@ -95,7 +107,7 @@ impl Applier {
         for entry in entries {
             let out = match entry.payload {
                 EntryPayload::Blank => Out::Empty(Empty {}),
-                EntryPayload::Normal(req) => match self.apply_command(&mut writer, req.0) {
+                EntryPayload::Normal(req) => match self.apply_command(&mut writer, req.0, entry.log_id.index) {
                     Ok(out) => out,
                     Err(Error::Internal(msg)) => return Err(storage_err(&msg)),
                     Err(e) => Out::Error(e.to_string()),
@@ -129,10 +141,13 @@ impl Applier {
         Ok(responses)
     }
 
-    fn apply_command(&self, w: &mut MvccWriter<'_>, req: InternalRequest) -> Result<Out> {
+    fn apply_command(&self, w: &mut MvccWriter<'_>, req: InternalRequest, index: u64) -> Result<Out> {
         let Some(cmd) = req.request else {
             return Ok(Out::Empty(Empty {}));
         };
+        if let Some(caller) = &req.auth {
+            self.check_access(&AuthInfo::from(caller), &cmd)?;
+        }
         Ok(match cmd {
             Cmd::Put(put) => {
                 self.check_space()?;
@@ -204,7 +219,62 @@ impl Applier {
                 self.cluster.remove_member(w.batch(), removed.id);
                 Out::Empty(Empty {})
             }
+            cmd @ (Cmd::AuthEnable(_)
+            | Cmd::AuthDisable(_)
+            | Cmd::Authenticate(_)
+            | Cmd::AuthUserAdd(_)
+            | Cmd::AuthUserDelete(_)
+            | Cmd::AuthUserChangePassword(_)
+            | Cmd::AuthUserGrantRole(_)
+            | Cmd::AuthUserRevokeRole(_)
+            | Cmd::AuthRoleAdd(_)
+            | Cmd::AuthRoleDelete(_)
+            | Cmd::AuthRoleGrantPermission(_)
+            | Cmd::AuthRoleRevokePermission(_)) => {
+                let revision = w.current_revision();
+                self.auth.apply(w.batch(), cmd, index, revision)?
+            }
         })
+    }
+
+    /// etcd's `authApplierV3`: a client's request is checked against the auth store as this
+    /// entry finds it, so a permission revoked before the entry applies is already gone.
+    /// (Range and read-only txns are checked by the API layer; so are the requests below
+    /// that etcd checks there: compaction, alarms, membership.)
+    fn check_access(&self, caller: &AuthInfo, cmd: &Cmd) -> Result<()> {
+        let auth = &self.auth;
+        match cmd {
+            Cmd::Put(p) => {
+                auth.check_write(caller, &p.key, &[])?;
+                self.check_lease_keys(caller, p.lease)?;
+                if p.prev_kv {
+                    auth.check_range(caller, &p.key, &[])?;
+                }
+                Ok(())
+            }
+            Cmd::DeleteRange(d) => {
+                auth.check_write(caller, &d.key, &d.range_end)?;
+                if d.prev_kv {
+                    auth.check_range(caller, &d.key, &d.range_end)?;
+                }
+                Ok(())
+            }
+            Cmd::Txn(t) => auth.check_txn(caller, t),
+            Cmd::LeaseRevoke(r) => self.check_lease_keys(caller, r.id),
+            cmd if auth::needs_admin(cmd) => auth.check_admin(caller),
+            _ => Ok(()),
+        }
+    }
+
+    /// A lease's keys must all be writable by whoever revokes it or attaches keys to it.
+    fn check_lease_keys(&self, caller: &AuthInfo, lease: i64) -> Result<()> {
+        if lease == 0 || !self.auth.is_enabled() {
+            return Ok(());
+        }
+        for key in self.lessor.status(lease).map(|s| s.keys).unwrap_or_default() {
+            self.auth.check_write(caller, &key, &[])?;
+        }
+        Ok(())
     }
 
     fn check_space(&self) -> Result<()> {

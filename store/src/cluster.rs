@@ -122,7 +122,7 @@ impl ClusterState {
                     return Ok(Vec::new());
                 }
                 if !alarms.contains(&entry) {
-                    alarms.push(entry.clone());
+                    alarms.push(entry);
                 }
                 vec![entry]
             }

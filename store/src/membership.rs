@@ -278,7 +278,7 @@ fn ready_to_add_voter(members: &[Member]) -> bool {
     if started == 1 && total == 2 {
         return true;
     }
-    started >= total / 2 + 1
+    started > total / 2
 }
 
 /// etcd's `IsReadyToRemoveVotingMember`: the remaining started voters must form a quorum.
@@ -289,7 +289,7 @@ fn ready_to_remove_voter(server: &EtcdServer, v: &View, id: u64) -> bool {
         .iter()
         .filter(|m| attrs.get(m).map(|a| !a.name.is_empty()).unwrap_or(false))
         .count();
-    started >= remaining.len() / 2 + 1
+    started > remaining.len() / 2
 }
 
 fn check_urls(urls: &[String]) -> Result<()> {

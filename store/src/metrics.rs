@@ -91,7 +91,7 @@ pub async fn count_grpc(
                 .get("grpc-status")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<i32>().ok())
-                .map(|c| tonic::Code::from_i32(c))
+                .map(tonic::Code::from_i32)
                 .unwrap_or(tonic::Code::Ok);
             let kind = match method {
                 "Watch" | "LeaseKeepAlive" => "bidi_stream",

@@ -1,3 +1,7 @@
+// openraft's `StorageError` is part of its trait signatures; boxing it would only add
+// conversions at every call.
+#![allow(clippy::result_large_err)]
+
 //! Raft: openraft's type configuration and the three parts it needs from us, kept apart as
 //! openraft's examples do: the log store, the state machine, and the peer network.
 
