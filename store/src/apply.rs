@@ -21,8 +21,8 @@ use crate::pb::etcdserverpb::response_op::Response as OpResponse;
 use crate::pb::etcdserverpb::{
     AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse, Compare,
     DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeResponse, PutRequest, PutResponse, ResponseHeader, ResponseOp,
-    TxnRequest, TxnResponse,
+    LeaseRevokeResponse, PutRequest, PutResponse, ResponseHeader, ResponseOp, TxnRequest,
+    TxnResponse,
 };
 use crate::pb::mvccpb::KeyValue;
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
@@ -107,11 +107,13 @@ impl Applier {
         for entry in entries {
             let out = match entry.payload {
                 EntryPayload::Blank => Out::Empty(Empty {}),
-                EntryPayload::Normal(req) => match self.apply_command(&mut writer, req.0, entry.log_id.index) {
-                    Ok(out) => out,
-                    Err(Error::Internal(msg)) => return Err(storage_err(&msg)),
-                    Err(e) => Out::Error(e.to_string()),
-                },
+                EntryPayload::Normal(req) => {
+                    match self.apply_command(&mut writer, req.0, entry.log_id.index) {
+                        Ok(out) => out,
+                        Err(Error::Internal(msg)) => return Err(storage_err(&msg)),
+                        Err(e) => Out::Error(e.to_string()),
+                    }
+                }
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m));
                     Out::Empty(Empty {})
@@ -141,7 +143,12 @@ impl Applier {
         Ok(responses)
     }
 
-    fn apply_command(&self, w: &mut MvccWriter<'_>, req: InternalRequest, index: u64) -> Result<Out> {
+    fn apply_command(
+        &self,
+        w: &mut MvccWriter<'_>,
+        req: InternalRequest,
+        index: u64,
+    ) -> Result<Out> {
         let Some(cmd) = req.request else {
             return Ok(Out::Empty(Empty {}));
         };
@@ -450,7 +457,9 @@ fn compare(txn: &TxnWrite<'_, '_>, c: &Compare) -> Result<bool> {
 fn compare_kv(c: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
     use std::cmp::Ordering;
     let ord = match (target, &c.target_union) {
-        (CompareTarget::Value, Some(TargetUnion::Value(v))) => kv.value.as_slice().cmp(v.as_slice()),
+        (CompareTarget::Value, Some(TargetUnion::Value(v))) => {
+            kv.value.as_slice().cmp(v.as_slice())
+        }
         (CompareTarget::Value, _) => kv.value.as_slice().cmp(&[][..]),
         (CompareTarget::Create, Some(TargetUnion::CreateRevision(r))) => kv.create_revision.cmp(r),
         (CompareTarget::Mod, Some(TargetUnion::ModRevision(r))) => kv.mod_revision.cmp(r),
@@ -469,7 +478,8 @@ fn compare_kv(c: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
     }
 }
 
-fn has_put(req: &TxnRequest) -> bool {
+/// Whether a txn may add data (any put on any branch): such txns count against the quota.
+pub fn has_put(req: &TxnRequest) -> bool {
     req.success.iter().chain(&req.failure).any(|op| match &op.request {
         Some(Op::RequestPut(_)) => true,
         Some(Op::RequestTxn(t)) => has_put(t),

@@ -46,9 +46,12 @@ impl ClusterState {
         }
         let alarms = match db.get_cf(self.storage.cf(Cf::Meta), meta_keys::ALARMS)? {
             Some(bytes) => {
-                let pairs: Vec<(u64, i32)> =
-                    bincode::deserialize(&bytes).map_err(|e| Error::internal("decode alarms", e))?;
-                pairs.into_iter().map(|(member_id, alarm)| AlarmMember { member_id, alarm }).collect()
+                let pairs: Vec<(u64, i32)> = bincode::deserialize(&bytes)
+                    .map_err(|e| Error::internal("decode alarms", e))?;
+                pairs
+                    .into_iter()
+                    .map(|(member_id, alarm)| AlarmMember { member_id, alarm })
+                    .collect()
             }
             None => Vec::new(),
         };
@@ -69,8 +72,20 @@ impl ClusterState {
     }
 
     /// Applies `member add`: the member exists, unnamed until it starts.
-    pub fn add_member(&self, batch: &mut WriteBatch, id: u64, peer_urls: Vec<String>, pending_voter: bool) {
-        let attrs = MemberAttributes { id, name: String::new(), peer_urls, client_urls: Vec::new(), pending_voter };
+    pub fn add_member(
+        &self,
+        batch: &mut WriteBatch,
+        id: u64,
+        peer_urls: Vec<String>,
+        pending_voter: bool,
+    ) {
+        let attrs = MemberAttributes {
+            id,
+            name: String::new(),
+            peer_urls,
+            client_urls: Vec::new(),
+            pending_voter,
+        };
         self.store_member(batch, &attrs);
         lock(&self.members).insert(id, attrs);
     }

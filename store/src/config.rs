@@ -145,12 +145,14 @@ impl Config {
             return Ok(None);
         }
         if self.auto_compaction_mode == "revision" {
-            let revs: i64 = r.parse().map_err(|_| format!("invalid --auto-compaction-retention {r:?}"))?;
+            let revs: i64 =
+                r.parse().map_err(|_| format!("invalid --auto-compaction-retention {r:?}"))?;
             return Ok((revs > 0).then_some(AutoCompaction::Revisions(revs)));
         }
         let period = match r.parse::<u64>() {
             Ok(hours) => Duration::from_secs(hours * 3600),
-            Err(_) => parse_duration(r).ok_or_else(|| format!("invalid --auto-compaction-retention {r:?}"))?,
+            Err(_) => parse_duration(r)
+                .ok_or_else(|| format!("invalid --auto-compaction-retention {r:?}"))?,
         };
         Ok((!period.is_zero()).then_some(AutoCompaction::Periodic(period)))
     }
@@ -210,22 +212,40 @@ mod tests {
     fn defaults_match_etcd() {
         let c = Config::parse_from(["oxcd"]);
         assert_eq!(c.data_dir(), PathBuf::from("default.oxcd"));
-        assert_eq!(c.initial_members().unwrap(), vec![("default".into(), vec!["http://localhost:2380".into()])]);
+        assert_eq!(
+            c.initial_members().unwrap(),
+            vec![("default".into(), vec!["http://localhost:2380".into()])]
+        );
         assert_eq!(c.min_lease_ttl(), 2);
         assert_eq!(c.auto_compaction().unwrap(), None);
     }
 
     #[test]
     fn renamed_member_derives_initial_cluster() {
-        let c = Config::parse_from(["oxcd", "--name", "n1", "--initial-advertise-peer-urls", "http://127.0.0.1:7001"]);
+        let c = Config::parse_from([
+            "oxcd",
+            "--name",
+            "n1",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:7001",
+        ]);
         assert_eq!(c.initial_cluster(), "n1=http://127.0.0.1:7001");
     }
 
     #[test]
     fn retention_parsing() {
         let c = Config::parse_from(["oxcd", "--auto-compaction-retention", "1h30m"]);
-        assert_eq!(c.auto_compaction().unwrap(), Some(AutoCompaction::Periodic(Duration::from_secs(5400))));
-        let c = Config::parse_from(["oxcd", "--auto-compaction-mode", "revision", "--auto-compaction-retention", "100"]);
+        assert_eq!(
+            c.auto_compaction().unwrap(),
+            Some(AutoCompaction::Periodic(Duration::from_secs(5400)))
+        );
+        let c = Config::parse_from([
+            "oxcd",
+            "--auto-compaction-mode",
+            "revision",
+            "--auto-compaction-retention",
+            "100",
+        ]);
         assert_eq!(c.auto_compaction().unwrap(), Some(AutoCompaction::Revisions(100)));
     }
 }

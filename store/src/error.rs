@@ -102,6 +102,19 @@ pub enum Error {
     RootUserNotExist,
     #[error("etcdserver: root user does not have root role")]
     RootRoleNotExist,
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
+    /// etcd leaves this one untranslated: gRPC code Unknown with the auth package's text.
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
+    /// The auth store changed while a request was served; etcd leaves it untranslated too.
+    #[error("auth: revision in header is old")]
+    AuthOldRevision,
+    /// An auth failure that etcd's Maintenance service (defragment, snapshot, hash) returns
+    /// without translating it: gRPC code Unknown and the auth package's text, e.g.
+    /// "auth: permission denied". Built by `auth::untranslated`.
+    #[error("{0}")]
+    AuthUntranslated(&'static str),
     #[error("etcdserver: not capable")]
     NotCapable,
     /// A request that is malformed in a way etcd reports with its own free-form text.
@@ -119,9 +132,11 @@ impl Error {
     /// Rebuilds an error from its message, the form in which errors cross the peer network
     /// (a follower forwarding a proposal gets the leader's apply error back as text).
     pub fn from_message(message: &str) -> Error {
-        KNOWN.iter().find(|e| e.to_string() == message).cloned().unwrap_or_else(|| {
-            Error::Internal(message.to_string())
-        })
+        KNOWN
+            .iter()
+            .find(|e| e.to_string() == message)
+            .cloned()
+            .unwrap_or_else(|| Error::Internal(message.to_string()))
     }
 
     /// Wraps a storage-level failure; storage errors are never the client's fault.
@@ -177,6 +192,9 @@ const KNOWN: &[Error] = &[
     Error::InvalidAuthMgmt,
     Error::RootUserNotExist,
     Error::RootRoleNotExist,
+    Error::PermissionNotGiven,
+    Error::NoPasswordUser,
+    Error::AuthOldRevision,
     Error::NotCapable,
 ];
 

@@ -101,11 +101,21 @@ pub async fn add(server: &EtcdServer, peer_urls: Vec<String>, is_learner: bool) 
         return Err(Error::MemberExist);
     }
     server
-        .propose(Cmd::MemberAdded(MemberAdded { id, peer_urls: peer_urls.clone(), pending_voter: !is_learner }))
+        .propose(Cmd::MemberAdded(MemberAdded {
+            id,
+            peer_urls: peer_urls.clone(),
+            pending_voter: !is_learner,
+        }))
         .await?;
     let node = BasicNode::new(peer_urls.first().cloned().unwrap_or_default());
     server.raft().add_learner(id, node, false).await.map_err(write_err)?;
-    Ok(Member { id, name: String::new(), peer_ur_ls: peer_urls, client_ur_ls: Vec::new(), is_learner })
+    Ok(Member {
+        id,
+        name: String::new(),
+        peer_ur_ls: peer_urls,
+        client_ur_ls: Vec::new(),
+        is_learner,
+    })
 }
 
 /// `member remove`.
@@ -170,7 +180,8 @@ pub async fn update(server: &EtcdServer, id: u64, peer_urls: Vec<String>) -> Res
         .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, node)])), true)
         .await
         .map_err(write_err)?;
-    let mut attrs = server.cluster().member(id).unwrap_or(MemberAttributes { id, ..Default::default() });
+    let mut attrs =
+        server.cluster().member(id).unwrap_or(MemberAttributes { id, ..Default::default() });
     attrs.peer_urls = peer_urls;
     server.propose(Cmd::MemberAttributes(attrs)).await?;
     Ok(())
@@ -204,9 +215,12 @@ pub async fn move_leader(server: &EtcdServer, target: u64) -> Result<()> {
         let mut peer = server.peer(&addr)?;
         peer.campaign(Empty {}).await.map_err(|_| Error::BadLeaderTransferee)?;
         let mut metrics = server.raft().metrics();
-        let waited = tokio::time::timeout(Duration::from_secs(5), metrics.wait_for(|m| {
-            m.current_leader.is_some() && m.current_leader != Some(server.member_id())
-        }))
+        let waited = tokio::time::timeout(
+            Duration::from_secs(5),
+            metrics.wait_for(|m| {
+                m.current_leader.is_some() && m.current_leader != Some(server.member_id())
+            }),
+        )
         .await;
         match waited {
             Ok(Ok(m)) if m.current_leader == Some(target) => Ok(()),
@@ -297,7 +311,8 @@ fn check_urls(urls: &[String]) -> Result<()> {
         return Err(Error::MemberBadUrls);
     }
     for url in urls {
-        let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
+        let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"))
+        else {
             return Err(Error::MemberBadUrls);
         };
         let Some((host, port)) = rest.trim_end_matches('/').rsplit_once(':') else {

@@ -2,7 +2,9 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 /// The one registry.
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
@@ -15,47 +17,95 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(metric: T) -> T {
 
 /// Whether a leader exists (etcd_server_has_leader).
 pub static HAS_LEADER: LazyLock<IntGauge> = LazyLock::new(|| {
-    register(IntGauge::new("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.").expect("valid metric"))
+    register(
+        IntGauge::new(
+            "etcd_server_has_leader",
+            "Whether or not a leader exists. 1 is existence, 0 is not.",
+        )
+        .expect("valid metric"),
+    )
 });
 /// Whether this member leads (etcd_server_is_leader).
 pub static IS_LEADER: LazyLock<IntGauge> = LazyLock::new(|| {
-    register(IntGauge::new("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.").expect("valid metric"))
+    register(
+        IntGauge::new(
+            "etcd_server_is_leader",
+            "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+        )
+        .expect("valid metric"),
+    )
 });
 /// Leader changes seen (etcd_server_leader_changes_seen_total).
 pub static LEADER_CHANGES: LazyLock<IntCounter> = LazyLock::new(|| {
-    register(IntCounter::new("etcd_server_leader_changes_seen_total", "The number of leader changes seen.").expect("valid metric"))
+    register(
+        IntCounter::new(
+            "etcd_server_leader_changes_seen_total",
+            "The number of leader changes seen.",
+        )
+        .expect("valid metric"),
+    )
 });
 /// Proposals that failed (etcd_server_proposals_failed_total).
 pub static PROPOSALS_FAILED: LazyLock<IntCounter> = LazyLock::new(|| {
-    register(IntCounter::new("etcd_server_proposals_failed_total", "The total number of failed proposals seen.").expect("valid metric"))
+    register(
+        IntCounter::new(
+            "etcd_server_proposals_failed_total",
+            "The total number of failed proposals seen.",
+        )
+        .expect("valid metric"),
+    )
 });
 /// Backend size (etcd_mvcc_db_total_size_in_bytes).
 pub static DB_SIZE: LazyLock<IntGauge> = LazyLock::new(|| {
-    register(IntGauge::new("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.").expect("valid metric"))
+    register(
+        IntGauge::new(
+            "etcd_mvcc_db_total_size_in_bytes",
+            "Total size of the underlying database physically allocated in bytes.",
+        )
+        .expect("valid metric"),
+    )
 });
 /// Raft log fsync latency (etcd_disk_wal_fsync_duration_seconds).
 pub static WAL_FSYNC: LazyLock<Histogram> = LazyLock::new(|| {
     register(
         Histogram::with_opts(
-            HistogramOpts::new("etcd_disk_wal_fsync_duration_seconds", "The latency distributions of fsync called by WAL.")
-                .buckets(prometheus::exponential_buckets(0.001, 2.0, 14).expect("valid buckets")),
+            HistogramOpts::new(
+                "etcd_disk_wal_fsync_duration_seconds",
+                "The latency distributions of fsync called by WAL.",
+            )
+            .buckets(prometheus::exponential_buckets(0.001, 2.0, 14).expect("valid buckets")),
         )
         .expect("valid metric"),
     )
 });
 /// Bytes received from gRPC clients (etcd_network_client_grpc_received_bytes_total).
 pub static GRPC_RECEIVED_BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
-    register(IntCounter::new("etcd_network_client_grpc_received_bytes_total", "The total number of bytes received from grpc clients.").expect("valid metric"))
+    register(
+        IntCounter::new(
+            "etcd_network_client_grpc_received_bytes_total",
+            "The total number of bytes received from grpc clients.",
+        )
+        .expect("valid metric"),
+    )
 });
 /// Bytes sent to gRPC clients (etcd_network_client_grpc_sent_bytes_total).
 pub static GRPC_SENT_BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
-    register(IntCounter::new("etcd_network_client_grpc_sent_bytes_total", "The total number of bytes sent to grpc clients.").expect("valid metric"))
+    register(
+        IntCounter::new(
+            "etcd_network_client_grpc_sent_bytes_total",
+            "The total number of bytes sent to grpc clients.",
+        )
+        .expect("valid metric"),
+    )
 });
 /// RPCs completed (grpc_server_handled_total).
 pub static GRPC_HANDLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
-            Opts::new("grpc_server_handled_total", "Total number of RPCs completed on the server, regardless of success or failure."),
+            Opts::new(
+                "grpc_server_handled_total",
+                "Total number of RPCs completed on the server, regardless of success or failure.",
+            ),
             &["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
         )
         .expect("valid metric"),

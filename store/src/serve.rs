@@ -10,11 +10,9 @@ use tonic::service::Routes;
 
 use crate::api::cluster::ClusterService;
 use crate::api::election::ElectionService;
-use crate::api::lock::LockService;
-use crate::pb::v3electionpb::election_server::ElectionServer;
-use crate::pb::v3lockpb::lock_server::LockServer;
 use crate::api::kv::KvService;
 use crate::api::lease::LeaseService;
+use crate::api::lock::LockService;
 use crate::api::maintenance::MaintenanceService;
 use crate::api::watch::WatchService;
 use crate::config::Config;
@@ -24,6 +22,8 @@ use crate::pb::etcdserverpb::lease_server::LeaseServer;
 use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::pb::etcdserverpb::watch_server::WatchServer;
 use crate::pb::oxcdpb::raft_peer_server::RaftPeerServer;
+use crate::pb::v3electionpb::election_server::ElectionServer;
+use crate::pb::v3lockpb::lock_server::LockServer;
 use crate::raft::peer_service::PeerService;
 use crate::server::EtcdServer;
 
@@ -39,15 +39,27 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     // Bind before starting raft so a taken port fails fast with a clear message.
     let mut client_listeners = Vec::new();
     for addr in &client_addrs {
-        client_listeners.push(TcpListener::bind(addr).await.with_context(|| format!("listen on client address {addr}"))?);
+        client_listeners.push(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listen on client address {addr}"))?,
+        );
     }
     let mut peer_listeners = Vec::new();
     for addr in &peer_addrs {
-        peer_listeners.push(TcpListener::bind(addr).await.with_context(|| format!("listen on peer address {addr}"))?);
+        peer_listeners.push(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listen on peer address {addr}"))?,
+        );
     }
     let mut metrics_listeners = Vec::new();
     for addr in &metrics_addrs {
-        metrics_listeners.push(TcpListener::bind(addr).await.with_context(|| format!("listen on metrics address {addr}"))?);
+        metrics_listeners.push(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listen on metrics address {addr}"))?,
+        );
     }
 
     let server = EtcdServer::start(config.clone()).await?;
@@ -61,14 +73,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .max_decoding_message_size(max_recv)
             .max_encoding_message_size(usize::MAX),
     )
-    .add_service(WatchServer::new(WatchService::new(server.hub().clone(), headers)).max_decoding_message_size(max_recv))
-    .add_service(LeaseServer::new(LeaseService::new(server.clone())).max_decoding_message_size(max_recv))
+    .add_service(
+        WatchServer::new(WatchService::new(server.hub().clone(), headers))
+            .max_decoding_message_size(max_recv),
+    )
+    .add_service(
+        LeaseServer::new(LeaseService::new(server.clone())).max_decoding_message_size(max_recv),
+    )
     .add_service(
         MaintenanceServer::new(MaintenanceService::new(server.clone()))
             .max_decoding_message_size(max_recv)
             .max_encoding_message_size(usize::MAX),
     )
-    .add_service(ClusterServer::new(ClusterService::new(server.clone())).max_decoding_message_size(max_recv))
+    .add_service(
+        ClusterServer::new(ClusterService::new(server.clone())).max_decoding_message_size(max_recv),
+    )
     .add_service(LockServer::new(LockService::new(server.clone())))
     .add_service(ElectionServer::new(ElectionService::new(server.clone())));
     let client_router = routes
@@ -80,12 +99,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     for listener in client_listeners {
         let router = client_router.clone();
         let stop = wait_stop(stop_rx.clone());
-        tasks.spawn(async move { axum::serve(crate::h2_authority::FixingListener::new(listener), router).with_graceful_shutdown(stop).await });
+        tasks.spawn(async move {
+            axum::serve(crate::h2_authority::FixingListener::new(listener), router)
+                .with_graceful_shutdown(stop)
+                .await
+        });
     }
     for listener in metrics_listeners {
         let router = crate::http::router(server.clone());
         let stop = wait_stop(stop_rx.clone());
-        tasks.spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop).await });
+        tasks
+            .spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop).await });
     }
     for listener in peer_listeners {
         let svc = RaftPeerServer::new(PeerService::new(server.clone()))
@@ -93,7 +117,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .max_encoding_message_size(usize::MAX);
         let router = Routes::new(svc).into_axum_router();
         let stop = wait_stop(stop_rx.clone());
-        tasks.spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop).await });
+        tasks
+            .spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop).await });
     }
     tracing::info!(
         name = server.name(),
@@ -130,14 +155,15 @@ fn resolve_all(flag: &str, name: &str) -> anyhow::Result<Vec<SocketAddr>> {
             None => bail!("{name}: {url:?} is not a URL (expected http://host:port)"),
         };
         let hostport = rest.trim_end_matches('/');
-        let (host, port) = hostport
-            .rsplit_once(':')
-            .with_context(|| format!("{name}: {url:?} has no port"))?;
+        let (host, port) =
+            hostport.rsplit_once(':').with_context(|| format!("{name}: {url:?} has no port"))?;
         let port: u16 = port.parse().with_context(|| format!("{name}: bad port in {url:?}"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let ip = match host {
             "localhost" => std::net::IpAddr::from([127, 0, 0, 1]),
-            h => h.parse().with_context(|| format!("{name}: {h:?} is not an IP address or localhost"))?,
+            h => h
+                .parse()
+                .with_context(|| format!("{name}: {h:?} is not an IP address or localhost"))?,
         };
         out.push(SocketAddr::new(ip, port));
     }

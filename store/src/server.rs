@@ -15,6 +15,7 @@ use tonic::transport::Channel;
 
 use crate::api::Headers;
 use crate::apply::{into_result, Applier};
+use crate::auth::{AuthInfo, AuthStore};
 use crate::cluster::{self, ClusterState};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -58,6 +59,8 @@ struct Inner {
     headers: Headers,
     peers: Mutex<HashMap<String, RaftPeerClient<Channel>>>,
     id_gen: AtomicU64,
+    /// The database's size on disk, refreshed in the background (quota checks read it).
+    db_size: AtomicU64,
     /// Coalesces concurrent ReadIndex rounds.
     read_batcher: Arc<crate::read_index::ReadIndexBatcher>,
     /// Set once raft's membership no longer contains this member.
@@ -72,18 +75,26 @@ impl EtcdServer {
             .with_context(|| format!("opening data dir {}", data_dir.display()))?;
         let (member_id, cluster_id) = identity(&config, &storage).await?;
         let mvcc = Arc::new(MvccStore::open(storage.clone())?);
-        let lessor = Arc::new(Lessor::open(storage.clone(), config.min_lease_ttl(), mvcc.leased_keys())?);
+        let lessor =
+            Arc::new(Lessor::open(storage.clone(), config.min_lease_ttl(), mvcc.leased_keys())?);
         let cluster_state = Arc::new(ClusterState::open(storage.clone())?);
         let hub = WatchHub::new(mvcc.clone());
+        let auth = Arc::new(AuthStore::open(storage.clone())?);
         let applier = Arc::new(Applier::open(
             storage.clone(),
             mvcc.clone(),
             lessor.clone(),
             cluster_state.clone(),
             hub.clone(),
+            auth,
         )?);
-        let state_machine =
-            StateMachine::new(storage.clone(), applier.clone(), mvcc.clone(), lessor.clone(), cluster_state.clone());
+        let state_machine = StateMachine::new(
+            storage.clone(),
+            applier.clone(),
+            mvcc.clone(),
+            lessor.clone(),
+            cluster_state.clone(),
+        );
         let raft_config = openraft::Config {
             cluster_name: config.initial_cluster_token.clone(),
             heartbeat_interval: config.heartbeat_interval,
@@ -99,9 +110,16 @@ impl EtcdServer {
         .context("raft configuration")?;
         let log_store = LogStore::new(storage.clone());
         if config.force_new_cluster {
-            let url = Config::urls(&config.initial_advertise_peer_urls).into_iter().next().unwrap_or_default();
-            log_store.force_new_cluster(member_id, BasicNode::new(url)).context("--force-new-cluster")?;
-            tracing::warn!("--force-new-cluster: restarting as a single-member cluster with the existing data");
+            let url = Config::urls(&config.initial_advertise_peer_urls)
+                .into_iter()
+                .next()
+                .unwrap_or_default();
+            log_store
+                .force_new_cluster(member_id, BasicNode::new(url))
+                .context("--force-new-cluster")?;
+            tracing::warn!(
+                "--force-new-cluster: restarting as a single-member cluster with the existing data"
+            );
         }
         let raft = Raft::new(
             member_id,
@@ -116,7 +134,9 @@ impl EtcdServer {
         if config.initial_cluster_state == "new" && !raft.is_initialized().await? {
             let nodes: BTreeMap<u64, BasicNode> = initial_ids(&config)?
                 .into_iter()
-                .map(|(id, _, urls)| (id, BasicNode::new(urls.first().cloned().unwrap_or_default())))
+                .map(|(id, _, urls)| {
+                    (id, BasicNode::new(urls.first().cloned().unwrap_or_default()))
+                })
                 .collect();
             raft.initialize(nodes).await.context("bootstrapping raft membership")?;
         }
@@ -146,6 +166,7 @@ impl EtcdServer {
                 id_gen: AtomicU64::new(seed),
                 removed: tokio::sync::watch::channel(false).0,
                 read_batcher: crate::read_index::ReadIndexBatcher::new(),
+                db_size: AtomicU64::new(0),
             }),
         };
         Ok(server)
@@ -155,6 +176,7 @@ impl EtcdServer {
     /// auto-compactor. They stop when `shutdown` resolves.
     pub fn spawn_background(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
         tokio::spawn(self.clone().observe_raft(shutdown.clone()));
+        tokio::spawn(self.clone().track_db_size(shutdown.clone()));
         tokio::spawn(self.clone().expire_leases(shutdown.clone()));
         tokio::spawn(self.clone().publish_attributes(shutdown.clone()));
         tokio::spawn(crate::membership::promote_pending(self.clone(), shutdown.clone()));
@@ -162,16 +184,35 @@ impl EtcdServer {
     }
 
     /// Replicates `cmd` through raft and returns what applying it produced. Followers hand the
-    /// command to the leader.
+    /// command to the leader. For the member's own commands: apply checks no permissions.
     pub async fn propose(&self, cmd: Cmd) -> Result<Out> {
+        // Boxed: proposing may propose (the quota check raises the NOSPACE alarm).
+        Box::pin(self.propose_request(InternalRequest { request: Some(cmd), auth: None })).await
+    }
+
+    /// Proposes a client's command; with auth enabled, apply checks `caller`'s permissions.
+    pub async fn propose_as(&self, caller: &AuthInfo, cmd: Cmd) -> Result<Out> {
+        let auth = Some(caller.to_request());
+        self.propose_request(InternalRequest { request: Some(cmd), auth }).await
+    }
+
+    /// Proposes a whole raft command (a follower's forwarded proposal keeps its caller).
+    pub async fn propose_request(&self, req: InternalRequest) -> Result<Out> {
         // A learner serves no client writes (etcd: "rpc not supported for learner"); it still
         // publishes its own attributes.
-        if !matches!(cmd, Cmd::MemberAttributes(_)) && self.is_learner() {
+        if !matches!(req.request, Some(Cmd::MemberAttributes(_))) && self.is_learner() {
             return Err(Error::NotSupportedForLearner);
         }
-        let req = InternalRequest { request: Some(cmd) };
         if req.encoded_len() > self.inner.config.max_request_bytes {
             return Err(Error::RequestTooLarge);
+        }
+        let adds_data = match &req.request {
+            Some(Cmd::Put(_)) | Some(Cmd::LeaseGrant(_)) => true,
+            Some(Cmd::Txn(t)) => crate::apply::has_put(t),
+            _ => false,
+        };
+        if adds_data {
+            self.check_quota(req.encoded_len()).await?;
         }
         match tokio::time::timeout(PROPOSE_TIMEOUT, self.propose_inner(req)).await {
             Ok(result) => result,
@@ -195,6 +236,45 @@ impl EtcdServer {
         }
     }
 
+    /// etcd's backend quota: a write that would take the database past
+    /// `--quota-backend-bytes` raises the NOSPACE alarm and fails; the alarm then keeps every
+    /// data-adding write out until an operator compacts, defragments and disarms it.
+    async fn check_quota(&self, request_bytes: usize) -> Result<()> {
+        let size = self.inner.db_size.load(Ordering::Relaxed);
+        let quota = self.inner.config.quota_bytes().max(0) as u64;
+        if size.saturating_add(request_bytes as u64) <= quota {
+            return Ok(());
+        }
+        let alarm = crate::pb::etcdserverpb::AlarmRequest {
+            action: crate::pb::etcdserverpb::alarm_request::AlarmAction::Activate as i32,
+            member_id: self.inner.member_id,
+            alarm: crate::pb::etcdserverpb::AlarmType::Nospace as i32,
+        };
+        if !self.inner.cluster.no_space() {
+            tracing::warn!(size, quota, "database space exceeded; raising the NOSPACE alarm");
+            if let Err(e) = self.propose(Cmd::Alarm(alarm)).await {
+                tracing::warn!(error = %e, "raising the NOSPACE alarm");
+            }
+        }
+        Err(Error::NoSpace)
+    }
+
+    /// Keeps the cached database size (quota checks, the size metric) current.
+    async fn track_db_size(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let storage = self.inner.storage.clone();
+            if let Ok(size) = tokio::task::spawn_blocking(move || storage.size_bytes()).await {
+                self.inner.db_size.store(size, Ordering::Relaxed);
+                crate::metrics::DB_SIZE.set(size as i64);
+            }
+        }
+    }
+
     /// Returns once this member has applied every write committed before the call: the
     /// leader confirms leadership with a quorum (ReadIndex); a follower asks the leader for
     /// that index and waits to apply it.
@@ -215,11 +295,13 @@ impl EtcdServer {
     /// callers share rounds (see `read_index`).
     pub async fn read_index(&self) -> Result<u64> {
         let this = self.clone();
-        self.inner.read_batcher.read_index(move || {
-            let this = this.clone();
-            async move { this.read_index_round().await }
-        })
-        .await
+        self.inner
+            .read_batcher
+            .read_index(move || {
+                let this = this.clone();
+                async move { this.read_index_round().await }
+            })
+            .await
     }
 
     async fn read_index_round(&self) -> Result<u64> {
@@ -327,6 +409,10 @@ impl EtcdServer {
     pub fn hub(&self) -> &Arc<WatchHub> {
         &self.inner.hub
     }
+    /// The auth store (users, roles, tokens, permission checks).
+    pub fn auth(&self) -> &Arc<AuthStore> {
+        self.inner.applier.auth()
+    }
     /// The raft handle.
     pub fn raft(&self) -> &Raft {
         &self.inner.raft
@@ -371,7 +457,9 @@ impl EtcdServer {
             let membership = m.membership_config.membership();
             let is_member = membership.get_node(&self.inner.member_id).is_some();
             if m.membership_config.log_id().is_some() && !is_member && m.current_leader.is_some() {
-                tracing::warn!("the member has been permanently removed from the cluster; shutting down");
+                tracing::warn!(
+                    "the member has been permanently removed from the cluster; shutting down"
+                );
                 self.inner.removed.send_replace(true);
                 return;
             }
@@ -412,7 +500,9 @@ impl EtcdServer {
             pending_voter: false,
         };
         let published = self.inner.cluster.member(self.inner.member_id).is_some_and(|m| {
-            m.name == attrs.name && m.peer_urls == attrs.peer_urls && m.client_urls == attrs.client_urls
+            m.name == attrs.name
+                && m.peer_urls == attrs.peer_urls
+                && m.client_urls == attrs.client_urls
         });
         if published {
             return;
@@ -452,7 +542,9 @@ fn initial_ids(config: &Config) -> anyhow::Result<Vec<(u64, String, Vec<String>)
     let initial = config.initial_members().map_err(anyhow::Error::msg)?;
     Ok(initial
         .into_iter()
-        .map(|(name, urls)| (cluster::member_id(&urls, &config.initial_cluster_token, None), name, urls))
+        .map(|(name, urls)| {
+            (cluster::member_id(&urls, &config.initial_cluster_token, None), name, urls)
+        })
         .collect())
 }
 
@@ -465,13 +557,18 @@ async fn identity(config: &Config, storage: &Storage) -> anyhow::Result<(u64, u6
     let read = |key: &[u8]| -> anyhow::Result<Option<u64>> {
         match db.get_cf(meta, key)? {
             Some(b) => {
-                let arr: [u8; 8] = b.as_slice().try_into().map_err(|_| anyhow::anyhow!("corrupt member identity"))?;
+                let arr: [u8; 8] = b
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| anyhow::anyhow!("corrupt member identity"))?;
                 Ok(Some(u64::from_be_bytes(arr)))
             }
             None => Ok(None),
         }
     };
-    if let (Some(member), Some(cluster)) = (read(raft_meta_keys::MEMBER_ID)?, read(raft_meta_keys::CLUSTER_ID)?) {
+    if let (Some(member), Some(cluster)) =
+        (read(raft_meta_keys::MEMBER_ID)?, read(raft_meta_keys::CLUSTER_ID)?)
+    {
         return Ok((member, cluster));
     }
     let peer_urls = Config::urls(&config.initial_advertise_peer_urls);
@@ -531,7 +628,10 @@ async fn join_existing(
                             info.token
                         );
                     }
-                    let me = info.members.iter().find(|m| m.peer_urls.iter().any(|u| peer_urls.contains(u)));
+                    let me = info
+                        .members
+                        .iter()
+                        .find(|m| m.peer_urls.iter().any(|u| peer_urls.contains(u)));
                     return match me {
                         Some(m) => Ok((m.id, info.cluster_id)),
                         None => anyhow::bail!(

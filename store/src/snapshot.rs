@@ -40,9 +40,8 @@ pub fn decode(file: &[u8]) -> Result<&[u8]> {
     if &body[..MAGIC.len()] != MAGIC {
         return Err(bad("not an oxcd snapshot (bad magic)"));
     }
-    let len_bytes: [u8; 8] = body[MAGIC.len()..MAGIC.len() + 8]
-        .try_into()
-        .map_err(|_| bad("truncated header"))?;
+    let len_bytes: [u8; 8] =
+        body[MAGIC.len()..MAGIC.len() + 8].try_into().map_err(|_| bad("truncated header"))?;
     let len = usize::try_from(u64::from_be_bytes(len_bytes)).map_err(|_| bad("bad length"))?;
     let start = MAGIC.len() + 8;
     body.get(start..start.saturating_add(len)).ok_or_else(|| bad("payload is truncated"))

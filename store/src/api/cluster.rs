@@ -7,9 +7,9 @@ use crate::membership;
 use crate::pb::etcdserverpb::cluster_client::ClusterClient;
 use crate::pb::etcdserverpb::cluster_server::Cluster;
 use crate::pb::etcdserverpb::{
-    MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteRequest,
-    MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest,
-    MemberUpdateResponse, ResponseHeader,
+    MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
+    MemberUpdateRequest, MemberUpdateResponse, ResponseHeader,
 };
 use crate::server::EtcdServer;
 
@@ -35,7 +35,10 @@ impl ClusterService {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn member_add(&self, request: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
+    async fn member_add(
+        &self,
+        request: Request<MemberAddRequest>,
+    ) -> Result<Response<MemberAddResponse>, Status> {
         if let Some(mut leader) = self.leader()? {
             return leader.member_add(request.into_inner()).await;
         }
@@ -45,7 +48,11 @@ impl Cluster for ClusterService {
         if !members.iter().any(|m| m.id == member.id) {
             members.push(member.clone());
         }
-        Ok(Response::new(MemberAddResponse { header: self.header(), member: Some(member), members }))
+        Ok(Response::new(MemberAddResponse {
+            header: self.header(),
+            member: Some(member),
+            members,
+        }))
     }
 
     async fn member_remove(
@@ -56,7 +63,10 @@ impl Cluster for ClusterService {
             return leader.member_remove(request.into_inner()).await;
         }
         membership::remove(&self.server, request.into_inner().id).await?;
-        Ok(Response::new(MemberRemoveResponse { header: self.header(), members: membership::list(&self.server) }))
+        Ok(Response::new(MemberRemoveResponse {
+            header: self.header(),
+            members: membership::list(&self.server),
+        }))
     }
 
     async fn member_update(
@@ -68,14 +78,23 @@ impl Cluster for ClusterService {
         }
         let req = request.into_inner();
         membership::update(&self.server, req.id, req.peer_ur_ls).await?;
-        Ok(Response::new(MemberUpdateResponse { header: self.header(), members: membership::list(&self.server) }))
+        Ok(Response::new(MemberUpdateResponse {
+            header: self.header(),
+            members: membership::list(&self.server),
+        }))
     }
 
-    async fn member_list(&self, request: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
+    async fn member_list(
+        &self,
+        request: Request<MemberListRequest>,
+    ) -> Result<Response<MemberListResponse>, Status> {
         if request.into_inner().linearizable {
             self.server.linearizable_read().await?;
         }
-        Ok(Response::new(MemberListResponse { header: self.header(), members: membership::list(&self.server) }))
+        Ok(Response::new(MemberListResponse {
+            header: self.header(),
+            members: membership::list(&self.server),
+        }))
     }
 
     async fn member_promote(
@@ -86,6 +105,9 @@ impl Cluster for ClusterService {
             return leader.member_promote(request.into_inner()).await;
         }
         membership::promote(&self.server, request.into_inner().id).await?;
-        Ok(Response::new(MemberPromoteResponse { header: self.header(), members: membership::list(&self.server) }))
+        Ok(Response::new(MemberPromoteResponse {
+            header: self.header(),
+            members: membership::list(&self.server),
+        }))
     }
 }

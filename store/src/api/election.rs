@@ -45,7 +45,10 @@ type ObserveStream = Pin<Box<dyn Stream<Item = Result<LeaderResponse, Status>> +
 
 #[tonic::async_trait]
 impl Election for ElectionService {
-    async fn campaign(&self, request: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
+    async fn campaign(
+        &self,
+        request: Request<CampaignRequest>,
+    ) -> Result<Response<CampaignResponse>, Status> {
         let req = request.into_inner();
         if req.name.is_empty() {
             return Err(Error::EmptyKey.into());
@@ -56,19 +59,29 @@ impl Election for ElectionService {
             proclaim_value(&self.server, &mine.key, mine.create_revision, req.value).await?;
         }
         queue::wait_until_owner(&self.server, &req.name, &mine).await?;
-        let leader =
-            LeaderKey { name: req.name, key: mine.key, rev: mine.create_revision, lease: req.lease };
+        let leader = LeaderKey {
+            name: req.name,
+            key: mine.key,
+            rev: mine.create_revision,
+            lease: req.lease,
+        };
         Ok(Response::new(CampaignResponse { header: self.header(), leader: Some(leader) }))
     }
 
-    async fn proclaim(&self, request: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
+    async fn proclaim(
+        &self,
+        request: Request<ProclaimRequest>,
+    ) -> Result<Response<ProclaimResponse>, Status> {
         let req = request.into_inner();
         let leader = req.leader.ok_or_else(not_leader)?;
         proclaim_value(&self.server, &leader.key, leader.rev, req.value).await?;
         Ok(Response::new(ProclaimResponse { header: self.header() }))
     }
 
-    async fn leader(&self, request: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
+    async fn leader(
+        &self,
+        request: Request<LeaderRequest>,
+    ) -> Result<Response<LeaderResponse>, Status> {
         let name = request.into_inner().name;
         match queue::owner(&self.server, &name).await? {
             Some(kv) => Ok(Response::new(LeaderResponse { header: self.header(), kv: Some(kv) })),
@@ -78,7 +91,10 @@ impl Election for ElectionService {
 
     type ObserveStream = ObserveStream;
 
-    async fn observe(&self, request: Request<LeaderRequest>) -> Result<Response<ObserveStream>, Status> {
+    async fn observe(
+        &self,
+        request: Request<LeaderRequest>,
+    ) -> Result<Response<ObserveStream>, Status> {
         let name = request.into_inner().name;
         let server = self.server.clone();
         let output = async_stream::try_stream! {
@@ -99,7 +115,10 @@ impl Election for ElectionService {
         Ok(Response::new(Box::pin(output)))
     }
 
-    async fn resign(&self, request: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
+    async fn resign(
+        &self,
+        request: Request<ResignRequest>,
+    ) -> Result<Response<ResignResponse>, Status> {
         let leader = request.into_inner().leader.ok_or_else(not_leader)?;
         let current = queue::get(&self.server, &leader.key).await?;
         if current.is_some_and(|kv| kv.create_revision == leader.rev) {
@@ -110,7 +129,12 @@ impl Election for ElectionService {
 }
 
 /// Updates the leader's value, only while it still holds the key it was elected with.
-async fn proclaim_value(server: &EtcdServer, key: &[u8], rev: i64, value: Vec<u8>) -> Result<(), Status> {
+async fn proclaim_value(
+    server: &EtcdServer,
+    key: &[u8],
+    rev: i64,
+    value: Vec<u8>,
+) -> Result<(), Status> {
     let txn = TxnRequest {
         compare: vec![Compare {
             result: CompareResult::Equal as i32,

@@ -97,7 +97,9 @@ fn check_range(req: &RangeRequest) -> Result<()> {
     if req.key.is_empty() {
         return Err(Error::EmptyKey);
     }
-    if SortOrder::try_from(req.sort_order).is_err() || SortTarget::try_from(req.sort_target).is_err() {
+    if SortOrder::try_from(req.sort_order).is_err()
+        || SortTarget::try_from(req.sort_target).is_err()
+    {
         return Err(Error::InvalidArgument("etcdserver: invalid sort option".into()));
     }
     Ok(())
@@ -149,7 +151,9 @@ fn check_txn(req: &TxnRequest, max_ops: usize) -> Result<()> {
 }
 
 /// The keys put and ranges deleted by one branch (nested txns included); fails on overlap.
-fn branch_writes(ops: &[crate::pb::etcdserverpb::RequestOp]) -> Result<(Vec<Vec<u8>>, Vec<KeyRange>)> {
+fn branch_writes(
+    ops: &[crate::pb::etcdserverpb::RequestOp],
+) -> Result<(Vec<Vec<u8>>, Vec<KeyRange>)> {
     let mut puts: Vec<Vec<u8>> = Vec::new();
     let mut dels: Vec<KeyRange> = Vec::new();
     for op in ops {
@@ -191,7 +195,10 @@ fn branch_writes(ops: &[crate::pb::etcdserverpb::RequestOp]) -> Result<(Vec<Vec<
 
 #[tonic::async_trait]
 impl Kv for KvService {
-    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
         Ok(Response::new(KvService::range(self, request.into_inner()).await?))
     }
 
@@ -224,7 +231,9 @@ mod tests {
     use crate::pb::etcdserverpb::RequestOp;
 
     fn put(key: &str) -> RequestOp {
-        RequestOp { request: Some(Op::RequestPut(PutRequest { key: key.into(), ..Default::default() })) }
+        RequestOp {
+            request: Some(Op::RequestPut(PutRequest { key: key.into(), ..Default::default() })),
+        }
     }
 
     fn del(key: &str, end: &str) -> RequestOp {

@@ -43,7 +43,10 @@ pub async fn keep_alive(server: &EtcdServer, id: i64) -> Result<i64> {
             Err(e) => Err(e),
         },
         Some(mut leader) => {
-            let resp = leader.lease_keep_alive(KeepAliveRequest { id }).await.map_err(|_| Error::LeaderChanged)?;
+            let resp = leader
+                .lease_keep_alive(KeepAliveRequest { id })
+                .await
+                .map_err(|_| Error::LeaderChanged)?;
             Ok(resp.into_inner().ttl)
         }
     }
@@ -59,7 +62,11 @@ pub async fn time_to_live(server: &EtcdServer, id: i64) -> Result<Option<LeaseSt
                 .await
                 .map_err(|_| Error::LeaderChanged)?
                 .into_inner();
-            Ok(resp.found.then_some(LeaseStatus { remaining: resp.remaining, granted: resp.granted, keys: resp.keys }))
+            Ok(resp.found.then_some(LeaseStatus {
+                remaining: resp.remaining,
+                granted: resp.granted,
+                keys: resp.keys,
+            }))
         }
     }
 }
@@ -68,7 +75,10 @@ type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, 
 
 #[tonic::async_trait]
 impl Lease for LeaseService {
-    async fn lease_grant(&self, request: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+    async fn lease_grant(
+        &self,
+        request: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
         let mut req = request.into_inner();
         if req.ttl > MAX_LEASE_TTL {
             return Err(Error::LeaseTtlTooLarge.into());
@@ -85,7 +95,10 @@ impl Lease for LeaseService {
         }
     }
 
-    async fn lease_revoke(&self, request: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
+    async fn lease_revoke(
+        &self,
+        request: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
         match self.server.propose(Cmd::LeaseRevoke(request.into_inner())).await? {
             Out::LeaseRevoke(mut resp) => {
                 self.server.headers().stamp(&mut resp.header);
@@ -129,13 +142,23 @@ impl Lease for LeaseService {
                 keys: if req.keys { status.keys } else { Vec::new() },
             },
             // etcd answers a missing lease with TTL -1 rather than an error.
-            None => LeaseTimeToLiveResponse { header, id: req.id, ttl: -1, granted_ttl: 0, keys: Vec::new() },
+            None => LeaseTimeToLiveResponse {
+                header,
+                id: req.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            },
         };
         Ok(Response::new(resp))
     }
 
-    async fn lease_leases(&self, _request: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
-        let leases = self.server.lessor().ids().into_iter().map(|id| PbLeaseStatus { id }).collect();
+    async fn lease_leases(
+        &self,
+        _request: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let leases =
+            self.server.lessor().ids().into_iter().map(|id| PbLeaseStatus { id }).collect();
         let header = Some(self.server.headers().make(self.server.mvcc().current_revision()));
         Ok(Response::new(LeaseLeasesResponse { header, leases }))
     }

@@ -33,7 +33,10 @@ impl Lock for LockService {
         Ok(Response::new(LockResponse { header, key: mine.key }))
     }
 
-    async fn unlock(&self, request: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
+    async fn unlock(
+        &self,
+        request: Request<UnlockRequest>,
+    ) -> Result<Response<UnlockResponse>, Status> {
         let rev = queue::delete(&self.server, &request.into_inner().key).await?;
         Ok(Response::new(UnlockResponse { header: Some(self.server.headers().make(rev)) }))
     }

@@ -9,9 +9,10 @@ use crate::error::{Error, Result};
 use crate::pb::etcdserverpb::alarm_request::AlarmAction;
 use crate::pb::etcdserverpb::maintenance_server::Maintenance;
 use crate::pb::etcdserverpb::{
-    AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse, DowngradeRequest,
-    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
-    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse,
+    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
+    MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    StatusResponse,
 };
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::internal_response::Response as Out;
@@ -47,7 +48,8 @@ pub fn status(server: &EtcdServer) -> StatusResponse {
     let metrics = server.raft().metrics().borrow().clone();
     let size = server.storage().size_bytes() as i64;
     crate::metrics::DB_SIZE.set(size);
-    let is_learner = metrics.membership_config.membership().learner_ids().any(|id| id == server.member_id());
+    let is_learner =
+        metrics.membership_config.membership().learner_ids().any(|id| id == server.member_id());
     let errors = server
         .cluster()
         .alarms()
@@ -75,7 +77,10 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
         let req = request.into_inner();
         if AlarmAction::try_from(req.action) == Ok(AlarmAction::Get) {
             let mut alarms = self.server.cluster().alarms();
@@ -96,11 +101,17 @@ impl Maintenance for MaintenanceService {
         }
     }
 
-    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
         Ok(Response::new(status(&self.server)))
     }
 
-    async fn defragment(&self, _request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(
+        &self,
+        _request: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
         let storage = self.server.storage().clone();
         tokio::task::spawn_blocking(move || storage.compact_all())
             .await
@@ -116,19 +127,30 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(HashResponse { header: Some(self.server.headers().make(rev)), hash }))
     }
 
-    async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
         let rev = request.into_inner().revision;
         let mvcc = self.server.mvcc().clone();
-        let (hash, compact_revision, current) = tokio::task::spawn_blocking(move || mvcc.hash_kv(rev))
-            .await
-            .map_err(|e| Error::internal("hash", e))??;
-        Ok(Response::new(HashKvResponse { header: Some(self.server.headers().make(current)), hash, compact_revision }))
+        let (hash, compact_revision, current) =
+            tokio::task::spawn_blocking(move || mvcc.hash_kv(rev))
+                .await
+                .map_err(|e| Error::internal("hash", e))??;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.server.headers().make(current)),
+            hash,
+            compact_revision,
+        }))
     }
 
     type SnapshotStream = SnapshotStream;
 
     /// Streams the applied state as a snapshot file (see `crate::snapshot`) in 32 KiB chunks.
-    async fn snapshot(&self, _request: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+    async fn snapshot(
+        &self,
+        _request: Request<SnapshotRequest>,
+    ) -> Result<Response<SnapshotStream>, Status> {
         let sm = self.server.state_machine().clone();
         let (bytes, _, _) = tokio::task::spawn_blocking(move || sm.dump())
             .await
@@ -150,12 +172,18 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
     }
 
-    async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+    async fn move_leader(
+        &self,
+        request: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
         crate::membership::move_leader(&self.server, request.into_inner().target_id).await?;
         Ok(Response::new(MoveLeaderResponse { header: self.header() }))
     }
 
-    async fn downgrade(&self, _request: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
+    async fn downgrade(
+        &self,
+        _request: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
         Err(Error::Unimplemented("etcdserver: downgrade is not supported".into()).into())
     }
 }

@@ -4,8 +4,8 @@
 
 use crate::error::{Error, Result};
 use crate::pb::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
-use crate::pb::etcdserverpb::request_op::Request as Op;
 use crate::pb::etcdserverpb::range_request::{SortOrder, SortTarget};
+use crate::pb::etcdserverpb::request_op::Request as Op;
 use crate::pb::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
 use crate::pb::mvccpb::KeyValue;
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
@@ -32,7 +32,12 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 /// Creates (or finds) the caller's waiter key; returns it with its create revision.
-pub async fn enqueue(server: &EtcdServer, name: &[u8], lease: i64, value: Vec<u8>) -> Result<KeyValue> {
+pub async fn enqueue(
+    server: &EtcdServer,
+    name: &[u8],
+    lease: i64,
+    value: Vec<u8>,
+) -> Result<KeyValue> {
     if lease == 0 || !server.lessor().exists(lease) {
         return Err(Error::LeaseNotFound);
     }
@@ -47,7 +52,12 @@ pub async fn enqueue(server: &EtcdServer, name: &[u8], lease: i64, value: Vec<u8
             target_union: Some(TargetUnion::CreateRevision(0)),
         }],
         success: vec![RequestOp {
-            request: Some(Op::RequestPut(PutRequest { key: key.clone(), value, lease, ..Default::default() })),
+            request: Some(Op::RequestPut(PutRequest {
+                key: key.clone(),
+                value,
+                lease,
+                ..Default::default()
+            })),
         }],
         failure: Vec::new(),
     };
@@ -97,7 +107,8 @@ pub async fn get(server: &EtcdServer, key: &[u8]) -> Result<Option<KeyValue>> {
 
 /// Deletes a key; returns the revision after.
 pub async fn delete(server: &EtcdServer, key: &[u8]) -> Result<i64> {
-    let req = crate::pb::etcdserverpb::DeleteRangeRequest { key: key.to_vec(), ..Default::default() };
+    let req =
+        crate::pb::etcdserverpb::DeleteRangeRequest { key: key.to_vec(), ..Default::default() };
     match server.propose(Cmd::DeleteRange(req)).await? {
         Out::DeleteRange(resp) => Ok(resp.header.map(|h| h.revision).unwrap_or_default()),
         other => Err(super::kv::unexpected(other)),

@@ -18,6 +18,8 @@ impl From<Error> for Status {
             | Error::MemberBadUrls
             | Error::UserEmpty
             | Error::RoleEmpty
+            | Error::PermissionNotGiven
+            | Error::InvalidAuthMgmt
             | Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::Compacted | Error::FutureRev | Error::LeaseTtlTooLarge => Code::OutOfRange,
             Error::NoSpace => Code::ResourceExhausted,
@@ -38,7 +40,6 @@ impl From<Error> for Status {
             | Error::RoleNotGranted
             | Error::PermissionNotGranted
             | Error::AuthNotEnabled
-            | Error::InvalidAuthMgmt
             | Error::RootUserNotExist
             | Error::RootRoleNotExist => Code::FailedPrecondition,
             Error::AuthFailed => Code::InvalidArgument,
@@ -53,7 +54,10 @@ impl From<Error> for Status {
             | Error::NotSupportedForLearner => Code::Unavailable,
             Error::Corrupt => Code::DataLoss,
             Error::Unimplemented(_) => Code::Unimplemented,
-            Error::Internal(_) => Code::Unknown,
+            Error::NoPasswordUser
+            | Error::AuthOldRevision
+            | Error::AuthUntranslated(_)
+            | Error::Internal(_) => Code::Unknown,
         };
         if let Error::Internal(msg) = &err {
             tracing::error!(error = %msg, "internal error served to a client");

@@ -1,17 +1,122 @@
-//! TEMPORARY STUB written by the lead so the crate compiles; the watch engineer replaces this file.
+//! The etcd Watch service: one bidirectional stream per client `Watch` call.
+//!
+//! A task reads the client's requests and hands them to the stream's [`WatchControl`]; the
+//! response stream drains its [`WatchReceiver`], stamps headers and splits large responses of
+//! fragmenting watchers. Problems with one watcher are reported in-band (a response with
+//! `canceled` and a reason), as etcd does; the stream itself only ends with an error if the
+//! client's side of it failed or the member is stopping. As in etcd, a client that half-closes
+//! its side keeps receiving events until it cancels the call.
+
+use std::pin::Pin;
 use std::sync::Arc;
+
+use futures::Stream;
+use tokio::sync::oneshot;
+use tonic::{Request, Response, Status, Streaming};
+
 use crate::api::Headers;
-use crate::watch::WatchHub;
-/// Stub.
-pub struct WatchService;
-impl WatchService {
-    /// Stub.
-    pub fn new(_hub: Arc<WatchHub>, _headers: Headers) -> WatchService { WatchService }
+use crate::pb::etcdserverpb::watch_server::Watch;
+use crate::pb::etcdserverpb::{WatchRequest, WatchResponse};
+use crate::watch::{fragment, WatchControl, WatchHub, WatchReceiver};
+
+/// Serves `etcdserverpb.Watch` from the member's watch hub.
+pub struct WatchService {
+    hub: Arc<WatchHub>,
+    headers: Headers,
 }
-#[tonic::async_trait]
-impl crate::pb::etcdserverpb::watch_server::Watch for WatchService {
-    type WatchStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<crate::pb::etcdserverpb::WatchResponse, tonic::Status>> + Send>>;
-    async fn watch(&self, _r: tonic::Request<tonic::Streaming<crate::pb::etcdserverpb::WatchRequest>>) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented("stub"))
+
+impl WatchService {
+    /// A service over `hub`, stamping responses with `headers`.
+    pub fn new(hub: Arc<WatchHub>, headers: Headers) -> WatchService {
+        WatchService { hub, headers }
     }
+}
+
+/// The response stream of one `Watch` call.
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = ResponseStream;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<ResponseStream>, Status> {
+        let inbound = request.into_inner();
+        let (control, receiver) = self.hub.open_stream();
+        let (failed_tx, failed_rx) = oneshot::channel();
+        tokio::spawn(receive_loop(inbound, control, failed_tx));
+        let output = respond(receiver, failed_rx, self.headers.clone(), self.hub.fragment_limit());
+        Ok(Response::new(output))
+    }
+}
+
+/// Feeds the client's requests to the stream until the client stops sending. A failed
+/// receive (not a clean half-close) is passed on so the call ends with it, as etcd returns
+/// its `recvLoop` error.
+async fn receive_loop(
+    mut inbound: Streaming<WatchRequest>,
+    control: WatchControl,
+    failed: oneshot::Sender<Status>,
+) {
+    loop {
+        tokio::select! {
+            msg = inbound.message() => match msg {
+                Ok(Some(req)) => control.handle(req).await,
+                Ok(None) => return,
+                Err(status) => {
+                    tracing::debug!(error = %status, "watch stream receive failed");
+                    let _ = failed.send(status);
+                    return;
+                }
+            },
+            _ = control.closed() => return,
+        }
+    }
+}
+
+/// The responses of one stream, in order, with full headers and etcd's fragmenting.
+fn respond(
+    mut receiver: WatchReceiver,
+    mut failed: oneshot::Receiver<Status>,
+    headers: Headers,
+    fragment_limit: usize,
+) -> ResponseStream {
+    Box::pin(async_stream::stream! {
+        // Once the receive loop has ended without an error, stop polling its channel.
+        let mut receiving = true;
+        loop {
+            let item = tokio::select! {
+                // `recv` is cancel-safe; `prev_kv` is filled after the select.
+                item = receiver.recv() => item.map(|r| r.map_err(Status::from)),
+                status = &mut failed, if receiving => match status {
+                    Ok(status) => Some(Err(status)),
+                    Err(_) => {
+                        receiving = false;
+                        continue;
+                    }
+                },
+            };
+            match item {
+                Some(Ok(delivery)) => {
+                    let delivery = receiver.complete(delivery).await;
+                    let mut response = delivery.response;
+                    headers.stamp(&mut response.header);
+                    if delivery.fragment {
+                        for piece in fragment(response, fragment_limit) {
+                            yield Ok(piece);
+                        }
+                    } else {
+                        yield Ok(response);
+                    }
+                }
+                Some(Err(status)) => {
+                    yield Err(status);
+                    break;
+                }
+                None => break,
+            }
+        }
+    })
 }

@@ -66,24 +66,26 @@ impl Lessor {
 }
 
 fn load(storage: &Storage, keys: Vec<(Vec<u8>, i64)>) -> Result<HashMap<i64, Lease>> {
-        let mut leases = HashMap::new();
-        let now = Instant::now();
-        for item in storage.db().iterator_cf(storage.cf(Cf::Lease), rocksdb::IteratorMode::Start) {
-            let (_, value) = item?;
-            let rec: LeaseRecord =
-                bincode::deserialize(&value).map_err(|e| Error::internal("decode lease", e))?;
-            leases.insert(rec.id, Lease { ttl: rec.ttl, keys: BTreeSet::new(), expiry: now + secs(rec.ttl) });
+    let mut leases = HashMap::new();
+    let now = Instant::now();
+    for item in storage.db().iterator_cf(storage.cf(Cf::Lease), rocksdb::IteratorMode::Start) {
+        let (_, value) = item?;
+        let rec: LeaseRecord =
+            bincode::deserialize(&value).map_err(|e| Error::internal("decode lease", e))?;
+        leases.insert(
+            rec.id,
+            Lease { ttl: rec.ttl, keys: BTreeSet::new(), expiry: now + secs(rec.ttl) },
+        );
+    }
+    for (key, id) in keys {
+        if let Some(l) = leases.get_mut(&id) {
+            l.keys.insert(key);
         }
-        for (key, id) in keys {
-            if let Some(l) = leases.get_mut(&id) {
-                l.keys.insert(key);
-            }
-        }
-        Ok(leases)
+    }
+    Ok(leases)
 }
 
 impl Lessor {
-
     /// Applies a grant: records the lease with its TTL raised to the minimum. Returns the TTL.
     pub fn grant(&self, batch: &mut WriteBatch, id: i64, ttl: i64) -> Result<i64> {
         if ttl > MAX_LEASE_TTL {
@@ -159,7 +161,11 @@ impl Lessor {
         let lease = leases.get(&id)?;
         let left = lease.expiry.saturating_duration_since(Instant::now());
         let remaining = left.as_millis().div_ceil(1000) as i64;
-        Some(LeaseStatus { remaining, granted: lease.ttl, keys: lease.keys.iter().cloned().collect() })
+        Some(LeaseStatus {
+            remaining,
+            granted: lease.ttl,
+            keys: lease.keys.iter().cloned().collect(),
+        })
     }
 
     /// Every lease id, ascending.

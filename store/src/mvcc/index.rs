@@ -83,13 +83,17 @@ impl KeyIndex {
                 }
             }
             KeyRange::From(start) => {
-                for (k, h) in self.keys.range::<[u8], _>((Bound::Included(start.as_slice()), Bound::Unbounded)) {
+                for (k, h) in self
+                    .keys
+                    .range::<[u8], _>((Bound::Included(start.as_slice()), Bound::Unbounded))
+                {
                     visit(k, h);
                 }
             }
             KeyRange::Between(start, end) => {
                 if start < end {
-                    let bounds = (Bound::Included(start.as_slice()), Bound::Excluded(end.as_slice()));
+                    let bounds =
+                        (Bound::Included(start.as_slice()), Bound::Excluded(end.as_slice()));
                     for (k, h) in self.keys.range::<[u8], _>(bounds) {
                         visit(k, h);
                     }
@@ -172,7 +176,10 @@ mod tests {
         idx.push(b"b", del(6));
         let (found, count) = idx.range_at(&KeyRange::new(b"a", b"\0"), 6, 2, false);
         assert_eq!(count, 3);
-        assert_eq!(found.iter().map(|(k, _)| k.to_vec()).collect::<Vec<_>>(), vec![b"a".to_vec(), b"c".to_vec()]);
+        assert_eq!(
+            found.iter().map(|(k, _)| k.to_vec()).collect::<Vec<_>>(),
+            vec![b"a".to_vec(), b"c".to_vec()]
+        );
         let (found, count) = idx.range_at(&KeyRange::new(b"a", b"c"), 5, 0, true);
         assert_eq!((found.len(), count), (0, 2));
     }

@@ -5,8 +5,8 @@
 
 pub mod index;
 pub mod key_range;
-pub mod revision;
 mod range;
+pub mod revision;
 mod store;
 mod writer;
 

@@ -50,7 +50,8 @@ pub(crate) fn plan(
         || req.min_create_revision != 0
         || req.max_create_revision != 0;
     let limit = usize::try_from(req.limit.max(0)).unwrap_or(usize::MAX);
-    let fetch_limit = if order != SortOrder::None || filtered || limit == 0 { 0 } else { limit + 1 };
+    let fetch_limit =
+        if order != SortOrder::None || filtered || limit == 0 { 0 } else { limit + 1 };
     let range = KeyRange::new(&req.key, &req.range_end);
     let (found, count) = index.range_at(&range, at, fetch_limit, req.count_only);
     let mut picked: Vec<(Vec<u8>, KeyRev)> = found

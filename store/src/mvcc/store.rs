@@ -45,7 +45,6 @@ impl MvccStore {
         Ok(())
     }
 
-
     /// The newest revision.
     pub fn current_revision(&self) -> i64 {
         self.read_state().current
@@ -61,7 +60,8 @@ impl MvccStore {
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         let (plan, snapshot) = {
             let state = self.read_state();
-            let plan = range::plan(&state.index, req, state.current, state.compacted, state.current)?;
+            let plan =
+                range::plan(&state.index, req, state.current, state.compacted, state.current)?;
             (plan, self.storage.db().snapshot())
         };
         plan.fetch(|revs| {
@@ -142,7 +142,9 @@ impl MvccStore {
         let mut hasher = crc32fast::Hasher::new();
         let mut opts = rocksdb::ReadOptions::default();
         opts.set_iterate_upper_bound(Revision::new(upto.saturating_add(1), 0).to_bytes().to_vec());
-        for item in snapshot.iterator_cf_opt(self.storage.cf(Cf::Kv), opts, rocksdb::IteratorMode::Start) {
+        for item in
+            snapshot.iterator_cf_opt(self.storage.cf(Cf::Kv), opts, rocksdb::IteratorMode::Start)
+        {
             let (key, value) = item?;
             hasher.update(&key);
             hasher.update(&value);
@@ -159,7 +161,11 @@ impl MvccStore {
     pub fn leased_keys(&self) -> Vec<(Vec<u8>, i64)> {
         let state = self.read_state();
         let (found, _) = state.index.range_at(&KeyRange::From(Vec::new()), state.current, 0, false);
-        found.into_iter().filter(|(_, c)| c.lease != 0).map(|(k, c)| (k.to_vec(), c.lease)).collect()
+        found
+            .into_iter()
+            .filter(|(_, c)| c.lease != 0)
+            .map(|(k, c)| (k.to_vec(), c.lease))
+            .collect()
     }
 
     /// Number of live keys at the current revision.
@@ -184,28 +190,28 @@ impl MvccStore {
 
 fn load_state(storage: &Storage) -> Result<MvccState> {
     let mut state = MvccState::default();
-        let db = storage.db();
-        for item in db.iterator_cf(storage.cf(Cf::Kv), rocksdb::IteratorMode::Start) {
-            let (key, value) = item?;
-            let rev = Revision::from_bytes(&key)
-                .ok_or_else(|| Error::Internal(format!("bad revision key of {} bytes", key.len())))?;
-            let kv = decode_kv(&value)?;
-            state.index.push(
-                &kv.key,
-                KeyRev { rev, create: kv.create_revision, version: kv.version, lease: kv.lease },
-            );
-            state.current = state.current.max(rev.main);
-        }
-        let meta = storage.cf(Cf::Meta);
-        if let Some(v) = db.get_cf(meta, meta_keys::REVISION)? {
-            state.current = state.current.max(decode_i64(&v)?);
-        }
-        if let Some(v) = db.get_cf(meta, meta_keys::COMPACTED)? {
-            state.compacted = decode_i64(&v)?;
-        }
-        // etcd starts at revision 1: an empty store has already "written" revision 1.
-        state.current = state.current.max(1);
-        Ok(state)
+    let db = storage.db();
+    for item in db.iterator_cf(storage.cf(Cf::Kv), rocksdb::IteratorMode::Start) {
+        let (key, value) = item?;
+        let rev = Revision::from_bytes(&key)
+            .ok_or_else(|| Error::Internal(format!("bad revision key of {} bytes", key.len())))?;
+        let kv = decode_kv(&value)?;
+        state.index.push(
+            &kv.key,
+            KeyRev { rev, create: kv.create_revision, version: kv.version, lease: kv.lease },
+        );
+        state.current = state.current.max(rev.main);
+    }
+    let meta = storage.cf(Cf::Meta);
+    if let Some(v) = db.get_cf(meta, meta_keys::REVISION)? {
+        state.current = state.current.max(decode_i64(&v)?);
+    }
+    if let Some(v) = db.get_cf(meta, meta_keys::COMPACTED)? {
+        state.compacted = decode_i64(&v)?;
+    }
+    // etcd starts at revision 1: an empty store has already "written" revision 1.
+    state.current = state.current.max(1);
+    Ok(state)
 }
 
 /// Turns a stored row into the watch event it records.

@@ -35,7 +35,13 @@ pub struct MvccWriter<'a> {
 impl<'a> MvccWriter<'a> {
     pub(crate) fn new(store: &'a MvccStore) -> MvccWriter<'a> {
         let state = store.state.write().unwrap_or_else(|e| e.into_inner());
-        MvccWriter { store, state, batch: WriteBatch::default(), overlay: HashMap::new(), events: Vec::new() }
+        MvccWriter {
+            store,
+            state,
+            batch: WriteBatch::default(),
+            overlay: HashMap::new(),
+            events: Vec::new(),
+        }
     }
 
     /// The batch every side effect of this apply goes into, so they land atomically.
@@ -113,9 +119,7 @@ impl TxnWrite<'_, '_> {
         let at = if self.sub > 0 { self.main } else { state.current };
         let plan = range::plan(&state.index, req, at, state.compacted, at)?;
         plan.fetch(|revs| {
-            revs.iter()
-                .map(|r| self.w.read_value(*r)?.ok_or(Error::Compacted))
-                .collect()
+            revs.iter().map(|r| self.w.read_value(*r)?.ok_or(Error::Compacted)).collect()
         })
     }
 

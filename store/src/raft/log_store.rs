@@ -65,23 +65,38 @@ impl LogStore {
     /// `--force-new-cluster`: makes this member the only voter of a new configuration while
     /// keeping its data. Appends a membership entry naming just this member at a higher term
     /// and votes for itself, so raft starts as a one-member cluster and commits the rest.
-    pub fn force_new_cluster(&self, id: u64, node: openraft::BasicNode) -> Result<(), StorageError> {
+    pub fn force_new_cluster(
+        &self,
+        id: u64,
+        node: openraft::BasicNode,
+    ) -> Result<(), StorageError> {
         use openraft::{CommittedLeaderId, EntryPayload, Membership};
         let last = self.last_entry()?.map(|e| e.log_id);
         let last_purged: Option<LogId> = self.meta(raft_meta_keys::LAST_PURGED)?;
         let vote: Option<Vote<u64>> = self.meta(raft_meta_keys::VOTE)?;
         let last = last.or(last_purged);
-        let term = vote.map(|v| v.leader_id().term).unwrap_or(0).max(last.map(|l| l.leader_id.term).unwrap_or(0)) + 1;
+        let term = vote
+            .map(|v| v.leader_id().term)
+            .unwrap_or(0)
+            .max(last.map(|l| l.leader_id.term).unwrap_or(0))
+            + 1;
         let index = last.map(|l| l.index + 1).unwrap_or(0);
         let log_id = LogId::new(CommittedLeaderId::new(term, id), index);
         let members = std::collections::BTreeSet::from([id]);
         let nodes = std::collections::BTreeMap::from([(id, node)]);
-        let entry = Entry { log_id, payload: EntryPayload::Membership(Membership::new(vec![members], nodes)) };
+        let entry = Entry {
+            log_id,
+            payload: EntryPayload::Membership(Membership::new(vec![members], nodes)),
+        };
         let mut batch = WriteBatch::default();
         let cf = self.storage.cf(Cf::RaftLog);
         batch.put_cf(cf, index_key(index), encode(&entry).map_err(|e| write_err(&e))?);
         let vote = Vote::new_committed(term, id);
-        batch.put_cf(self.storage.cf(Cf::RaftMeta), raft_meta_keys::VOTE, encode(&vote).map_err(|e| write_err(&e))?);
+        batch.put_cf(
+            self.storage.cf(Cf::RaftMeta),
+            raft_meta_keys::VOTE,
+            encode(&vote).map_err(|e| write_err(&e))?,
+        );
         // Synced: the new configuration must survive a crash right after start-up.
         self.write(batch, true)
     }
@@ -92,13 +107,21 @@ fn index_key(index: u64) -> [u8; 8] {
 }
 
 fn read_err(e: &dyn std::fmt::Display) -> StorageError {
-    openraft::StorageIOError::new(ErrorSubject::Logs, ErrorVerb::Read, openraft::AnyError::error(e.to_string()))
-        .into()
+    openraft::StorageIOError::new(
+        ErrorSubject::Logs,
+        ErrorVerb::Read,
+        openraft::AnyError::error(e.to_string()),
+    )
+    .into()
 }
 
 fn write_err(e: &dyn std::fmt::Display) -> StorageError {
-    openraft::StorageIOError::new(ErrorSubject::Logs, ErrorVerb::Write, openraft::AnyError::error(e.to_string()))
-        .into()
+    openraft::StorageIOError::new(
+        ErrorSubject::Logs,
+        ErrorVerb::Write,
+        openraft::AnyError::error(e.to_string()),
+    )
+    .into()
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -168,7 +191,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.meta::<Option<LogId>>(raft_meta_keys::COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -184,7 +211,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let res = tokio::task::spawn_blocking(move || store.write(batch, true))
             .await
             .map_err(|e| write_err(&e))?;
-        callback.log_io_completed(res.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+        callback.log_io_completed(
+            res.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())),
+        );
         res
     }
 
@@ -200,7 +229,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         let bytes = encode(&log_id).map_err(|e| write_err(&e))?;
         batch.put_cf(self.storage.cf(Cf::RaftMeta), raft_meta_keys::LAST_PURGED, bytes);
-        batch.delete_range_cf(self.storage.cf(Cf::RaftLog), index_key(0), index_key(log_id.index + 1));
+        batch.delete_range_cf(
+            self.storage.cf(Cf::RaftLog),
+            index_key(0),
+            index_key(log_id.index + 1),
+        );
         // The purge point is recorded with the deletion; the snapshot it relies on was synced
         // when it was built.
         self.write(batch, true)

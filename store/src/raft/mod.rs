@@ -95,6 +95,7 @@ mod suite_tests {
     use super::state_machine::StateMachine;
     use super::{StorageError, TypeConfig};
     use crate::apply::Applier;
+    use crate::auth::AuthStore;
     use crate::cluster::ClusterState;
     use crate::lease::Lessor;
     use crate::mvcc::MvccStore;
@@ -120,9 +121,17 @@ mod suite_tests {
             let lessor = Arc::new(Lessor::open(storage.clone(), 1, Vec::new()).map_err(io_err)?);
             let cluster = Arc::new(ClusterState::open(storage.clone()).map_err(io_err)?);
             let hub = WatchHub::new(mvcc.clone());
+            let auth = Arc::new(AuthStore::open(storage.clone()).map_err(io_err)?);
             let applier = Arc::new(
-                Applier::open(storage.clone(), mvcc.clone(), lessor.clone(), cluster.clone(), hub)
-                    .map_err(io_err)?,
+                Applier::open(
+                    storage.clone(),
+                    mvcc.clone(),
+                    lessor.clone(),
+                    cluster.clone(),
+                    hub,
+                    auth,
+                )
+                .map_err(io_err)?,
             );
             let sm = StateMachine::new(storage.clone(), applier, mvcc, lessor, cluster);
             Ok((dir, LogStore::new(storage), sm))

@@ -3,7 +3,9 @@
 //! Messages are bincode inside `oxcdpb.RaftBytes`; snapshots go in openraft's chunks
 //! (`snapshot_max_chunk_size`), never as one giant message.
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -48,7 +50,9 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerConnection {
         let client = peer_channel(&node.addr).ok().map(|c| {
-            RaftPeerClient::new(c).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX)
+            RaftPeerClient::new(c)
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX)
         });
         PeerConnection { target, cluster_id: self.cluster_id, client, addr: node.addr.clone() }
     }
@@ -78,8 +82,8 @@ impl PeerConnection {
             Method::Snapshot => client.install_snapshot(msg).await,
         };
         let reply = reply.map_err(|status| RPCError::Unreachable(Unreachable::new(&status)))?;
-        let result: Result<Resp, RaftError<u64, E>> =
-            decode(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, RaftError<u64, E>> = decode(&reply.into_inner().data)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

@@ -8,8 +8,8 @@ use super::{decode, encode, TypeConfig};
 use crate::error::Error;
 use crate::pb::oxcdpb::raft_peer_server::RaftPeer;
 use crate::pb::oxcdpb::{
-    ClusterInfoResponse, Empty, InternalRequest, InternalResponse, KeepAliveRequest, KeepAliveResponse, RaftBytes,
-    ReadIndexResponse, TimeToLiveRequest, TimeToLiveResponse,
+    ClusterInfoResponse, Empty, InternalRequest, InternalResponse, KeepAliveRequest,
+    KeepAliveResponse, RaftBytes, ReadIndexResponse, TimeToLiveRequest, TimeToLiveResponse,
 };
 use crate::server::EtcdServer;
 
@@ -57,7 +57,10 @@ fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftBytes>, Status> 
 
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
-    async fn append_entries(&self, request: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+    async fn append_entries(
+        &self,
+        request: Request<RaftBytes>,
+    ) -> Result<Response<RaftBytes>, Status> {
         self.check_cluster(&request)?;
         let req: openraft::raft::AppendEntriesRequest<TypeConfig> =
             decode(&request.into_inner().data).map_err(bad_message)?;
@@ -66,20 +69,31 @@ impl RaftPeer for PeerService {
 
     async fn vote(&self, request: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
         self.check_cluster(&request)?;
-        let req: openraft::raft::VoteRequest<u64> = decode(&request.into_inner().data).map_err(bad_message)?;
+        let req: openraft::raft::VoteRequest<u64> =
+            decode(&request.into_inner().data).map_err(bad_message)?;
         reply(&self.server.raft().vote(req).await)
     }
 
-    async fn install_snapshot(&self, request: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftBytes>,
+    ) -> Result<Response<RaftBytes>, Status> {
         self.check_cluster(&request)?;
         let req: openraft::raft::InstallSnapshotRequest<TypeConfig> =
             decode(&request.into_inner().data).map_err(bad_message)?;
         reply(&self.server.raft().install_snapshot(req).await)
     }
 
-    async fn propose(&self, request: Request<InternalRequest>) -> Result<Response<InternalResponse>, Status> {
-        let cmd = request.into_inner().request.ok_or_else(|| Status::invalid_argument("empty proposal"))?;
-        let response = match self.server.propose(cmd).await {
+    async fn propose(
+        &self,
+        request: Request<InternalRequest>,
+    ) -> Result<Response<InternalResponse>, Status> {
+        let req = request.into_inner();
+        if req.request.is_none() {
+            return Err(Status::invalid_argument("empty proposal"));
+        }
+        // The whole request, so the client's identity (`auth`) reaches apply on the leader.
+        let response = match self.server.propose_request(req).await {
             Ok(out) => out,
             Err(e @ Error::Internal(_)) => return Err(e.into()),
             Err(e) => crate::pb::oxcdpb::internal_response::Response::Error(e.to_string()),
@@ -87,7 +101,10 @@ impl RaftPeer for PeerService {
         Ok(Response::new(InternalResponse { response: Some(response) }))
     }
 
-    async fn read_index(&self, _request: Request<Empty>) -> Result<Response<ReadIndexResponse>, Status> {
+    async fn read_index(
+        &self,
+        _request: Request<Empty>,
+    ) -> Result<Response<ReadIndexResponse>, Status> {
         let index = self.server.read_index().await?;
         Ok(Response::new(ReadIndexResponse { index }))
     }
@@ -105,13 +122,21 @@ impl RaftPeer for PeerService {
         request: Request<TimeToLiveRequest>,
     ) -> Result<Response<TimeToLiveResponse>, Status> {
         let resp = match self.server.lessor().status(request.into_inner().id) {
-            Some(s) => TimeToLiveResponse { found: true, remaining: s.remaining, granted: s.granted, keys: s.keys },
+            Some(s) => TimeToLiveResponse {
+                found: true,
+                remaining: s.remaining,
+                granted: s.granted,
+                keys: s.keys,
+            },
             None => TimeToLiveResponse::default(),
         };
         Ok(Response::new(resp))
     }
 
-    async fn cluster_info(&self, _request: Request<Empty>) -> Result<Response<ClusterInfoResponse>, Status> {
+    async fn cluster_info(
+        &self,
+        _request: Request<Empty>,
+    ) -> Result<Response<ClusterInfoResponse>, Status> {
         Ok(Response::new(ClusterInfoResponse {
             cluster_id: self.server.headers().cluster_id(),
             members: self.server.cluster().members().into_values().collect(),

