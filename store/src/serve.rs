@@ -99,7 +99,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     for listener in client_listeners {
         let router = client_router.clone();
         let stop = wait_stop(stop_rx.clone());
+        let stopped_early = wait_stop(stop_rx.clone());
+        let server = server.clone();
         tasks.spawn(async move {
+            tokio::select! {
+                _ = server.ready() => {}
+                _ = stopped_early => return Ok(()),
+            }
             axum::serve(crate::h2_authority::FixingListener::new(listener), router)
                 .with_graceful_shutdown(stop)
                 .await

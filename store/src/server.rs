@@ -65,6 +65,9 @@ struct Inner {
     read_batcher: Arc<crate::read_index::ReadIndexBatcher>,
     /// Set once raft's membership no longer contains this member.
     removed: tokio::sync::watch::Sender<bool>,
+    /// Set once this member's attributes are in the cluster's member list (etcd's
+    /// `ReadyNotify`): client listeners serve only from then on.
+    ready: tokio::sync::watch::Sender<bool>,
 }
 
 impl EtcdServer {
@@ -165,6 +168,7 @@ impl EtcdServer {
                 peers: Mutex::new(HashMap::new()),
                 id_gen: AtomicU64::new(seed),
                 removed: tokio::sync::watch::channel(false).0,
+                ready: tokio::sync::watch::channel(false).0,
                 read_batcher: crate::read_index::ReadIndexBatcher::new(),
                 db_size: AtomicU64::new(0),
             }),
@@ -505,11 +509,15 @@ impl EtcdServer {
                 && m.client_urls == attrs.client_urls
         });
         if published {
+            self.inner.ready.send_replace(true);
             return;
         }
         loop {
             match self.propose(Cmd::MemberAttributes(attrs.clone())).await {
-                Ok(_) => return,
+                Ok(_) => {
+                    self.inner.ready.send_replace(true);
+                    return;
+                }
                 Err(e) => tracing::debug!(error = %e, "publishing member attributes; will retry"),
             }
             tokio::select! {
@@ -517,6 +525,14 @@ impl EtcdServer {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+
+    /// Resolves once the member has published its attributes, as etcd's `ReadyNotify`: until
+    /// then `member list` would show it unstarted, so clients are not served yet (their
+    /// connections wait in the listen backlog, as with etcd).
+    pub async fn ready(&self) {
+        let mut rx = self.inner.ready.subscribe();
+        let _ = rx.wait_for(|ready| *ready).await;
     }
 
     /// Resolves when this member has been removed from the cluster (it then stops, as etcd's

@@ -24,8 +24,9 @@ impl ClusterService {
         ClusterService { server }
     }
 
+    /// etcd's Cluster service stamps no revision on its headers (cluster, member, term only).
     fn header(&self) -> Option<ResponseHeader> {
-        Some(self.server.headers().make(self.server.mvcc().current_revision()))
+        Some(self.server.headers().make(0))
     }
 
     fn leader(&self) -> Result<Option<ClusterClient<tonic::transport::Channel>>, Status> {
