@@ -23,6 +23,8 @@
 mod fragment;
 mod state;
 mod stream;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
