@@ -12,11 +12,13 @@
 //! - `auth/`: users, roles, permissions and simple tokens; the permission checks handlers call.
 //! - `watch/`: the watch hub (synced/unsynced watchers, catch-up from history).
 //! - `storage/`: the RocksDB database and its column families.
+//! - `snapshot`, `bolt`: `etcdctl snapshot save` files: the state in etcd's bbolt layout.
 //! - `http`, `metrics`, `config`, `serve`: HTTP endpoints, prometheus, etcd flags, listeners.
 
 pub mod api;
 pub mod apply;
 pub mod auth;
+pub mod bolt;
 pub mod cluster;
 pub mod compactor;
 pub mod config;

@@ -3,6 +3,8 @@
 use std::pin::Pin;
 
 use futures::Stream;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status};
 
 use crate::error::{Error, Result};
@@ -26,6 +28,8 @@ pub const ETCD_VERSION: &str = "3.5.1";
 pub const CLUSTER_VERSION: &str = "3.5.0";
 /// Size of each snapshot chunk, as etcd's 32 KiB.
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
+/// The SHA-256 trailer that ends a snapshot stream.
+const SNAPSHOT_HASH_LEN: u64 = 32;
 
 /// etcd's Maintenance service.
 pub struct MaintenanceService {
@@ -146,30 +150,34 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = SnapshotStream;
 
-    /// Streams the applied state as a snapshot file (see `crate::snapshot`) in 32 KiB chunks.
+    /// Streams the applied state as etcd's snapshot file (see `crate::snapshot`) in 32 KiB
+    /// chunks, then the SHA-256 of the bytes sent, as etcd does: etcd's tools check it.
     async fn snapshot(
         &self,
         _request: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
-        let sm = self.server.state_machine().clone();
-        let (bytes, _, _) = tokio::task::spawn_blocking(move || sm.dump())
-            .await
-            .map_err(|e| Error::internal("snapshot", e))??;
-        let data = crate::snapshot::encode(&bytes);
+        let storage = self.server.storage().clone();
+        let (file, size) =
+            tokio::task::spawn_blocking(move || crate::snapshot::write_temp(&storage))
+                .await
+                .map_err(|e| Error::internal("snapshot", e))??;
         let header = self.header();
-        let total = data.len();
-        let chunks: Vec<Result<SnapshotResponse, Status>> = data
-            .chunks(SNAPSHOT_CHUNK)
-            .scan(total, |remaining, chunk| {
-                *remaining -= chunk.len();
-                Some(Ok(SnapshotResponse {
-                    header,
-                    remaining_bytes: *remaining as u64,
-                    blob: chunk.to_vec(),
-                }))
-            })
-            .collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+        let mut file = tokio::fs::File::from_std(file);
+        let total = size + SNAPSHOT_HASH_LEN;
+        let output = async_stream::try_stream! {
+            let mut hasher = Sha256::new();
+            let mut sent = 0u64;
+            while sent < size {
+                let mut blob = vec![0u8; (size - sent).min(SNAPSHOT_CHUNK as u64) as usize];
+                file.read_exact(&mut blob).await.map_err(|e| Error::internal("read snapshot", e))?;
+                hasher.update(&blob);
+                sent += blob.len() as u64;
+                yield SnapshotResponse { header, remaining_bytes: total - sent, blob };
+            }
+            let blob = hasher.finalize().to_vec();
+            yield SnapshotResponse { header, remaining_bytes: 0, blob };
+        };
+        Ok(Response::new(Box::pin(output)))
     }
 
     async fn move_leader(

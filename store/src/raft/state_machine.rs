@@ -84,7 +84,7 @@ impl StateMachine {
         Ok(())
     }
 
-    /// Dumps the applied state consistently (also what Maintenance.Snapshot streams).
+    /// Dumps the applied state consistently, for a member that fell behind the log.
     pub fn dump(&self) -> Result<(Vec<u8>, Option<LogId>, StoredMembership)> {
         dump_state(&self.inner.storage, &self.inner.applier)
     }
