@@ -10,9 +10,15 @@ use clap::Parser;
 /// changes, as etcd does.
 const DEFAULT_INITIAL_CLUSTER: &str = "default=http://localhost:2380";
 
-/// Command-line flags; each also reads `ETCD_<FLAG_NAME>`.
+/// Command-line flags; each also reads `ETCD_<FLAG_NAME>`. A flag given twice takes its last
+/// value, as with etcd (Go's flag package).
 #[derive(Parser, Debug, Clone)]
-#[command(name = "oxcd", version, about = "An etcd-compatible, raft-replicated key-value store")]
+#[command(
+    name = "oxcd",
+    version,
+    about = "An etcd-compatible, raft-replicated key-value store",
+    args_override_self = true
+)]
 pub struct Config {
     /// Human-readable name for this member.
     #[arg(long, env = "ETCD_NAME", default_value = "default")]
@@ -230,6 +236,20 @@ mod tests {
             "http://127.0.0.1:7001",
         ]);
         assert_eq!(c.initial_cluster(), "n1=http://127.0.0.1:7001");
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_its_last_value_as_in_etcd() {
+        let c = Config::parse_from([
+            "oxcd",
+            "--initial-cluster-state=new",
+            "--name",
+            "a",
+            "--name=b",
+            "--initial-cluster-state=existing",
+        ]);
+        assert_eq!(c.name, "b");
+        assert_eq!(c.initial_cluster_state, "existing");
     }
 
     #[test]

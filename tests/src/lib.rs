@@ -23,6 +23,7 @@ pub mod bins;
 pub mod client;
 pub mod diff;
 pub mod etcdctl;
+pub mod linearizability;
 pub mod normalize;
 pub mod ports;
 pub mod server;
