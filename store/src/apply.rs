@@ -223,7 +223,7 @@ impl Applier {
                 Out::Empty(Empty {})
             }
             Cmd::MemberRemoved(removed) => {
-                self.cluster.remove_member(w.batch(), removed.id);
+                self.cluster.remove_member(w.batch(), removed.id)?;
                 Out::Empty(Empty {})
             }
             cmd @ (Cmd::AuthEnable(_)

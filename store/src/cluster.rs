@@ -1,7 +1,7 @@
 //! What the member knows about the cluster beyond raft: members' etcd attributes (name,
 //! client URLs) and active alarms. Applied through raft, stored in `Cf::Members`/`Cf::Meta`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 
 use prost::Message;
@@ -19,6 +19,8 @@ use crate::storage::{Cf, Storage};
 pub struct ClusterState {
     storage: Storage,
     members: Mutex<BTreeMap<u64, MemberAttributes>>,
+    /// Members removed from the cluster; never re-admitted (etcd's `members_removed`).
+    removed: Mutex<BTreeSet<u64>>,
     alarms: Mutex<Vec<AlarmMember>>,
 }
 
@@ -28,6 +30,7 @@ impl ClusterState {
         let state = ClusterState {
             storage,
             members: Mutex::new(BTreeMap::new()),
+            removed: Mutex::new(BTreeSet::new()),
             alarms: Mutex::new(Vec::new()),
         };
         state.reload()?;
@@ -55,7 +58,14 @@ impl ClusterState {
             }
             None => Vec::new(),
         };
+        let removed: BTreeSet<u64> =
+            match db.get_cf(self.storage.cf(Cf::Meta), meta_keys::REMOVED_MEMBERS)? {
+                Some(bytes) => bincode::deserialize(&bytes)
+                    .map_err(|e| Error::internal("decode removed members", e))?,
+                None => BTreeSet::new(),
+            };
         *lock(&self.members) = members;
+        *lock(&self.removed) = removed;
         *lock(&self.alarms) = alarms;
         Ok(())
     }
@@ -105,9 +115,20 @@ impl ClusterState {
     }
 
     /// Applies a member's removal.
-    pub fn remove_member(&self, batch: &mut WriteBatch, id: u64) {
+    pub fn remove_member(&self, batch: &mut WriteBatch, id: u64) -> Result<()> {
         batch.delete_cf(self.storage.cf(Cf::Members), id.to_be_bytes());
         lock(&self.members).remove(&id);
+        let mut removed = lock(&self.removed);
+        removed.insert(id);
+        let bytes = bincode::serialize(&*removed)
+            .map_err(|e| Error::internal("encode removed members", e))?;
+        batch.put_cf(self.storage.cf(Cf::Meta), meta_keys::REMOVED_MEMBERS, bytes);
+        Ok(())
+    }
+
+    /// Whether `id` was removed from the cluster (its raft messages are refused).
+    pub fn is_removed(&self, id: u64) -> bool {
+        lock(&self.removed).contains(&id)
     }
 
     /// One member's attributes.

@@ -101,8 +101,11 @@ impl EtcdServer {
         let raft_config = openraft::Config {
             cluster_name: config.initial_cluster_token.clone(),
             heartbeat_interval: config.heartbeat_interval,
-            election_timeout_min: config.election_timeout,
-            election_timeout_max: config.election_timeout * 2,
+            // openraft's followers wait `election_timeout_max` (its leader lease) plus a random
+            // timeout in [min, max) after the last heartbeat before campaigning; these bounds
+            // make that 1.25–1.5 × --election-timeout, inside etcd's randomized [1, 2) ×.
+            election_timeout_min: config.election_timeout / 2,
+            election_timeout_max: config.election_timeout * 3 / 4,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
             max_in_snapshot_log_to_keep: config.experimental_snapshot_catchup_entries,
             max_payload_entries: 1024,
@@ -124,10 +127,11 @@ impl EtcdServer {
                 "--force-new-cluster: restarting as a single-member cluster with the existing data"
             );
         }
+        let removed = tokio::sync::watch::channel(false).0;
         let raft = Raft::new(
             member_id,
             Arc::new(raft_config),
-            Network { cluster_id },
+            Network { cluster_id, removed: removed.clone() },
             log_store,
             state_machine.clone(),
         )
@@ -167,7 +171,7 @@ impl EtcdServer {
                 headers: Headers::new(cluster_id, member_id),
                 peers: Mutex::new(HashMap::new()),
                 id_gen: AtomicU64::new(seed),
-                removed: tokio::sync::watch::channel(false).0,
+                removed,
                 ready: tokio::sync::watch::channel(false).0,
                 read_batcher: crate::read_index::ReadIndexBatcher::new(),
                 db_size: AtomicU64::new(0),

@@ -22,11 +22,22 @@ use crate::pb::oxcdpb::RaftBytes;
 /// cluster (e.g. a mismatched --initial-cluster-token) are refused, as etcd refuses them.
 pub const CLUSTER_ID_HEADER: &str = "oxcd-cluster-id";
 
+/// What a member answers to raft traffic from a member removed from the cluster; the removed
+/// member stops on hearing it (etcd's `ErrMemberRemoved` over its peer transport). The leader
+/// stops replicating to a member as soon as it is removed, so without this answer the removed
+/// member would never learn it and would campaign forever.
+pub const MEMBER_REMOVED_MESSAGE: &str = "the member has been permanently removed from the cluster";
+
+/// How long to wait before retrying a peer that did not answer.
+const PEER_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Creates one connection per peer, lazily (a peer that is down does not block start-up).
 #[derive(Clone)]
 pub struct Network {
     /// The cluster this member belongs to.
     pub cluster_id: u64,
+    /// Set when a peer tells this member it was removed (`EtcdServer::removed` watches it).
+    pub removed: tokio::sync::watch::Sender<bool>,
 }
 
 /// The connection to one peer.
@@ -35,6 +46,7 @@ pub struct PeerConnection {
     cluster_id: u64,
     client: Option<RaftPeerClient<Channel>>,
     addr: String,
+    removed: tokio::sync::watch::Sender<bool>,
 }
 
 /// Opens a lazily-connecting gRPC channel to a peer URL.
@@ -54,7 +66,13 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                 .max_decoding_message_size(usize::MAX)
                 .max_encoding_message_size(usize::MAX)
         });
-        PeerConnection { target, cluster_id: self.cluster_id, client, addr: node.addr.clone() }
+        PeerConnection {
+            target,
+            cluster_id: self.cluster_id,
+            client,
+            addr: node.addr.clone(),
+            removed: self.removed.clone(),
+        }
     }
 }
 
@@ -81,7 +99,13 @@ impl PeerConnection {
             Method::Vote => client.vote(msg).await,
             Method::Snapshot => client.install_snapshot(msg).await,
         };
-        let reply = reply.map_err(|status| RPCError::Unreachable(Unreachable::new(&status)))?;
+        let reply = reply.map_err(|status| {
+            if status.message() == MEMBER_REMOVED_MESSAGE {
+                tracing::warn!(peer = %format!("{:x}", self.target), "{MEMBER_REMOVED_MESSAGE}; shutting down");
+                self.removed.send_replace(true);
+            }
+            RPCError::Unreachable(Unreachable::new(&status))
+        })?;
         let result: Result<Resp, RaftError<u64, E>> = decode(&reply.into_inner().data)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -95,6 +119,12 @@ enum Method {
 }
 
 impl RaftNetwork<TypeConfig> for PeerConnection {
+    /// A peer that did not answer is retried at etcd's pace (every heartbeat-ish 100 ms), not
+    /// openraft's default 500 ms: a member back from a pause or restart catches up at once.
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(PEER_RETRY))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

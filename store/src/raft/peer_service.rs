@@ -3,7 +3,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::network::CLUSTER_ID_HEADER;
+use super::network::{CLUSTER_ID_HEADER, MEMBER_REMOVED_MESSAGE};
 use super::{decode, encode, TypeConfig};
 use crate::error::Error;
 use crate::pb::oxcdpb::raft_peer_server::RaftPeer;
@@ -46,6 +46,16 @@ impl PeerService {
     }
 }
 
+impl PeerService {
+    /// Answers a removed member's raft traffic with etcd's "removed" error, which stops it.
+    fn check_not_removed(&self, sender: u64) -> Result<(), Status> {
+        if self.server.cluster().is_removed(sender) {
+            return Err(Status::failed_precondition(MEMBER_REMOVED_MESSAGE));
+        }
+        Ok(())
+    }
+}
+
 fn bad_message(e: bincode::Error) -> Status {
     Status::invalid_argument(format!("undecodable raft message: {e}"))
 }
@@ -64,6 +74,7 @@ impl RaftPeer for PeerService {
         self.check_cluster(&request)?;
         let req: openraft::raft::AppendEntriesRequest<TypeConfig> =
             decode(&request.into_inner().data).map_err(bad_message)?;
+        self.check_not_removed(req.vote.leader_id().voted_for().unwrap_or_default())?;
         reply(&self.server.raft().append_entries(req).await)
     }
 
@@ -71,6 +82,7 @@ impl RaftPeer for PeerService {
         self.check_cluster(&request)?;
         let req: openraft::raft::VoteRequest<u64> =
             decode(&request.into_inner().data).map_err(bad_message)?;
+        self.check_not_removed(req.vote.leader_id().voted_for().unwrap_or_default())?;
         reply(&self.server.raft().vote(req).await)
     }
 

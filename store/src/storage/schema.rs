@@ -75,6 +75,9 @@ pub mod meta_keys {
     pub const COMPACTED: &[u8] = b"compacted";
     /// Active alarms (bincode `Vec<(member id, alarm type)>`).
     pub const ALARMS: &[u8] = b"alarms";
+    /// Ids of members removed from the cluster (bincode `Vec<u64>`), etcd's
+    /// `members_removed`: their raft messages are answered with "removed" so they stop.
+    pub const REMOVED_MEMBERS: &[u8] = b"removed_members";
 }
 
 /// Keys of `Cf::Auth` (etcd's `auth`, `authUsers` and `authRoles` buckets in one family).
