@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the Procfile's 3-member cluster in the foreground without goreman; Ctrl-C stops it.
-# Usage: scripts/local-cluster.sh [path/to/oxcd]   (default: target/release/oxcd, built if missing)
+# Usage: scripts/local-cluster.sh [path/to/oxcd]
+#   (default: $CARGO_TARGET_DIR/release/oxcd, or target/release/oxcd; built if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${1:-target/release/oxcd}
+bin=${1:-${CARGO_TARGET_DIR:-target}/release/oxcd}
 if [ ! -x "$bin" ]; then
   cargo build --release -p oxcd
 fi

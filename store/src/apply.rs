@@ -27,7 +27,7 @@ use crate::pb::etcdserverpb::{
 use crate::pb::mvccpb::KeyValue;
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::internal_response::Response as Out;
-use crate::pb::oxcdpb::{Empty, InternalRequest, InternalResponse};
+use crate::pb::oxcdpb::{Empty, InternalBatchResponse, InternalRequest, InternalResponse};
 use crate::raft::{encode, Entry, LogId, Response, StorageError, StoredMembership};
 use crate::storage::schema::meta_keys;
 use crate::storage::{Cf, Storage};
@@ -225,6 +225,20 @@ impl Applier {
             Cmd::MemberRemoved(removed) => {
                 self.cluster.remove_member(w.batch(), removed.id)?;
                 Out::Empty(Empty {})
+            }
+            Cmd::Batch(batch) => {
+                let mut responses = Vec::with_capacity(batch.requests.len());
+                for sub in batch.requests {
+                    // As for separate entries: a command's own error is its response; only
+                    // an internal (storage) error stops the apply.
+                    let out = match self.apply_command(w, sub, index) {
+                        Ok(out) => out,
+                        Err(e @ Error::Internal(_)) => return Err(e),
+                        Err(e) => Out::Error(e.to_string()),
+                    };
+                    responses.push(InternalResponse { response: Some(out) });
+                }
+                Out::Batch(InternalBatchResponse { responses })
             }
             cmd @ (Cmd::AuthEnable(_)
             | Cmd::AuthDisable(_)

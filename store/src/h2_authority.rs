@@ -387,7 +387,14 @@ impl axum::serve::Listener for FixingListener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             match self.0.accept().await {
-                Ok((stream, addr)) => return (AuthorityFix::new(stream), addr),
+                Ok((stream, addr)) => {
+                    // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold small
+                    // gRPC frames back for ~40 ms whenever a connection multiplexes clients.
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(error = %e, "setting TCP_NODELAY on a client connection");
+                    }
+                    return (AuthorityFix::new(stream), addr);
+                }
                 // A connection that died before it was accepted concerns only that client.
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {

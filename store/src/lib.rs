@@ -5,6 +5,7 @@
 //!   (`api/status.rs` is the only `Error` → `tonic::Status` conversion).
 //! - `server`: the member; `propose` writes through raft, `linearizable_read` waits for a
 //!   read index. Owns the background roles (lease expiry, attribute publishing, compactor).
+//! - `propose_batcher`: group commit; concurrent proposals share one raft entry.
 //! - `raft/`: openraft's type config, RocksDB log store, state machine, peer network/service.
 //! - `apply`: the deterministic applier: committed entries → one RocksDB batch each.
 //! - `mvcc/`: revisions, the key index, ranges, writes, history, compaction.
@@ -30,6 +31,7 @@ pub mod membership;
 pub mod metrics;
 pub mod mvcc;
 pub mod pb;
+pub mod propose_batcher;
 pub mod raft;
 pub mod read_index;
 pub mod serve;

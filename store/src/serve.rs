@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use anyhow::{bail, Context};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
@@ -114,6 +115,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     for listener in metrics_listeners {
         let router = crate::http::router(server.clone());
         let stop = wait_stop(stop_rx.clone());
+        let listener = listener.tap_io(set_nodelay);
         tasks
             .spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop).await });
     }
@@ -123,6 +125,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .max_encoding_message_size(usize::MAX);
         let router = Routes::new(svc).into_axum_router();
         let stop = wait_stop(stop_rx.clone());
+        let listener = listener.tap_io(set_nodelay);
         tasks
             .spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop).await });
     }
@@ -144,6 +147,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     while tasks.join_next().await.is_some() {}
     server.shutdown().await;
     Ok(())
+}
+
+/// Peer and metrics connections carry small request/response messages: no Nagle delay.
+fn set_nodelay(stream: &mut tokio::net::TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "setting TCP_NODELAY");
+    }
 }
 
 async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {

@@ -28,7 +28,7 @@ use crate::pb::oxcdpb::{Empty, InternalRequest, LeaseExpire, MemberAttributes};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{peer_channel, Network};
 use crate::raft::state_machine::StateMachine;
-use crate::raft::{Raft, Request};
+use crate::raft::Raft;
 use crate::storage::schema::raft_meta_keys;
 use crate::storage::{Cf, Storage};
 use crate::watch::WatchHub;
@@ -61,6 +61,8 @@ struct Inner {
     id_gen: AtomicU64,
     /// The database's size on disk, refreshed in the background (quota checks read it).
     db_size: AtomicU64,
+    /// Coalesces concurrent proposals into shared raft entries (group commit).
+    batcher: crate::propose_batcher::ProposeBatcher,
     /// Coalesces concurrent ReadIndex rounds.
     read_batcher: Arc<crate::read_index::ReadIndexBatcher>,
     /// Set once raft's membership no longer contains this member.
@@ -155,6 +157,7 @@ impl EtcdServer {
                 .unwrap_or(0)
                 & ((1 << 40) - 1))
                 << 8);
+        let batcher = crate::propose_batcher::ProposeBatcher::start(raft.clone());
         let server = EtcdServer {
             inner: Arc::new(Inner {
                 name: config.name.clone(),
@@ -174,6 +177,7 @@ impl EtcdServer {
                 removed,
                 ready: tokio::sync::watch::channel(false).0,
                 read_batcher: crate::read_index::ReadIndexBatcher::new(),
+                batcher,
                 db_size: AtomicU64::new(0),
             }),
         };
@@ -229,8 +233,8 @@ impl EtcdServer {
     }
 
     async fn propose_inner(&self, req: InternalRequest) -> Result<Out> {
-        match self.inner.raft.client_write(Request(req.clone())).await {
-            Ok(resp) => into_result(resp.data),
+        match self.inner.batcher.write(req.clone()).await {
+            Ok(resp) => into_result(resp),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(fwd))) => {
                 let node = fwd.leader_node.ok_or(Error::NoLeader)?;
                 let mut client = self.peer(&node.addr)?;
