@@ -57,6 +57,7 @@ impl ProposeBatcher {
 
     /// Proposes `request` (in a batch with whatever else is queued) and returns what
     /// applying it produced, or raft's error (e.g. not the leader) for the caller to handle.
+    #[allow(clippy::result_large_err)] // openraft's own error type, handed on unchanged
     pub async fn write(&self, request: InternalRequest) -> WriteResult {
         let (reply, answer) = oneshot::channel();
         if self.queue.send(Pending { request, reply }).is_err() {
