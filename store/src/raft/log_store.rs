@@ -206,11 +206,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let bytes = encode(&entry).map_err(|e| write_err(&e))?;
             batch.put_cf(cf, index_key(entry.log_id.index), bytes);
         }
-        // Synced before acknowledging: an acknowledged entry may already be committed.
-        let store = self.clone();
-        let res = tokio::task::spawn_blocking(move || store.write(batch, true))
-            .await
-            .map_err(|e| write_err(&e))?;
+        // Synced before acknowledging: an acknowledged entry may already be committed. The
+        // fsync runs on raft's own task (openraft 0.9 waits for it before doing anything
+        // else anyway); `block_in_place` lets the runtime move other tasks off this thread.
+        let res = blocking(|| self.write(batch, true));
         callback.log_io_completed(
             res.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())),
         );
@@ -237,5 +236,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // The purge point is recorded with the deletion; the snapshot it relies on was synced
         // when it was built.
         self.write(batch, true)
+    }
+}
+
+/// Runs a short blocking call (an fsync) in place; on a multi-threaded runtime the runtime
+/// first moves this worker's other tasks elsewhere, on a current-thread one it just runs.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }

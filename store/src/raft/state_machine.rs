@@ -192,8 +192,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let applier = self.inner.applier.clone();
-        tokio::task::spawn_blocking(move || applier.apply(entries)).await.map_err(|e| sm_err(&e))?
+        // Applied on openraft's state-machine task itself: apply writes RocksDB unsynced (a
+        // memtable insert and a WAL append, microseconds), cheaper than a hop to a blocking
+        // thread and back, which dominated a single client's write latency.
+        self.inner.applier.apply(entries)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
