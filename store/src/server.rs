@@ -59,7 +59,8 @@ struct Inner {
     headers: Headers,
     peers: Mutex<HashMap<String, RaftPeerClient<Channel>>>,
     id_gen: AtomicU64,
-    /// The database's size on disk, refreshed in the background (quota checks read it).
+    /// The applied state's size (`Storage::state_size_bytes`), refreshed in the background;
+    /// the quota checks read it.
     db_size: AtomicU64,
     /// Coalesces concurrent proposals into shared raft entries (group commit).
     batcher: crate::propose_batcher::ProposeBatcher,
@@ -271,7 +272,7 @@ impl EtcdServer {
         Err(Error::NoSpace)
     }
 
-    /// Keeps the cached database size (quota checks, the size metric) current.
+    /// Keeps the cached applied-state size (quota checks) and the size metric current.
     async fn track_db_size(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
@@ -280,9 +281,12 @@ impl EtcdServer {
                 _ = shutdown.changed() => return,
             }
             let storage = self.inner.storage.clone();
-            if let Ok(size) = tokio::task::spawn_blocking(move || storage.size_bytes()).await {
-                self.inner.db_size.store(size, Ordering::Relaxed);
-                crate::metrics::DB_SIZE.set(size as i64);
+            let sizes = tokio::task::spawn_blocking(move || {
+                (storage.state_size_bytes(), storage.size_bytes())
+            });
+            if let Ok((state, on_disk)) = sizes.await {
+                self.inner.db_size.store(state, Ordering::Relaxed);
+                crate::metrics::DB_SIZE.set(on_disk as i64);
             }
         }
     }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, GetOptions, MemberAddOptions};
-use oxcd_e2e::client::{bounded, connect, grpc_code, grpc_message};
+use oxcd_e2e::client::{assert_grpc_err, bounded, connect, grpc_code, grpc_message};
 use oxcd_e2e::linearizability::{self, Recorder};
 use oxcd_e2e::ports::free_port;
 use oxcd_e2e::server::{signal, Cluster, Kind, Member, MemberConfig};
@@ -891,4 +891,34 @@ async fn membership_under_load_body() {
         "the removed member n{} did not stop by itself within 10 s; {removed_view}; its log:\n{removed_log}",
         removed + 1
     );
+}
+
+/// `etcdctl move-leader`: the leader hands leadership to a chosen follower, every member then
+/// reports that follower as leader, and writes keep working; asking a follower to move
+/// leadership fails as in etcd.
+#[test]
+fn move_leader() {
+    let _serial = serial();
+    runtime().block_on(bounded("move_leader", move_leader_body()));
+}
+
+async fn move_leader_body() {
+    let cluster = block_in_place(|| start_cluster(&[]));
+    let urls = cluster.client_urls();
+    let ids = member_ids(&urls).await;
+    let leader = find_leader(&urls, &ids, &[0, 1, 2], Duration::from_secs(10)).await;
+    let target = (leader + 1) % 3;
+    let follower = (leader + 2) % 3;
+    let started = Instant::now();
+    connect(&urls[leader]).await.move_leader(ids[target]).await.expect("move-leader on the leader");
+    let new_leader = find_leader(&urls, &ids, &[0, 1, 2], Duration::from_secs(10)).await;
+    assert_eq!(new_leader, target, "leadership moved to the chosen member");
+    eprintln!(
+        "move-leader: {} ms until every member reports the new leader",
+        ms(started.elapsed())
+    );
+    connect(&urls[follower]).await.put("after-move", "v", None).await.expect("put after move");
+    // etcd answers a move-leader sent to a follower with "etcdserver: not leader".
+    let r = connect(&urls[follower]).await.move_leader(ids[leader]).await;
+    assert_grpc_err(r, tonic::Code::FailedPrecondition, "etcdserver: not leader");
 }

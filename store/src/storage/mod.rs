@@ -84,6 +84,19 @@ impl Storage {
             .sum()
     }
 
+    /// Bytes of the applied state (SST files and memtables of `Cf::STATE`): what etcd's
+    /// backend quota counts. The raft log is left out, as etcd leaves out its WAL, so that
+    /// compacting and defragmenting really frees quota (the log is only trimmed by snapshots).
+    pub fn state_size_bytes(&self) -> u64 {
+        const PROPERTIES: [&str; 2] =
+            ["rocksdb.total-sst-files-size", "rocksdb.size-all-mem-tables"];
+        Cf::STATE
+            .iter()
+            .flat_map(|cf| PROPERTIES.iter().map(move |p| (*cf, *p)))
+            .filter_map(|(cf, p)| self.db.property_int_value_cf(self.cf(cf), p).ok().flatten())
+            .sum()
+    }
+
     /// Compacts every column family, reclaiming space of deleted revisions (etcd's defrag).
     pub fn compact_all(&self) {
         for cf in Cf::ALL {
