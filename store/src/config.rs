@@ -138,6 +138,14 @@ impl Config {
         }
     }
 
+    /// openraft's election timeout bounds (ms) for `--election-timeout`. openraft's followers
+    /// wait `max` (its leader lease, during which they refuse votes) plus a random timeout in
+    /// `[min, max)` after the last heartbeat before campaigning: 1.25–1.5 × the flag, inside
+    /// etcd's randomized [1, 2) ×.
+    pub fn raft_election_timeouts(&self) -> (u64, u64) {
+        (self.election_timeout / 2, self.election_timeout * 3 / 4)
+    }
+
     /// The minimum lease TTL: etcd's `ceil(1.5 * election timeout)` in seconds.
     pub fn min_lease_ttl(&self) -> i64 {
         let ms = self.election_timeout.saturating_mul(3) / 2;

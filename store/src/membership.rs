@@ -208,7 +208,12 @@ pub async fn move_leader(server: &EtcdServer, target: u64) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let lease = Duration::from_millis(server.config().election_timeout * 2);
+    // With heartbeats off, the followers' leader lease (openraft's `election_timeout_max`)
+    // runs out after `lease`; only then will they vote for the target. They campaign on their
+    // own only later (`Config::raft_election_timeouts`), so the target wins that window.
+    let config = server.config();
+    let lease =
+        Duration::from_millis(config.raft_election_timeouts().1 + config.heartbeat_interval);
     server.raft().runtime_config().heartbeat(false);
     let result = async {
         tokio::time::sleep(lease).await;

@@ -104,11 +104,8 @@ impl EtcdServer {
         let raft_config = openraft::Config {
             cluster_name: config.initial_cluster_token.clone(),
             heartbeat_interval: config.heartbeat_interval,
-            // openraft's followers wait `election_timeout_max` (its leader lease) plus a random
-            // timeout in [min, max) after the last heartbeat before campaigning; these bounds
-            // make that 1.25–1.5 × --election-timeout, inside etcd's randomized [1, 2) ×.
-            election_timeout_min: config.election_timeout / 2,
-            election_timeout_max: config.election_timeout * 3 / 4,
+            election_timeout_min: config.raft_election_timeouts().0,
+            election_timeout_max: config.raft_election_timeouts().1,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
             max_in_snapshot_log_to_keep: config.experimental_snapshot_catchup_entries,
             max_payload_entries: 1024,
