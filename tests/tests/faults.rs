@@ -922,3 +922,45 @@ async fn move_leader_body() {
     let r = connect(&urls[follower]).await.move_leader(ids[leader]).await;
     assert_grpc_err(r, tonic::Code::FailedPrecondition, "etcdserver: not leader");
 }
+
+/// Leases outlive a leader: after kill -9 of the leader the new leader re-arms every lease
+/// with its full TTL (as etcd does), the leased key is still there, keep-alive works through
+/// the new leader, and once the client stops refreshing it the new leader expires the lease.
+#[test]
+fn lease_survives_leader_change() {
+    let _serial = serial();
+    runtime()
+        .block_on(bounded("lease_survives_leader_change", lease_survives_leader_change_body()));
+}
+
+async fn lease_survives_leader_change_body() {
+    const TTL: i64 = 5;
+    let mut cluster = block_in_place(|| start_cluster(&[]));
+    let urls = cluster.client_urls();
+    let ids = member_ids(&urls).await;
+    let leader = find_leader(&urls, &ids, &[0, 1, 2], Duration::from_secs(10)).await;
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let mut c = connect(&urls[leader]).await;
+    let lease = c.lease_grant(TTL, None).await.expect("lease grant").id();
+    let put = etcd_client::PutOptions::new().with_lease(lease);
+    c.put("leased", "v", Some(put)).await.expect("put with lease");
+    block_in_place(|| cluster.members[leader].kill9());
+    let killed_at = Instant::now();
+    find_leader(&urls, &ids, &survivors, Duration::from_secs(10)).await;
+    let mut s = connect(&urls[survivors[0]]).await;
+    let got = s.get("leased", None).await.expect("get after failover");
+    assert_eq!(got.kvs().len(), 1, "leased key kept across the leader change");
+    let (mut keeper, _) = s.lease_keep_alive(lease).await.expect("keep-alive stream");
+    keeper.keep_alive().await.expect("keep-alive through the new leader");
+    // No more refreshes: the new leader must expire the lease within about one TTL.
+    let deadline = Instant::now() + Duration::from_secs(TTL as u64 * 3);
+    loop {
+        let got = s.get("leased", None).await.expect("get while waiting for expiry");
+        if got.kvs().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lease not expired by the new leader");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("lease expired {} ms after the old leader was killed", ms(killed_at.elapsed()));
+}
