@@ -8,7 +8,6 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::api::maintenance::{CLUSTER_VERSION, ETCD_VERSION};
-use crate::error::Error;
 use crate::server::EtcdServer;
 
 /// The HTTP routes, to be merged with the gRPC router.
@@ -34,20 +33,7 @@ async fn health(State(server): State<EtcdServer>) -> (StatusCode, String) {
             .collect();
         format!("ALARM {}", names.join(","))
     } else {
-        // etcd's check reads through the server, below the gRPC layer that turns learners
-        // away: a learner is healthy when it can get a read index from the leader and apply
-        // up to it.
-        let check = async {
-            if server.is_learner() {
-                let index = server.read_index().await?;
-                let mut applied = server.applier().subscribe_applied();
-                applied.wait_for(|a| *a >= index).await.map_err(|_| Error::Stopped)?;
-                Ok(())
-            } else {
-                server.linearizable_read().await
-            }
-        };
-        match tokio::time::timeout(Duration::from_secs(1), check).await {
+        match tokio::time::timeout(Duration::from_secs(1), server.sync_to_read_index()).await {
             Ok(Ok(())) => String::new(),
             Ok(Err(e)) => format!("RAFT {e}"),
             Err(_) => "RAFT NO LEADER".to_string(),

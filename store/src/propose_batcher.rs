@@ -8,7 +8,9 @@
 //! order, each exactly as if it had been its own entry (its own revision, its own error), so
 //! clients cannot tell the difference — except that many share one fsync.
 //!
-//! Order: proposals enter raft in queue order, and a batch is never reordered.
+//! Order: a batch keeps its queue order. With two entries in flight raft may take them in
+//! either order, which is still linearizable: every proposal in both was pending at once, none
+//! had been answered.
 
 use std::sync::Arc;
 
@@ -20,11 +22,12 @@ use crate::pb::oxcdpb::internal_response::Response as Out;
 use crate::pb::oxcdpb::{InternalBatch, InternalRequest, InternalResponse};
 use crate::raft::{Raft, Request, Response};
 
+/// openraft's refusal of a proposal (e.g. not the leader), handed back to the caller.
+pub type WriteError =
+    openraft::error::RaftError<u64, openraft::error::ClientWriteError<u64, openraft::BasicNode>>;
+
 /// What `client_write` says about one proposal.
-pub type WriteResult = Result<
-    Response,
-    openraft::error::RaftError<u64, openraft::error::ClientWriteError<u64, openraft::BasicNode>>,
->;
+pub type WriteResult = Result<Response, WriteError>;
 
 /// Raft entries proposed but not yet applied, at most: one being written while the next
 /// fills up keeps the disk busy without letting batches shrink to single requests.
@@ -33,7 +36,8 @@ const MAX_IN_FLIGHT: usize = 2;
 /// Commands in one entry, at most.
 const MAX_BATCH_LEN: usize = 1024;
 
-/// Encoded bytes in one entry, at most (a single larger command still goes alone).
+/// Collecting stops once a batch holds this many encoded bytes (so an entry exceeds it by at
+/// most one command; a single larger command goes alone).
 const MAX_BATCH_BYTES: usize = 4 << 20;
 
 struct Pending {
@@ -67,8 +71,7 @@ impl ProposeBatcher {
     }
 }
 
-fn stopped(
-) -> openraft::error::RaftError<u64, openraft::error::ClientWriteError<u64, openraft::BasicNode>> {
+fn stopped() -> WriteError {
     openraft::error::RaftError::Fatal(openraft::error::Fatal::Stopped)
 }
 

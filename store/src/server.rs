@@ -26,6 +26,7 @@ use crate::pb::oxcdpb::internal_response::Response as Out;
 use crate::pb::oxcdpb::raft_peer_client::RaftPeerClient;
 use crate::pb::oxcdpb::{Empty, InternalRequest, LeaseExpire, MemberAttributes};
 use crate::raft::log_store::LogStore;
+use crate::raft::network::MEMBER_REMOVED_MESSAGE;
 use crate::raft::network::{peer_channel, Network};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::Raft;
@@ -295,6 +296,13 @@ impl EtcdServer {
         if self.is_learner() {
             return Err(Error::NotSupportedForLearner);
         }
+        self.sync_to_read_index().await
+    }
+
+    /// `linearizable_read` without the learner refusal: etcd's health check reads below the
+    /// gRPC layer that turns learners away, so a learner that can get a read index from the
+    /// leader and apply up to it is healthy.
+    pub async fn sync_to_read_index(&self) -> Result<()> {
         let fut = async {
             let index = self.read_index().await?;
             let mut applied = self.inner.applier.subscribe_applied();
@@ -470,9 +478,7 @@ impl EtcdServer {
             let membership = m.membership_config.membership();
             let is_member = membership.get_node(&self.inner.member_id).is_some();
             if m.membership_config.log_id().is_some() && !is_member && m.current_leader.is_some() {
-                tracing::warn!(
-                    "the member has been permanently removed from the cluster; shutting down"
-                );
+                tracing::warn!("{MEMBER_REMOVED_MESSAGE}; shutting down");
                 self.inner.removed.send_replace(true);
                 return;
             }

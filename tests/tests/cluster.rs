@@ -15,11 +15,7 @@ fn three_members() {
         let last = Etcdctl::new(s.version(), [urls[2].clone()]);
         let out = s.etcdctl().run(&["member", "list"]);
         // Member list order follows member IDs, which are random: sort.
-        let mut lines: Vec<&str> = out.stdout.lines().collect();
-        lines.sort_by_key(|l| l.split(", ").nth(2).unwrap_or("").to_string());
-        let names: Vec<String> =
-            lines.iter().map(|l| l.split(", ").skip(1).collect::<Vec<_>>().join(", ")).collect();
-        s.record("member list (sorted by name, without IDs)", &names.join("\n"));
+        s.record("member list (sorted by name, without IDs)", &sorted_lines(&out.stdout));
         s.ctl_with(&first, &["put", "k", "v"]);
         s.ctl_with(&last, &["get", "k", "-w", "json"]);
         s.ctl_with(&last, &["put", "k", "v2", "--prev-kv"]);
@@ -86,7 +82,7 @@ fn sorted_initial_cluster(out: &str) -> String {
         .join("\n")
 }
 
-/// Lines sorted by their text after the member id.
+/// `member list` lines without their (random) member ids, sorted.
 fn sorted_lines(out: &str) -> String {
     let mut lines: Vec<String> =
         out.lines().map(|l| l.split(", ").skip(1).collect::<Vec<_>>().join(", ")).collect();
