@@ -204,6 +204,17 @@ peak_rss_kib() {
     echo "$max"
 }
 
+# CPU time (clock ticks, user + system) the members have used so far, summed.
+cpu_ticks() {
+    local pid sum=0 v
+    for pid in "${PIDS[@]}"; do
+        v=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+        sum=$((sum + ${v:-0}))
+    done
+    echo "$sum"
+}
+TICKS_PER_SEC=$(getconf CLK_TCK)
+
 # On-disk size (allocated KiB, as du reports) of the largest member data dir.
 disk_kib() {
     local kind=$1 d max=0 v
@@ -229,6 +240,7 @@ for kind in "${SERVERS[@]}"; do
         args=${w#*|}
         n=$((n + 1))
         log "$kind: $name"
+        cpu_before=$(cpu_ticks)
         # shellcheck disable=SC2086 # args is a word list on purpose
         if ! timeout "$RUN_LIMIT" "$BENCH_BIN" --endpoints "$client_eps" --json $args \
             >"$WORK/results/$kind-$n.json" 2>"$WORK/results/$kind-$n.stderr"; then
@@ -236,6 +248,7 @@ for kind in "${SERVERS[@]}"; do
             rm -f "$WORK/results/$kind-$n.json"
             FAILED=1
         fi
+        echo $(( ($(cpu_ticks) - cpu_before) * 1000000 / TICKS_PER_SEC )) >"$WORK/results/$kind-$n.cpu_us"
     done
     peak_rss_kib >"$WORK/results/$kind.rss"
     stop_pids
@@ -287,22 +300,32 @@ def lat(r):
 def ratio(a, b):
     return f"{b / a:.2f}x" if a and b else "—"
 
+def cpu_per_request(kind, n, r):
+    # Server CPU (all members) per request; for watch, per delivered event.
+    us = number(f"{kind}-{n}", "cpu_us")
+    if r is None or us is None:
+        return "—"
+    done = r["requests_per_sec"] * r["total_secs"]
+    return f"{us / done:.0f} µs" if done else "—"
+
 def mib(kib):
     return "—" if kib is None else f"{kib / 1024:.1f} MiB"
 
 rows = [
-    "| workload | etcd req/s | oxcd req/s | ratio (oxcd/etcd) | etcd p50 / p99 | oxcd p50 / p99 |",
-    "|---|---:|---:|---:|---:|---:|",
+    "| workload | etcd req/s | oxcd req/s | ratio (oxcd/etcd) | etcd p50 / p99 | oxcd p50 / p99 "
+    "| etcd CPU/req | oxcd CPU/req |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|",
 ]
 for n, name in enumerate(names, start=1):
     e, o = load("etcd", n), load("oxcd", n)
     rows.append(
         f"| {name} | {rps(e, 'etcd', n)} | {rps(o, 'oxcd', n)} | "
-        f"{ratio(e and e['requests_per_sec'], o and o['requests_per_sec'])} | {lat(e)} | {lat(o)} |"
+        f"{ratio(e and e['requests_per_sec'], o and o['requests_per_sec'])} | {lat(e)} | {lat(o)} "
+        f"| {cpu_per_request('etcd', n, e)} | {cpu_per_request('oxcd', n, o)} |"
     )
 for label, what in (("peak RSS (VmHWM)", "rss"), ("data dir on disk", "disk")):
     e, o = number("etcd", what), number("oxcd", what)
-    rows.append(f"| {label} | {mib(e)} | {mib(o)} | {ratio(e, o)} | | |")
+    rows.append(f"| {label} | {mib(e)} | {mib(o)} | {ratio(e, o)} | | | | |")
 
 mode = "quick" if quick == "1" else "full"
 head = f"{members} member(s), {mode} run" + (f", {etcd_version}" if etcd_version else "")
@@ -312,6 +335,7 @@ print("\n".join(rows))
 print(f"\nreq/s: successful requests per second (watch: events delivered per second, "
       f"puts sent back to back by one client); "
       f"p50/p99: request latency (watch: put sent to event received, over all watchers); "
+      f"CPU/req: server CPU time (user + system, all members) per request (watch: per event); "
       f"RSS and disk{per} sampled after all workloads.")
 EOF
 )

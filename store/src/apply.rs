@@ -159,7 +159,7 @@ impl Applier {
             Cmd::Put(put) => {
                 self.check_space()?;
                 let mut txn = w.txn();
-                let mut resp = self.put(&mut txn, &put)?;
+                let mut resp = self.put(&mut txn, put)?;
                 resp.header = Some(revision_header(txn.finish()));
                 Out::Put(resp)
             }
@@ -305,23 +305,27 @@ impl Applier {
         Ok(())
     }
 
-    fn put(&self, txn: &mut TxnWrite<'_, '_>, req: &PutRequest) -> Result<PutResponse> {
+    /// Takes the request by value so a plain put moves its value into the store, uncopied.
+    fn put(&self, txn: &mut TxnWrite<'_, '_>, req: PutRequest) -> Result<PutResponse> {
         if req.lease != 0 && !self.lessor.exists(req.lease) {
             return Err(Error::LeaseNotFound);
         }
-        let prev = txn.value_of(&req.key)?;
+        // The previous value is read only when the answer or the new value needs it; the
+        // index alone says whether the key exists.
+        let needs_prev = req.prev_kv || req.ignore_value || req.ignore_lease;
+        let prev = if needs_prev { txn.value_of(&req.key)? } else { None };
         if (req.ignore_value || req.ignore_lease) && prev.is_none() {
             return Err(Error::KeyNotFound);
         }
         let value = match (&prev, req.ignore_value) {
             (Some(p), true) => p.value.clone(),
-            _ => req.value.clone(),
+            _ => req.value,
         };
         let lease = match (&prev, req.ignore_lease) {
             (Some(p), true) => p.lease,
             _ => req.lease,
         };
-        let (_, replaced) = txn.put(&req.key, value, lease);
+        let replaced = txn.put(&req.key, value, lease);
         self.lessor.reattach(&req.key, replaced.map(|c| c.lease).unwrap_or(0), lease);
         Ok(PutResponse {
             header: Some(revision_header(txn.revision())),
@@ -364,7 +368,7 @@ impl Applier {
         for op in ops {
             let response = match &op.request {
                 Some(Op::RequestRange(r)) => OpResponse::ResponseRange(txn.range(r)?),
-                Some(Op::RequestPut(p)) => OpResponse::ResponsePut(self.put(txn, p)?),
+                Some(Op::RequestPut(p)) => OpResponse::ResponsePut(self.put(txn, p.clone())?),
                 Some(Op::RequestDeleteRange(d)) => {
                     OpResponse::ResponseDeleteRange(self.delete_range(txn, d)?)
                 }

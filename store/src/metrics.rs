@@ -3,7 +3,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// The one registry.
@@ -65,6 +66,26 @@ pub static DB_SIZE: LazyLock<IntGauge> = LazyLock::new(|| {
         .expect("valid metric"),
     )
 });
+/// Memory RocksDB holds, by kind (oxcd's own; etcd's bbolt has no equivalent).
+pub static STORAGE_MEMORY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new("oxcd_storage_memory_bytes", "Memory held by the storage engine, by kind."),
+            &["kind"],
+        )
+        .expect("valid metric"),
+    )
+});
+/// Changes held by the in-memory key index (grows between compactions, shrinks at each).
+pub static INDEX_REVISIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "oxcd_mvcc_index_revisions",
+            "Key changes held by the in-memory index (live and not yet compacted).",
+        )
+        .expect("valid metric"),
+    )
+});
 /// Raft log fsync latency (etcd_disk_wal_fsync_duration_seconds).
 pub static WAL_FSYNC: LazyLock<Histogram> = LazyLock::new(|| {
     register(
@@ -117,6 +138,7 @@ pub fn render() -> String {
     // Touch the lazies so every metric appears even before its first event.
     let _ = (&*HAS_LEADER, &*IS_LEADER, &*LEADER_CHANGES, &*PROPOSALS_FAILED, &*DB_SIZE);
     let _ = (&*WAL_FSYNC, &*GRPC_RECEIVED_BYTES, &*GRPC_SENT_BYTES, &*GRPC_HANDLED);
+    let _ = (&*STORAGE_MEMORY, &*INDEX_REVISIONS);
     let mut buf = Vec::new();
     let encoder = prometheus::TextEncoder::new();
     if encoder.encode(&REGISTRY.gather(), &mut buf).is_err() {

@@ -40,7 +40,7 @@ impl ReadIndexBatcher {
     }
 
     /// Returns a read index confirmed after this call began; `confirm` runs one round
-    /// (e.g. openraft's `ensure_linearizable`).
+    /// (e.g. openraft's `get_read_log_id`).
     pub async fn read_index<F, Fut>(self: &Arc<Self>, confirm: F) -> Result<u64>
     where
         F: Fn() -> Fut + Send + Sync + 'static,

@@ -270,22 +270,37 @@ impl EtcdServer {
         Err(Error::NoSpace)
     }
 
-    /// Keeps the cached applied-state size (quota checks) and the size metric current.
+    /// Keeps the cached applied-state size (quota checks) and the size and memory metrics
+    /// current, and every few seconds hands freed heap back to the OS (see `memory`).
     async fn track_db_size(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        const TICKS_PER_TRIM: u32 = 10;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut ticks = 0u32;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
             let storage = self.inner.storage.clone();
+            ticks = (ticks + 1) % TICKS_PER_TRIM;
+            let trim = ticks == 0;
             let sizes = tokio::task::spawn_blocking(move || {
-                (storage.state_size_bytes(), storage.size_bytes())
+                if trim {
+                    crate::memory::release_free_memory();
+                }
+                (storage.state_size_bytes(), storage.size_bytes(), storage.memory_usage())
             });
-            if let Ok((state, on_disk)) = sizes.await {
+            if let Ok((state, on_disk, memory)) = sizes.await {
                 self.inner.db_size.store(state, Ordering::Relaxed);
                 crate::metrics::DB_SIZE.set(on_disk as i64);
+                let gauge = |kind: &str, bytes: u64| {
+                    crate::metrics::STORAGE_MEMORY.with_label_values(&[kind]).set(bytes as i64);
+                };
+                gauge("memtables", memory.memtables);
+                gauge("table_readers", memory.table_readers);
+                gauge("block_cache", memory.block_cache);
             }
+            crate::metrics::INDEX_REVISIONS.set(self.inner.mvcc.index_changes() as i64);
         }
     }
 
@@ -315,6 +330,9 @@ impl EtcdServer {
     /// The log index a linearizable read must wait for, as the leader sees it. Concurrent
     /// callers share rounds (see `read_index`).
     pub async fn read_index(&self) -> Result<u64> {
+        if self.leads_alone() {
+            return Ok(*self.inner.applier.subscribe_applied().borrow());
+        }
         let this = self.clone();
         self.inner
             .read_batcher
@@ -325,9 +343,26 @@ impl EtcdServer {
             .await
     }
 
+    /// Whether this member leads and is the only voter. Then no quorum needs asking: no other
+    /// member can lead before this one commits a configuration with more voters (and then
+    /// waits out an election timeout without its heartbeats, far longer than its metrics take
+    /// to show the new configuration), and every write acknowledged so far was applied here
+    /// first, so the applied index already answers a linearizable read.
+    fn leads_alone(&self) -> bool {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        let me = self.inner.member_id;
+        m.state == openraft::ServerState::Leader
+            && m.current_leader == Some(me)
+            && membership.get_joint_config().len() == 1
+            && membership.voter_ids().eq([me])
+    }
+
     async fn read_index_round(&self) -> Result<u64> {
-        match self.inner.raft.ensure_linearizable().await {
-            Ok(log_id) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
+        // Only the index: the caller waits for apply on the applier's own watch.
+        match self.inner.raft.get_read_log_id().await {
+            Ok((log_id, _applied)) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
             Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(fwd))) => {
                 let node = fwd.leader_node.ok_or(Error::NoLeader)?;
                 let mut client = self.peer(&node.addr)?;

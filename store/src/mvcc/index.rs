@@ -34,11 +34,14 @@ impl KeyRev {
 #[derive(Debug, Default)]
 pub struct KeyIndex {
     keys: BTreeMap<Vec<u8>, Vec<KeyRev>>,
+    /// Changes held over all keys (a gauge: it must fall back at every compaction).
+    changes: usize,
 }
 
 impl KeyIndex {
     /// Records a change; changes arrive in revision order.
     pub fn push(&mut self, key: &[u8], change: KeyRev) {
+        self.changes += 1;
         match self.keys.get_mut(key) {
             Some(history) => history.push(change),
             None => {
@@ -118,14 +121,23 @@ impl KeyIndex {
                 false => newer - 1,
             };
             dropped.extend(history.drain(..keep_from).map(|c| c.rev));
+            if history.capacity() > 2 * history.len() {
+                history.shrink_to_fit();
+            }
             !history.is_empty()
         });
+        self.changes -= dropped.len();
         dropped
     }
 
     /// Number of keys with any history (live or not yet compacted).
     pub fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// Number of changes held over all keys.
+    pub fn changes(&self) -> usize {
+        self.changes
     }
 
     /// Whether the index holds nothing.
@@ -198,5 +210,6 @@ mod tests {
         assert_eq!(idx.visible_at(b"a", 5).map(|c| c.version), Some(2));
         assert!(idx.latest(b"b").is_none());
         assert_eq!(idx.len(), 1);
+        assert_eq!(idx.changes(), 2);
     }
 }

@@ -38,6 +38,11 @@ impl MvccStore {
         Ok(MvccStore { storage, state: RwLock::new(state) })
     }
 
+    /// Changes the in-memory index holds (for the memory gauges).
+    pub fn index_changes(&self) -> usize {
+        self.read_state().index.changes()
+    }
+
     /// Rebuilds the in-memory state from the database (after a snapshot was installed).
     pub fn reload(&self) -> Result<()> {
         let fresh = load_state(&self.storage)?;

@@ -2,8 +2,8 @@
 //! revision inside it.
 //!
 //! The writer holds the index's write lock for the whole batch, so readers never see a
-//! half-applied batch, and keeps written values in an overlay so later entries of the same
-//! batch read them before they reach RocksDB. Nothing here is synced: the raft log is the
+//! half-applied batch, and keeps an overlay (revision → the batch's event holding the written
+//! key-value) so later entries of the same batch read them before they reach RocksDB. Nothing here is synced: the raft log is the
 //! durable record, and the applied index travels in the same `WriteBatch` (see `apply`).
 
 use std::collections::HashMap;
@@ -28,7 +28,9 @@ pub struct MvccWriter<'a> {
     store: &'a MvccStore,
     state: RwLockWriteGuard<'a, MvccState>,
     batch: WriteBatch,
-    overlay: HashMap<Revision, KeyValue>,
+    /// Where this batch's writes are, as positions in `events` (each event holds the full
+    /// key-value it wrote), so a write is kept once, not twice.
+    overlay: HashMap<Revision, usize>,
     events: Vec<Event>,
 }
 
@@ -97,8 +99,8 @@ impl<'a> MvccWriter<'a> {
     }
 
     fn read_value(&self, rev: Revision) -> Result<Option<KeyValue>> {
-        match self.overlay.get(&rev) {
-            Some(kv) => Ok(Some(kv.clone())),
+        match self.overlay.get(&rev).and_then(|&i| self.events.get(i)) {
+            Some(event) => Ok(event.kv.clone()),
             None => self.store.read_rev(rev),
         }
     }
@@ -144,9 +146,9 @@ impl TxnWrite<'_, '_> {
         found.into_iter().map(|(k, c)| (k.to_vec(), c)).collect()
     }
 
-    /// Writes `key = value` attached to `lease`; returns the new key-value and the change it
-    /// replaced (for lease detachment and `prev_kv`).
-    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> (KeyValue, Option<KeyRev>) {
+    /// Writes `key = value` attached to `lease`; returns the change it replaced (for lease
+    /// detachment).
+    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Option<KeyRev> {
         let prev = self.get(key);
         let rev = Revision::new(self.main, self.sub);
         let (create, version) = match prev {
@@ -161,8 +163,8 @@ impl TxnWrite<'_, '_> {
             value,
             lease,
         };
-        self.record(rev, KeyRev { rev, create, version, lease }, kv.clone());
-        (kv, prev)
+        self.record(rev, KeyRev { rev, create, version, lease }, kv);
+        prev
     }
 
     /// Deletes every live key in `range`; returns what was deleted.
@@ -203,8 +205,8 @@ impl TxnWrite<'_, '_> {
         let w = &mut *self.w;
         w.state.index.push(&kv.key, change);
         w.batch.put_cf(w.store.storage.cf(Cf::Kv), rev.to_bytes(), kv.encode_to_vec());
-        w.events.push(event_of(kv.clone()));
-        w.overlay.insert(rev, kv);
+        w.overlay.insert(rev, w.events.len());
+        w.events.push(event_of(kv));
         self.sub += 1;
     }
 }

@@ -207,9 +207,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(cf, index_key(entry.log_id.index), bytes);
         }
         // Synced before acknowledging: an acknowledged entry may already be committed. The
-        // fsync runs on raft's own task (openraft 0.9 waits for it before doing anything
-        // else anyway); `block_in_place` lets the runtime move other tasks off this thread.
-        let res = blocking(|| self.write(batch, true));
+        // fsync runs right on raft's own task, as etcd's raft loop writes its WAL itself:
+        // openraft 0.9 waits for it before doing anything else anyway, and handing it to
+        // another thread (`block_in_place`, `spawn_blocking`) measured slower — 85 µs more
+        // per single-client put, 5% more CPU per put with 100 clients. The runtime's other
+        // workers keep serving clients meanwhile.
+        let res = self.write(batch, true);
         callback.log_io_completed(
             res.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())),
         );
@@ -236,15 +239,5 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // The purge point is recorded with the deletion; the snapshot it relies on was synced
         // when it was built.
         self.write(batch, true)
-    }
-}
-
-/// Runs a short blocking call (an fsync) in place; on a multi-threaded runtime the runtime
-/// first moves this worker's other tasks elsewhere, on a current-thread one it just runs.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
     }
 }
