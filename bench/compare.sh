@@ -95,7 +95,7 @@ WORKLOADS=(
     "range serializable|range --consistency s $MANY --total $READ_TOTAL --key-space-size $KEYS"
     "txn-mixed 90/10|txn-mixed --rw-ratio 9 $MANY --total $MIXED_TOTAL --val-size 256 --key-space-size $KEYS"
     "watch 1 put -> 1000 watchers|watch --watchers 1000 --streams 10 --put-total $WATCH_PUTS --val-size 256"
-    "lease keep-alive ($LEASES leases)|lease-keepalive $MANY --total $LEASES --ttl 600"
+    "lease keep-alive ($LEASES leases x 10)|lease-keepalive $MANY --total $LEASES --rounds 10 --ttl 600"
 )
 RUN_LIMIT=600 # seconds any one benchmark run may take
 
