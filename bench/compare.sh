@@ -122,24 +122,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Ports: other servers may be running on this machine, so each member takes
-# the next two free ports (client, peer) from a random starting point, or from
-# $COMPARE_PORT_BASE when set.
+# Ports: each member takes the next two free ports (client, peer).
+# shellcheck source=bench/ports.sh
+source "$ROOT/bench/ports.sh"
 declare -A PORT
-NEXT_PORT=${COMPARE_PORT_BASE:-$((20000 + RANDOM % 20000))}
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# Sets REPLY to a port nobody listens on.
-alloc_port() {
-    local tries
-    for ((tries = 0; tries < 1000; tries++)); do
-        NEXT_PORT=$((NEXT_PORT + 1))
-        if ! port_busy "$NEXT_PORT"; then REPLY=$NEXT_PORT; return 0; fi
-    done
-    echo "compare.sh: no free port found" >&2
-    exit 1
-}
 
 endpoints() {
     local kind=$1 i eps=()

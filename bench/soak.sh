@@ -2,13 +2,14 @@
 # Soak: a steady stream of puts against one fresh single-member server for a
 # while, sampling its memory and disk use, to show whether either keeps growing.
 #
-# Usage: bench/soak.sh [--minutes N] [--rate R] [--interval S] [--only etcd|oxcd|both]
+# Usage: bench/soak.sh [--minutes N | --seconds N] [--rate R] [--interval S] [--only etcd|oxcd|both]
 #   --minutes N   how long each server is soaked (default 10)
+#   --seconds N   the same in seconds (for a smoke run)
 #   --rate R      puts per second (default 2000; 20 clients, 100k keys, 256-byte values)
 #   --interval S  seconds between samples (default 30)
 #   --only WHAT   soak only etcd or only oxcd (default: oxcd)
 # Both servers run with --auto-compaction-mode revision --auto-compaction-retention 10000
-# (compaction every 5 minutes, as etcd's revision compactor), on 127.0.0.1 only.
+# (compaction every 5 minutes, as etcd's revision compactor), on free 127.0.0.1 ports.
 # Prints one line per sample: elapsed seconds, RSS MiB, data dir MiB, and for oxcd
 # RocksDB's memtables / table readers / block cache (MiB) and the key index's
 # change count; then the peak RSS of the first and of the second half of the run.
@@ -17,15 +18,16 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-MINUTES=10
+SECS=600
 RATE=2000
 INTERVAL=30
 ONLY=oxcd
 
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
-        --minutes) MINUTES=${2:?}; shift 2 ;;
+        --minutes) SECS=$((${2:?} * 60)); shift 2 ;;
+        --seconds) SECS=${2:?}; shift 2 ;;
         --rate) RATE=${2:?}; shift 2 ;;
         --interval) INTERVAL=${2:?}; shift 2 ;;
         --only) ONLY=${2:?}; shift 2 ;;
@@ -54,26 +56,33 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# shellcheck source=bench/ports.sh
+source "$ROOT/bench/ports.sh"
+
 mib() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
 
 soak() {
-    local which=$1 bin=$2 data="$TMP/$1.data"
+    local which=$1 bin=$2 data="$TMP/$1.data" client peer
+    alloc_port; client=http://127.0.0.1:$REPLY
+    alloc_port; peer=http://127.0.0.1:$REPLY
     "$bin" --name soak --data-dir "$data" \
-        --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
-        --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-        --initial-cluster soak=http://127.0.0.1:2380 \
+        --listen-client-urls "$client" --advertise-client-urls "$client" \
+        --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+        --initial-cluster "soak=$peer" \
         --auto-compaction-mode revision --auto-compaction-retention 10000 \
         >"$TMP/$which.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 100); do
-        "$BENCH_BIN" --total 1 --timeout 2 --dial-timeout 1 --json range soak-ready >/dev/null 2>&1 && break
+        "$BENCH_BIN" --endpoints "${client#http://}" --total 1 --timeout 2 --dial-timeout 1 --json \
+            range soak-ready >/dev/null 2>&1 && break
         sleep 0.2
     done
-    local secs=$((MINUTES * 60))
-    "$BENCH_BIN" --clients 20 --conns 4 --json put --rate "$RATE" --total $((RATE * secs)) \
+    local secs=$SECS
+    "$BENCH_BIN" --endpoints "${client#http://}" --clients 20 --conns 4 --json \
+        put --rate "$RATE" --total $((RATE * secs)) \
         --val-size 256 --key-space-size 100000 >"$TMP/$which.bench.json" 2>"$TMP/$which.bench.err" &
     BENCH_PID=$!
-    echo "== $which: puts at $RATE/s for $MINUTES min, sampled every ${INTERVAL}s"
+    echo "== $which: puts at $RATE/s for ${secs}s, sampled every ${INTERVAL}s"
     printf '%6s %8s %8s' "secs" "rss_MiB" "disk_MiB"
     [[ $which == oxcd ]] && printf ' %10s %10s %10s %12s' "memtab_MiB" "readers_MiB" "cache_MiB" "index_revs"
     echo
@@ -88,7 +97,7 @@ soak() {
         printf '%6d %8d %8s' "$t" "$rss" "$(mib "$(du -sb "$data" | cut -f1)")"
         if [[ $which == oxcd ]]; then
             local m
-            m=$(curl -s http://127.0.0.1:2379/metrics || true)
+            m=$(curl -s "$client/metrics" || true)
             gauge() { awk -v k="$1" '$1 == k { print $2 }' <<<"$m"; }
             printf ' %10s %10s %10s %12s' \
                 "$(mib "$(gauge 'oxcd_storage_memory_bytes{kind="memtables"}')")" \
