@@ -5,9 +5,9 @@ use std::process::{Command, Output};
 
 /// Runs a bench script with the binaries under test; panics with its output if it fails.
 fn run_script(script: &str, args: &[&str]) -> String {
-    let root = oxcd_e2e::bins::workspace_root();
+    let bench_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let out: Output = Command::new("bash")
-        .arg(root.join("bench").join(script))
+        .arg(bench_dir.join(script))
         .args(args)
         .env("OXCD_BIN", oxcd_e2e::bins::oxcd())
         .env("BENCH_BIN", env!("CARGO_BIN_EXE_oxcd-bench"))

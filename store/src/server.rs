@@ -399,18 +399,18 @@ impl EtcdServer {
 
     /// The leader's peer client, or `None` when this member leads.
     pub fn leader_peer(&self) -> Result<Option<RaftPeerClient<Channel>>> {
-        let metrics = self.inner.raft.metrics().borrow().clone();
-        let leader = metrics.current_leader.ok_or(Error::NoLeader)?;
-        if leader == self.inner.member_id {
-            return Ok(None);
-        }
-        let node = metrics
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .cloned()
-            .ok_or(Error::NoLeader)?;
-        self.peer(&node.addr).map(Some)
+        // Borrowed, not cloned: this runs for every forwarded keep-alive.
+        let addr = {
+            let metrics = self.inner.raft.metrics();
+            let m = metrics.borrow();
+            let leader = m.current_leader.ok_or(Error::NoLeader)?;
+            if leader == self.inner.member_id {
+                return Ok(None);
+            }
+            let node = m.membership_config.membership().get_node(&leader).ok_or(Error::NoLeader)?;
+            node.addr.clone()
+        };
+        self.peer(&addr).map(Some)
     }
 
     /// A client channel to the leader's client URL (for Cluster API calls, which only the
