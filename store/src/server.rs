@@ -343,11 +343,13 @@ impl EtcdServer {
             .await
     }
 
-    /// Whether this member leads and is the only voter. Then no quorum needs asking: no other
-    /// member can lead before this one commits a configuration with more voters (and then
-    /// waits out an election timeout without its heartbeats, far longer than its metrics take
-    /// to show the new configuration), and every write acknowledged so far was applied here
-    /// first, so the applied index already answers a linearizable read.
+    /// Whether this member leads, is the only voter, and has applied an entry of its own term.
+    /// Then no quorum needs asking: no other member can lead before this one commits a
+    /// configuration with more voters (and then waits out an election timeout without its
+    /// heartbeats, far longer than its metrics take to show the new configuration). Its term's
+    /// first entry (raft's no-op) being applied means everything an earlier leader committed is
+    /// applied too, and every write acknowledged since was applied here before its answer, so
+    /// the applied index already answers a linearizable read.
     fn leads_alone(&self) -> bool {
         let metrics = self.inner.raft.metrics();
         let m = metrics.borrow();
@@ -355,6 +357,7 @@ impl EtcdServer {
         let me = self.inner.member_id;
         m.state == openraft::ServerState::Leader
             && m.current_leader == Some(me)
+            && m.last_applied.is_some_and(|applied| applied.leader_id.term == m.current_term)
             && membership.get_joint_config().len() == 1
             && membership.voter_ids().eq([me])
     }
