@@ -107,13 +107,9 @@ impl Applier {
         for entry in entries {
             let out = match entry.payload {
                 EntryPayload::Blank => Out::Empty(Empty {}),
-                EntryPayload::Normal(req) => {
-                    match self.apply_command(&mut writer, req.0, entry.log_id.index) {
-                        Ok(out) => out,
-                        Err(Error::Internal(msg)) => return Err(storage_err(&msg)),
-                        Err(e) => Out::Error(e.to_string()),
-                    }
-                }
+                EntryPayload::Normal(req) => self
+                    .apply_one(&mut writer, req.0, entry.log_id.index)
+                    .map_err(|e| storage_err(&e))?,
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m));
                     Out::Empty(Empty {})
@@ -141,6 +137,17 @@ impl Applier {
         }
         self.applied_index.send_replace(last.index);
         Ok(responses)
+    }
+
+    /// Applies one command as its own raft entry would be: the command's own error (a
+    /// compacted revision, a missing lease, ...) is its response, as etcd answers it; only an
+    /// internal (storage) error stops the apply.
+    fn apply_one(&self, w: &mut MvccWriter<'_>, req: InternalRequest, index: u64) -> Result<Out> {
+        match self.apply_command(w, req, index) {
+            Err(e @ Error::Internal(_)) => Err(e),
+            Err(e) => Ok(Out::Error(e.to_string())),
+            ok => ok,
+        }
     }
 
     fn apply_command(
@@ -229,13 +236,8 @@ impl Applier {
             Cmd::Batch(batch) => {
                 let mut responses = Vec::with_capacity(batch.requests.len());
                 for sub in batch.requests {
-                    // As for separate entries: a command's own error is its response; only
-                    // an internal (storage) error stops the apply.
-                    let out = match self.apply_command(w, sub, index) {
-                        Ok(out) => out,
-                        Err(e @ Error::Internal(_)) => return Err(e),
-                        Err(e) => Out::Error(e.to_string()),
-                    };
+                    // Each command exactly as if it were its own entry.
+                    let out = self.apply_one(w, sub, index)?;
                     responses.push(InternalResponse { response: Some(out) });
                 }
                 Out::Batch(InternalBatchResponse { responses })

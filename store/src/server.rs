@@ -187,7 +187,7 @@ impl EtcdServer {
     /// auto-compactor. They stop when `shutdown` resolves.
     pub fn spawn_background(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
         tokio::spawn(self.clone().observe_raft(shutdown.clone()));
-        tokio::spawn(self.clone().track_db_size(shutdown.clone()));
+        tokio::spawn(self.clone().track_storage(shutdown.clone()));
         tokio::spawn(self.clone().expire_leases(shutdown.clone()));
         tokio::spawn(self.clone().publish_attributes(shutdown.clone()));
         tokio::spawn(crate::membership::promote_pending(self.clone(), shutdown.clone()));
@@ -272,7 +272,7 @@ impl EtcdServer {
 
     /// Keeps the cached applied-state size (quota checks) and the size and memory metrics
     /// current, and every few seconds hands freed heap back to the OS (see `memory`).
-    async fn track_db_size(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    async fn track_storage(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         const TICKS_PER_TRIM: u32 = 10;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut ticks = 0u32;

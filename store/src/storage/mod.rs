@@ -99,36 +99,27 @@ impl Storage {
     /// backend quota counts. The raft log is left out, as etcd leaves out its WAL, so that
     /// compacting and defragmenting really frees quota (the log is only trimmed by snapshots).
     pub fn state_size_bytes(&self) -> u64 {
-        const PROPERTIES: [&str; 2] =
-            ["rocksdb.total-sst-files-size", "rocksdb.size-all-mem-tables"];
-        Cf::STATE
-            .iter()
-            .flat_map(|cf| PROPERTIES.iter().map(move |p| (*cf, *p)))
-            .filter_map(|(cf, p)| self.db.property_int_value_cf(self.cf(cf), p).ok().flatten())
-            .sum()
+        self.property_sum(Cf::STATE, "rocksdb.total-sst-files-size")
+            + self.property_sum(Cf::STATE, "rocksdb.size-all-mem-tables")
     }
 
     /// Memory RocksDB holds outside our own structures, by kind, for the memory gauges: a
     /// long soak must show these bounded, since they are invisible in any Rust-side count.
     pub fn memory_usage(&self) -> MemoryUsage {
-        let sum = |property: &str| -> u64 {
-            Cf::ALL
-                .iter()
-                .filter_map(|cf| {
-                    self.db.property_int_value_cf(self.cf(*cf), property).ok().flatten()
-                })
-                .sum()
-        };
-        // Every family of ours shares one block cache; ask one of them (the default family,
-        // which we never use, has a cache of its own).
-        let shared = |property: &str| -> u64 {
-            self.db.property_int_value_cf(self.cf(Cf::Kv), property).ok().flatten().unwrap_or(0)
-        };
         MemoryUsage {
-            memtables: sum("rocksdb.cur-size-all-mem-tables"),
-            table_readers: sum("rocksdb.estimate-table-readers-mem"),
-            block_cache: shared("rocksdb.block-cache-usage"),
+            memtables: self.property_sum(Cf::ALL, "rocksdb.cur-size-all-mem-tables"),
+            table_readers: self.property_sum(Cf::ALL, "rocksdb.estimate-table-readers-mem"),
+            // Every family of ours shares one block cache, so one of them answers for all
+            // (the default family, which we never use, has a cache of its own).
+            block_cache: self.property_sum(&[Cf::Kv], "rocksdb.block-cache-usage"),
         }
+    }
+
+    /// An integer RocksDB property summed over `cfs` (a family that cannot say counts 0).
+    fn property_sum(&self, cfs: &[Cf], property: &str) -> u64 {
+        cfs.iter()
+            .filter_map(|cf| self.db.property_int_value_cf(self.cf(*cf), property).ok().flatten())
+            .sum()
     }
 
     /// Compacts every column family, reclaiming space of deleted revisions (etcd's defrag).
