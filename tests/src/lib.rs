@@ -11,6 +11,7 @@
 //! * [`normalize`] — mask what legitimately differs between two servers.
 //! * [`diff`] — run one scenario against etcd and oxcd and compare.
 //! * [`ports`] — free loopback ports.
+//! * [`rng`] — deterministic pseudo-random numbers for loads and histories.
 //! * [`client`] — helpers for tests using the `etcd-client` crate.
 //!
 //! Run: `cargo build -p oxcd && cargo test -p oxcd-e2e` (oxcd is built on
@@ -26,6 +27,7 @@ pub mod etcdctl;
 pub mod linearizability;
 pub mod normalize;
 pub mod ports;
+pub mod rng;
 pub mod server;
 
 pub use diff::{describe, differential, lease_id, Differential, Session, Step};

@@ -418,22 +418,16 @@ mod tests {
         let mut h = Vec::new();
         let mut state = None;
         let mut next_value = 1;
-        let mut seed = 12345u64;
-        let mut rand = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rand = crate::rng::xorshift64(12345);
         for i in 0..n {
             let client = (i % 8) as usize;
             // Linearization point at 100*i; the interval spans up to 4 neighbours each side.
             let point = 100 * i;
             let invoke = point.saturating_sub(rand() % 400);
             let ret = point + rand() % 400;
-            if rand() % 3 == 0 {
+            if rand().is_multiple_of(3) {
                 state = Some(next_value);
-                let ret = if rand() % unknown_every == 0 { None } else { Some(ret) };
+                let ret = if rand().is_multiple_of(unknown_every) { None } else { Some(ret) };
                 h.push(w(client, next_value, invoke, ret));
                 next_value += 1;
             } else {

@@ -157,13 +157,8 @@ fn spawn_lin_clients(
             tokio::spawn(async move {
                 let keys = lin_keys();
                 let mut c = connect(&url).await;
-                let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ ((client as u64 + 1) * 0x1234_5678);
-                let mut rand = move || {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    seed
-                };
+                let seed = 0x9e37_79b9_7f4a_7c15u64 ^ ((client as u64 + 1) * 0x1234_5678);
+                let mut rand = oxcd_e2e::rng::xorshift64(seed);
                 for _ in 0..ops {
                     if !load.running() {
                         break;
@@ -171,7 +166,7 @@ fn spawn_lin_clients(
                     let key = &keys[(rand() % keys.len() as u64) as usize];
                     let rec = &load.rec;
                     let invoke = rec.now();
-                    if rand() % 2 == 0 {
+                    if rand().is_multiple_of(2) {
                         let v = next_value.fetch_add(1, Ordering::Relaxed);
                         match c.put(key.as_str(), v.to_string(), None).await {
                             Ok(r) => {

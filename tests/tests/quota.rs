@@ -22,17 +22,8 @@ async fn nospace_alarm_and_recovery() {
     let mut c = connect(&member.client_url()).await;
     bounded("quota", async {
         // Incompressible values, so the quota is really reached on disk as in etcd.
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut value = || -> Vec<u8> {
-            (0..VALUE_BYTES)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    seed as u8
-                })
-                .collect()
-        };
+        let mut rand = oxcd_e2e::rng::xorshift64(0x9e37_79b9_7f4a_7c15);
+        let mut value = || -> Vec<u8> { (0..VALUE_BYTES).map(|_| rand() as u8).collect() };
         let mut written = 0;
         let err = loop {
             assert!(written < MAX_PUTS, "no NOSPACE after {MAX_PUTS} puts of {VALUE_BYTES} bytes");
