@@ -287,6 +287,8 @@ pub struct Spawned {
     child: Option<Child>,
     lines: Receiver<String>,
     stderr: Arc<Mutex<String>>,
+    /// The thread copying stderr into `stderr`; joined once the process has exited.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
     status: Option<std::process::ExitStatus>,
 }
 
@@ -311,14 +313,22 @@ impl Spawned {
         let stderr = Arc::new(Mutex::new(String::new()));
         let err = child.stderr.take().expect("stderr");
         let sink = stderr.clone();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
                 let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
                 s.push_str(&line);
                 s.push('\n');
             }
         });
-        Spawned { cmdline, args: Vec::new(), child: Some(child), lines: rx, stderr, status: None }
+        Spawned {
+            cmdline,
+            args: Vec::new(),
+            child: Some(child),
+            lines: rx,
+            stderr,
+            stderr_reader: Some(stderr_reader),
+            status: None,
+        }
     }
 
     /// The command line.
@@ -375,8 +385,14 @@ impl Spawned {
         v
     }
 
-    /// Everything written to stderr so far.
-    pub fn stderr(&self) -> String {
+    /// Everything written to stderr so far; all of it once the process has exited (the
+    /// reader is waited for, so the last lines are not lost to a race with the exit).
+    pub fn stderr(&mut self) -> String {
+        if self.has_exited() {
+            if let Some(reader) = self.stderr_reader.take() {
+                let _ = reader.join();
+            }
+        }
         self.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
