@@ -1,2 +1,2 @@
-//! The oxcd Kubernetes operator (placeholder until the operator issue lands).
+//! `oxcd-operator`: the controller binary (placeholder until the operator lands).
 fn main() {}

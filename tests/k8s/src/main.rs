@@ -1,0 +1,2 @@
+//! `oxcd-rig`: start the rig by hand (placeholder until the rig lands).
+fn main() {}
