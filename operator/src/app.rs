@@ -1,0 +1,89 @@
+//! The operator process minus its command line: the `/metrics` and `/health` server, leader
+//! election, then the controller, all stopped by one shutdown future (SIGTERM in `main`, any
+//! future in tests). Losing the Lease stops the controller at once and returns an error.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::controller::{self, Context};
+use crate::leader::Elector;
+use crate::metrics::Metrics;
+
+/// How the operator runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Address of the HTTP server for `/metrics` and `/health`.
+    pub metrics_addr: SocketAddr,
+    /// Watch only this namespace (None: all).
+    pub namespace: Option<String>,
+    /// Namespace of the leader-election Lease (None: the client's default namespace).
+    pub lease_namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    pub lease_name: String,
+    /// This replica's identity in the Lease.
+    pub identity: String,
+}
+
+/// Runs until `shutdown` resolves (then releases the Lease) or the Lease is lost (error).
+pub async fn run(
+    client: kube::Client,
+    opts: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let listener = tokio::net::TcpListener::bind(opts.metrics_addr)
+        .await
+        .with_context(|| format!("listen on {}", opts.metrics_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, identity = %opts.identity, "serving /metrics");
+    let m = metrics.clone();
+    let router = axum::Router::new()
+        .route("/metrics", axum::routing::get(move || async move { m.render() }))
+        .route("/health", axum::routing::get(|| async { "ok" }));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let http_stop = stopped();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, router).with_graceful_shutdown(http_stop).await
+    });
+    let signal = tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+
+    let lease_ns =
+        opts.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
+    let elector = Elector::new(client.clone(), &lease_ns, &opts.lease_name, &opts.identity);
+    tokio::select! {
+        _ = elector.acquire() => {}
+        _ = stopped() => {
+            let _ = http.await;
+            return Ok(());
+        }
+    }
+    tracing::info!(lease = %format!("{lease_ns}/{}", opts.lease_name), "leading");
+    metrics.is_leader.set(1);
+
+    let ctx = Arc::new(Context::new(client, metrics.clone(), &opts.identity));
+    let lost = tokio::select! {
+        r = controller::run(ctx, opts.namespace.clone(), stopped()) => { r?; false }
+        _ = elector.hold() => true,
+    };
+    metrics.is_leader.set(0);
+    signal.abort();
+    if lost {
+        // Another replica may act now: stop at once (a Deployment restarts us as a standby).
+        anyhow::bail!("lost the leader-election Lease");
+    }
+    elector.release().await;
+    let _ = http.await;
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! Observation: what the objects say (StatefulSet, pods, volumes) and what the members say
+//! themselves (each reachable pod's status, the member list). Read-only; the planner turns it
+//! into a step and `status` into the resource's status.
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt};
+
+use crate::crd::EtcdCluster;
+use crate::members::{self, Listed, Status};
+use crate::plan::{Health, MemberObs, Observed, PodObs, VolumeObs};
+use crate::resources::Names;
+use crate::Result;
+
+/// One observation of a cluster.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// The cluster's names.
+    pub names: Names,
+    /// The StatefulSet, if any.
+    pub sts: Option<StatefulSet>,
+    /// The member pods, by ordinal.
+    pub pods: BTreeMap<u32, Pod>,
+    /// The member volumes, by ordinal.
+    pub volumes: BTreeMap<u32, PersistentVolumeClaim>,
+    /// Each reachable member's status, by member id, with the endpoint that answered.
+    pub statuses: BTreeMap<u64, (String, Status)>,
+    /// The member list (from the leader if it answered, else any member).
+    pub members: Option<Vec<Listed>>,
+    /// When this was observed.
+    pub now: Timestamp,
+}
+
+/// Reads everything the planner needs.
+pub async fn observe(client: &Client, cluster: &EtcdCluster) -> Result<Observation> {
+    let names = Names::of(cluster);
+    let ns = names.namespace.as_str();
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), ns).get_opt(&names.name).await?;
+    let lp = ListParams::default().labels(&names.selector_string());
+    let pods: BTreeMap<u32, Pod> = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|p| names.ordinal_of_pod(&p.name_any()).map(|o| (o, p)))
+        .collect();
+    let volumes: BTreeMap<u32, PersistentVolumeClaim> =
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+            .list(&lp)
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|v| names.ordinal_of_volume(&v.name_any()).map(|o| (o, v)))
+            .collect();
+
+    let endpoints: Vec<String> = pods
+        .values()
+        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+        .map(|ip| members::endpoint(&ip))
+        .collect();
+    let answers = join_all(endpoints.iter().map(|e| members::status(e))).await;
+    let mut statuses = BTreeMap::new();
+    for (endpoint, answer) in endpoints.iter().zip(answers) {
+        match answer {
+            Ok(s) if s.member_id != 0 => {
+                statuses.insert(s.member_id, (endpoint.clone(), s));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(%endpoint, error = %e, "member status"),
+        }
+    }
+    // The leader's list is authoritative; any member's will do when there is none.
+    let mut order: Vec<&(String, Status)> = statuses.values().collect();
+    order.sort_by_key(|(_, s)| s.leader != s.member_id);
+    let mut members = None;
+    for (endpoint, _) in order {
+        match members::list(endpoint).await {
+            Ok(list) => {
+                members = Some(list);
+                break;
+            }
+            Err(e) => tracing::debug!(%endpoint, error = %e, "member list"),
+        }
+    }
+    Ok(Observation { names, sts, pods, volumes, statuses, members, now: Timestamp::now() })
+}
+
+impl Observation {
+    /// The leader's id and endpoint, as the members report it.
+    pub fn leader(&self) -> Option<(u64, &str)> {
+        self.statuses
+            .values()
+            .find(|(_, s)| s.leader == s.member_id && s.leader != 0)
+            .map(|(e, s)| (s.member_id, e.as_str()))
+    }
+
+    /// The cluster id the members report.
+    pub fn cluster_id(&self) -> Option<u64> {
+        self.statuses.values().map(|(_, s)| s.cluster_id).find(|c| *c != 0)
+    }
+
+    /// The ordinal a listed member belongs to.
+    pub fn ordinal_of(&self, m: &Listed) -> Option<u32> {
+        m.peer_urls.iter().find_map(|u| self.names.ordinal_of_peer_url(u))
+    }
+
+    /// The planner's view; `cluster` supplies what earlier reconciles recorded in status,
+    /// `template_hash` the hash of the pod template pods should run.
+    pub fn planner_view(&self, cluster: &EtcdCluster, template_hash: &str) -> Observed {
+        let status = cluster.status.clone().unwrap_or_default();
+        let pods = self
+            .pods
+            .iter()
+            .map(|(o, p)| {
+                let running = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.as_deref())
+                    .is_some_and(|ph| ph == "Running");
+                let hash = p.annotations().get(crate::resources::TEMPLATE_HASH);
+                PodObs {
+                    ordinal: *o,
+                    running,
+                    terminating: p.metadata.deletion_timestamp.is_some(),
+                    current_template: hash.is_none_or(|h| h == template_hash),
+                }
+            })
+            .collect();
+        let volumes = self
+            .volumes
+            .iter()
+            .map(|(o, v)| VolumeObs {
+                ordinal: *o,
+                uid: v.metadata.uid.clone().unwrap_or_default(),
+                terminating: v.metadata.deletion_timestamp.is_some(),
+            })
+            .collect();
+        let members = self.members.as_ref().map(|list| {
+            list.iter()
+                .map(|m| {
+                    let id_hex = format!("{:x}", m.id);
+                    let recorded = status.members.iter().find(|r| r.id == id_hex);
+                    let health = self.statuses.get(&m.id).map(|(_, s)| Health {
+                        leader: s.leader,
+                        raft_index: s.raft_index,
+                        revision: s.revision,
+                        errors: s.errors.clone(),
+                    });
+                    let since = recorded.and_then(|r| r.unhealthy_since.as_ref());
+                    let unhealthy_secs = match (&health, since) {
+                        (None, Some(since)) => self.now.as_second() - since.0.as_second(),
+                        _ => 0,
+                    };
+                    MemberObs {
+                        id: m.id,
+                        name: m.name.clone(),
+                        ordinal: self.ordinal_of(m),
+                        learner: m.learner,
+                        health,
+                        recorded_volume: recorded.and_then(|r| r.volume_uid.clone()),
+                        unhealthy_secs,
+                    }
+                })
+                .collect()
+        });
+        Observed {
+            bootstrapped: status.cluster_id.is_some(),
+            sts_replicas: self
+                .sts
+                .as_ref()
+                .map(|s| s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as u32),
+            pods,
+            volumes,
+            members,
+            recovering: status.recovery.as_ref().map(|r| crate::plan::Recovering {
+                ordinal: r.ordinal.max(0) as u32,
+                id: u64::from_str_radix(&r.member_id, 16).unwrap_or(0),
+                restarting: r.restarting,
+            }),
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The status the operator applies after each reconcile: members as the cluster lists them,
+//! leader, conditions (Kubernetes conventions: `Available`, `Progressing`, `Degraded`, each with
+//! observedGeneration and a transition time that moves only when the status flips), phase,
+//! and the change in flight (`target`). Pure, so it is unit-tested.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::crd::{EtcdCluster, EtcdClusterStatus, MemberStatus, Target};
+use crate::observe::Observation;
+use crate::plan::{Step, Waiting};
+
+/// How long a change may take before it stops blocking newer edits of the spec.
+pub const PROGRESS_DEADLINE_SECS: i64 = 600;
+
+/// The change to drive now: the recorded target while it is unfinished and within its
+/// deadline (a newer edit of the spec waits for it), else what the spec asks for now.
+pub fn target(cluster: &EtcdCluster, now: Timestamp) -> Target {
+    let spec = &cluster.spec;
+    match cluster.status.as_ref().and_then(|s| s.target.clone()) {
+        Some(t) if now.as_second() - t.started.0.as_second() < PROGRESS_DEADLINE_SECS => t,
+        _ => Target { replicas: spec.replicas, version: spec.version.clone(), started: Time(now) },
+    }
+}
+
+/// The target to record after a reconcile: none once the cluster has reached it (the next
+/// reconcile then takes the spec as it is by then).
+pub fn next_target(target: Target, step: &Step) -> Option<Target> {
+    (*step != Step::Done).then_some(target)
+}
+
+fn condition(
+    previous: &[Condition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let last = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: last.unwrap_or(Time(now)),
+    }
+}
+
+/// The status after observing `obs` and choosing `step`.
+pub fn compute(
+    cluster: &EtcdCluster,
+    obs: &Observation,
+    step: &Step,
+    target: Option<Target>,
+) -> EtcdClusterStatus {
+    let previous = cluster.status.clone().unwrap_or_default();
+    let now = obs.now;
+    let leader = obs.leader();
+    let mut members: Vec<MemberStatus> = Vec::new();
+    for m in obs.members.iter().flatten() {
+        let id = format!("{:x}", m.id);
+        let before = previous.members.iter().find(|r| r.id == id);
+        let answer = obs.statuses.get(&m.id).map(|(_, s)| s);
+        let healthy = answer.is_some_and(|s| s.leader != 0 && s.errors.is_empty());
+        let ordinal = obs.ordinal_of(m);
+        let volume_now =
+            ordinal.and_then(|o| obs.volumes.get(&o)).and_then(|v| v.metadata.uid.clone());
+        // The volume is recorded once, the first time the started member is healthy on it.
+        let started = healthy && !m.name.is_empty();
+        let volume_uid =
+            before.and_then(|b| b.volume_uid.clone()).or(volume_now.filter(|_| started));
+        members.push(MemberStatus {
+            name: m.name.clone(),
+            id,
+            peer_url: m.peer_urls.first().cloned(),
+            client_url: m.client_urls.first().cloned(),
+            leader: leader.is_some_and(|(l, _)| l == m.id),
+            learner: m.learner,
+            healthy,
+            revision: answer.map(|s| s.revision).unwrap_or(0),
+            db_size: answer.map(|s| s.db_size).unwrap_or(0),
+            volume_uid,
+            unhealthy_since: if answer.is_some() {
+                None
+            } else {
+                Some(before.and_then(|b| b.unhealthy_since.clone()).unwrap_or(Time(now)))
+            },
+        });
+    }
+    if obs.members.is_none() {
+        // Nobody answered: keep what was known, marked unhealthy since it was last seen.
+        members = previous
+            .members
+            .iter()
+            .cloned()
+            .map(|mut m| {
+                m.healthy = false;
+                m.leader = false;
+                m.unhealthy_since.get_or_insert(Time(now));
+                m
+            })
+            .collect();
+    }
+    let voters = members.iter().filter(|m| !m.learner).count();
+    let ready = members.iter().filter(|m| !m.learner && m.healthy).count() as i32;
+    let has_quorum = leader.is_some() && ready as usize >= crate::plan::quorum(voters.max(1));
+    let generation = cluster.metadata.generation;
+    let versions: Vec<String> = obs
+        .pods
+        .values()
+        .filter_map(|p| p.metadata.labels.as_ref()?.get(crate::resources::VERSION_LABEL).cloned())
+        .collect();
+    let current_version = versions
+        .first()
+        .filter(|v| versions.iter().all(|w| w == *v))
+        .cloned()
+        .or_else(|| previous.current_version.clone().filter(|_| versions.is_empty()));
+
+    let quorum_lost = matches!(
+        step,
+        Step::Wait(Waiting::QuorumLost { .. } | Waiting::Recovering(_))
+            | Step::ForceNewCluster { .. }
+    );
+    let progressing = !matches!(step, Step::Done);
+    let degraded = quorum_lost || members.iter().any(|m| !m.healthy);
+    let phase = if obs.members.is_none() && previous.cluster_id.is_none() {
+        "Creating"
+    } else if matches!(step, Step::Wait(Waiting::Recovering(_)) | Step::ForceNewCluster { .. }) {
+        "Recovering"
+    } else if quorum_lost {
+        "QuorumLost"
+    } else if matches!(step, Step::Done) {
+        "Running"
+    } else if matches!(step, Step::RestartPod { .. }) {
+        "Upgrading"
+    } else if target.as_ref().is_some_and(|t| t.replicas as usize != members.len()) {
+        "Scaling"
+    } else if degraded {
+        "Degraded"
+    } else {
+        "Reconciling"
+    };
+    let step_text = describe(step);
+    let conditions = vec![
+        condition(
+            &previous.conditions,
+            "Available",
+            has_quorum,
+            if has_quorum { "QuorumHealthy" } else { "NoQuorum" },
+            format!("{ready} of {voters} voting members healthy"),
+            generation,
+            now,
+        ),
+        condition(
+            &previous.conditions,
+            "Progressing",
+            progressing,
+            if progressing { "Reconciling" } else { "Done" },
+            step_text.clone(),
+            generation,
+            now,
+        ),
+        condition(
+            &previous.conditions,
+            "Degraded",
+            degraded,
+            if quorum_lost {
+                "QuorumLost"
+            } else if degraded {
+                "MemberUnhealthy"
+            } else {
+                "AllHealthy"
+            },
+            if degraded { step_text.clone() } else { "every member is healthy".into() },
+            generation,
+            now,
+        ),
+    ];
+    EtcdClusterStatus {
+        phase: Some(phase.into()),
+        conditions,
+        observed_generation: generation,
+        leader: leader.and_then(|(id, _)| {
+            members.iter().find(|m| m.id == format!("{id:x}")).map(|m| m.name.clone())
+        }),
+        cluster_id: obs.cluster_id().map(|c| format!("{c:x}")).or(previous.cluster_id),
+        replicas: members.len() as i32,
+        ready_replicas: ready,
+        ready: Some(format!("{ready}/{}", cluster.spec.replicas)),
+        current_version,
+        target,
+        recovery: previous.recovery.clone(),
+        selector: Some(obs.names.selector_string()),
+        last_step: Some(step_text),
+        members,
+    }
+}
+
+/// A step in words, for status and Events.
+pub fn describe(step: &Step) -> String {
+    match step {
+        Step::ScaleStatefulSet { replicas } => format!("StatefulSet set to {replicas} pods"),
+        Step::AddLearner { ordinal, reset } => {
+            let reset = if *reset { " (pod and volume reset)" } else { "" };
+            format!("adding the member of pod {ordinal} as a learner{reset}")
+        }
+        Step::Promote { id } => format!("promoting learner {id:x}"),
+        Step::MoveLeader { from, to } => format!("moving leadership from {from:x} to {to:x}"),
+        Step::RemoveMember { id, reason } => format!("removing member {id:x} ({reason:?})"),
+        Step::DeleteVolume { ordinal } => format!("deleting the volume of removed pod {ordinal}"),
+        Step::RestartPod { ordinal } => format!("restarting pod {ordinal} on the new template"),
+        Step::ForceNewCluster { ordinal, id } => format!(
+            "quorum lost for good: restarting pod {ordinal} (member {id:x}, the most advanced \
+             survivor) with --force-new-cluster"
+        ),
+        Step::FinishRecovery { ordinal } => format!(
+            "pod {ordinal} leads alone after --force-new-cluster; restarting it without the flag"
+        ),
+        Step::EndRecovery => "recovered from quorum loss; growing back learner-first".into(),
+        Step::Wait(w) => w.to_string(),
+        Step::Done => "cluster matches its spec".into(),
+    }
+}
