@@ -136,14 +136,14 @@ pub fn compute(
         "Recovering"
     } else if quorum_lost {
         "QuorumLost"
-    } else if matches!(step, Step::Done) {
-        "Running"
     } else if matches!(step, Step::RestartPod { .. }) {
         "Upgrading"
     } else if target.as_ref().is_some_and(|t| t.replicas as usize != members.len()) {
         "Scaling"
     } else if degraded {
         "Degraded"
+    } else if matches!(step, Step::Done) {
+        "Running"
     } else {
         "Reconciling"
     };
@@ -226,5 +226,142 @@ pub fn describe(step: &Step) -> String {
         Step::EndRecovery => "recovered from quorum loss; growing back learner-first".into(),
         Step::Wait(w) => w.to_string(),
         Step::Done => "cluster matches its spec".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+    use crate::members::{Listed, Status};
+    use crate::resources::tests::demo;
+    use crate::resources::Names;
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    /// `n` members of `demo`, member `o` has id 100 + o; `up` lists the ones that answer.
+    fn observation(n: u32, leader: u64, up: &[u32], now: Timestamp) -> Observation {
+        let names = Names::of(&demo());
+        let members = (0..n)
+            .map(|o| Listed {
+                id: 100 + o as u64,
+                name: names.pod(o),
+                peer_urls: vec![names.peer_url(o)],
+                client_urls: vec![format!("http://{}:2379", names.host(o))],
+                learner: false,
+            })
+            .collect();
+        let statuses = up
+            .iter()
+            .map(|o| {
+                let id = 100 + *o as u64;
+                let s = Status {
+                    member_id: id,
+                    cluster_id: 0xc1,
+                    leader,
+                    raft_index: 10,
+                    revision: 5,
+                    db_size: 4096,
+                    learner: false,
+                    errors: vec![],
+                    version: "3.5.1".into(),
+                };
+                (id, (format!("http://127.0.0.{o}:2379"), s))
+            })
+            .collect();
+        let volumes = (0..n)
+            .map(|o| {
+                let meta = ObjectMeta {
+                    name: Some(names.volume(o)),
+                    uid: Some(format!("uid-{o}")),
+                    ..Default::default()
+                };
+                (o, PersistentVolumeClaim { metadata: meta, ..Default::default() })
+            })
+            .collect();
+        Observation {
+            names,
+            sts: None,
+            pods: BTreeMap::new(),
+            volumes,
+            statuses,
+            members: Some(members),
+            now,
+        }
+    }
+
+    fn cond<'a>(s: &'a EtcdClusterStatus, type_: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == type_).unwrap()
+    }
+
+    #[test]
+    fn a_healthy_cluster_is_available_running_and_records_volumes() {
+        let c = demo();
+        let s = compute(&c, &observation(3, 101, &[0, 1, 2], t(0)), &Step::Done, None);
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert_eq!(s.ready.as_deref(), Some("3/3"));
+        assert_eq!(s.leader.as_deref(), Some("demo-1"));
+        assert_eq!(s.cluster_id.as_deref(), Some("c1"));
+        assert_eq!(cond(&s, "Available").status, "True");
+        assert_eq!(cond(&s, "Degraded").status, "False");
+        assert_eq!(cond(&s, "Progressing").status, "False");
+        assert_eq!(s.members[2].volume_uid.as_deref(), Some("uid-2"));
+        assert!(s.members.iter().all(|m| m.healthy && m.unhealthy_since.is_none()));
+    }
+
+    #[test]
+    fn a_down_member_is_degraded_since_it_was_first_seen_down() {
+        let mut c = demo();
+        let first = compute(&c, &observation(3, 100, &[0, 1], t(0)), &Step::Done, None);
+        assert_eq!(first.phase.as_deref(), Some("Degraded"));
+        assert_eq!(cond(&first, "Degraded").status, "True");
+        assert_eq!(first.members[2].unhealthy_since, Some(Time(t(0))));
+        c.status = Some(first.clone());
+        let later = compute(&c, &observation(3, 100, &[0, 1], t(60)), &Step::Done, None);
+        // Since when, and the condition's transition time, do not move while nothing flips.
+        assert_eq!(later.members[2].unhealthy_since, Some(Time(t(0))));
+        assert_eq!(
+            cond(&later, "Degraded").last_transition_time,
+            cond(&first, "Degraded").last_transition_time
+        );
+    }
+
+    #[test]
+    fn a_recorded_volume_is_kept_when_the_volume_changes() {
+        let mut c = demo();
+        c.status = Some(compute(&c, &observation(3, 100, &[0, 1, 2], t(0)), &Step::Done, None));
+        let mut obs = observation(3, 100, &[0, 1, 2], t(5));
+        obs.volumes.get_mut(&2).unwrap().metadata.uid = Some("new".into());
+        let s = compute(&c, &obs, &Step::Done, None);
+        assert_eq!(s.members[2].volume_uid.as_deref(), Some("uid-2"));
+    }
+
+    #[test]
+    fn quorum_loss_is_reported() {
+        let c = demo();
+        let step = Step::Wait(Waiting::QuorumLost { manual: true });
+        let s = compute(&c, &observation(3, 0, &[0], t(0)), &step, None);
+        assert_eq!(s.phase.as_deref(), Some("QuorumLost"));
+        assert_eq!(cond(&s, "Available").status, "False");
+        assert_eq!(cond(&s, "Degraded").reason, "QuorumLost");
+    }
+
+    #[test]
+    fn a_target_stays_locked_until_done_or_past_its_deadline() {
+        let mut c = demo();
+        let first = target(&c, t(0));
+        assert_eq!(first.replicas, 3);
+        c.status = Some(EtcdClusterStatus { target: Some(first.clone()), ..Default::default() });
+        c.spec.replicas = 5;
+        assert_eq!(target(&c, t(10)), first, "an edit mid-change waits");
+        assert_eq!(target(&c, t(PROGRESS_DEADLINE_SECS + 1)).replicas, 5);
+        assert_eq!(next_target(first.clone(), &Step::Done), None);
+        assert_eq!(next_target(first.clone(), &Step::Promote { id: 1 }), Some(first));
     }
 }
