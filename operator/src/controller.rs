@@ -325,3 +325,6 @@ pub async fn run(
         .await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
