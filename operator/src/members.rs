@@ -157,7 +157,29 @@ pub async fn defragment(endpoint: &str) -> Result<()> {
     .await
 }
 
+/// etcd's refusal to promote a learner that is not caught up yet (`ErrGRPCLearnerNotReady`).
+const LEARNER_NOT_READY: &str = "can only promote a learner member which is in sync with leader";
+
 /// Whether an etcd error means the learner is not in sync yet (retry later, not a failure).
 pub fn is_learner_not_ready(e: &Error) -> bool {
-    e.to_string().contains("learner member which is not in sync")
+    e.to_string().contains(LEARNER_NOT_READY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_learner_not_in_sync_is_recognised_by_etcds_message() {
+        let status = tonic::Status::failed_precondition(
+            "etcdserver: can only promote a learner member which is in sync with leader",
+        );
+        let e = Error::Etcd {
+            op: "member promote",
+            endpoint: "http://127.0.0.1:2379".into(),
+            source: Box::new(etcd_client::Error::GRpcStatus(status)),
+        };
+        assert!(is_learner_not_ready(&e));
+        assert!(!is_learner_not_ready(&Error::NoLeader("member promote")));
+    }
 }
