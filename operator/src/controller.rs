@@ -117,6 +117,11 @@ pub async fn reconcile(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<A
         member_lost_after_secs: cluster.spec.recovery.member_lost_after_seconds,
         delete_removed_volumes: cluster.spec.storage.removed_member_policy
             == RemovedMemberPolicy::Delete,
+        defragment_every_secs: cluster
+            .spec
+            .maintenance
+            .defragment_every_minutes
+            .map(|m| m.saturating_mul(60)),
     };
     let step = plan(&desired, &view);
     tracing::info!(step = %status::describe(&step), "planned");
@@ -184,6 +189,7 @@ async fn act(ctx: &Context, cluster: &EtcdCluster, obs: &Observation, step: &Ste
         Step::RemoveMember { .. } => "remove_member",
         Step::DeleteVolume { .. } => "delete_volume",
         Step::RestartPod { .. } => "restart_pod",
+        Step::Defragment { .. } => "defragment",
         Step::ForceNewCluster { .. } => "force_new_cluster",
         Step::FinishRecovery { .. } => "finish_recovery",
         Step::EndRecovery => "end_recovery",
@@ -229,6 +235,11 @@ async fn act(ctx: &Context, cluster: &EtcdCluster, obs: &Observation, step: &Ste
         Step::RestartPod { ordinal } => {
             delete::<Pod>(client, ns, &names.pod(*ordinal)).await?;
             ("PodRestarted", false)
+        }
+        Step::Defragment { id } => {
+            let (endpoint, _) = obs.statuses.get(id).ok_or(Error::Unreachable(*id))?;
+            members::defragment(endpoint).await?;
+            ("MemberDefragmented", false)
         }
         // The StatefulSet applied before this runs only the survivor, with the flag.
         Step::ForceNewCluster { .. } => ("RecoveryStarted", true),

@@ -70,6 +70,19 @@ pub struct EtcdClusterSpec {
     /// What the operator may do when members are lost.
     #[serde(default)]
     pub recovery: RecoverySpec,
+    /// Routine maintenance.
+    #[serde(default)]
+    pub maintenance: MaintenanceSpec,
+}
+
+/// Routine maintenance the operator schedules.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceSpec {
+    /// Defragment each member this often (minutes), one member at a time, the leader last,
+    /// only while every member is healthy. Unset: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defragment_every_minutes: Option<i64>,
 }
 
 fn default_replicas() -> i32 {
@@ -311,6 +324,9 @@ pub struct MemberStatus {
     /// means its data is gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_uid: Option<String>,
+    /// When the operator last defragmented it (or first saw it, before the first time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_defragment: Option<Time>,
     /// Since when it has been unreachable (kept across reconciles to apply
     /// `recovery.memberLostAfterSeconds`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -385,6 +401,11 @@ const RULES: &[Rule] = &[
         rule: "!isQuantity(self.size) || !isQuantity(oldSelf.size) || \
                quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0",
         message: "spec.storage.size cannot shrink: a volume can only grow",
+    },
+    Rule {
+        path: &["maintenance"],
+        rule: "!has(self.defragmentEveryMinutes) || self.defragmentEveryMinutes >= 1",
+        message: "spec.maintenance.defragmentEveryMinutes must be at least 1",
     },
     Rule {
         path: &["server"],

@@ -57,6 +57,9 @@ pub enum Error {
     /// A step needs the leader and none is known.
     #[error("no leader to send {0} to")]
     NoLeader(&'static str),
+    /// A step needs a member that no longer answers.
+    #[error("member {0:x} does not answer")]
+    Unreachable(u64),
     /// The resource lacks something the API server always sets.
     #[error("resource has no {0}")]
     MissingField(&'static str),
@@ -73,6 +76,7 @@ impl Error {
             Error::Etcd { .. } => "etcd",
             Error::EtcdTimeout { .. } => "etcd_timeout",
             Error::NoLeader(_) => "no_leader",
+            Error::Unreachable(_) => "unreachable",
             Error::MissingField(_) => "missing_field",
             Error::Serde(_) => "serde",
         }

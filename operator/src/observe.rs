@@ -156,7 +156,12 @@ impl Observation {
                         (None, Some(since)) => self.now.as_second() - since.0.as_second(),
                         _ => 0,
                     };
+                    let since_defragment_secs = recorded
+                        .and_then(|r| r.last_defragment.as_ref())
+                        .map(|t| self.now.as_second() - t.0.as_second())
+                        .unwrap_or(0);
                     MemberObs {
+                        since_defragment_secs,
                         id: m.id,
                         name: m.name.clone(),
                         ordinal: self.ordinal_of(m),

@@ -26,6 +26,8 @@ pub struct Desired {
     pub member_lost_after_secs: Option<i64>,
     /// `spec.storage.removedMemberPolicy == Delete`.
     pub delete_removed_volumes: bool,
+    /// `spec.maintenance.defragmentEveryMinutes`, in seconds.
+    pub defragment_every_secs: Option<i64>,
 }
 
 /// One pod of the StatefulSet.
@@ -82,6 +84,8 @@ pub struct MemberObs {
     pub recorded_volume: Option<String>,
     /// Seconds it has been unreachable (from status), 0 if reachable.
     pub unhealthy_secs: i64,
+    /// Seconds since its last defragmentation (from status; 0 if never recorded).
+    pub since_defragment_secs: i64,
 }
 
 impl MemberObs {
@@ -158,6 +162,11 @@ pub enum Step {
     DeleteVolume {
         /// Its ordinal.
         ordinal: u32,
+    },
+    /// Defragment one member's database.
+    Defragment {
+        /// Member id.
+        id: u64,
     },
     /// Delete a pod so the StatefulSet recreates it from the current template.
     RestartPod {
@@ -436,6 +445,18 @@ pub fn plan(want: &Desired, obs: &Observed) -> Step {
     }
     if !all_healthy {
         return Step::Wait(Waiting::Unhealthy);
+    }
+
+    // 8. Scheduled defragmentation, one member per step, the leader last.
+    if let Some(every) = want.defragment_every_secs {
+        let due: Vec<&MemberObs> =
+            members.iter().filter(|m| m.since_defragment_secs >= every).collect();
+        if let Some(m) = due.iter().filter(|m| m.id != leader.id).max_by_key(|m| m.ordinal) {
+            return Step::Defragment { id: m.id };
+        }
+        if due.iter().any(|m| m.id == leader.id) {
+            return Step::Defragment { id: leader.id };
+        }
     }
     Step::Done
 }

@@ -87,6 +87,12 @@ pub fn compute(
             revision: answer.map(|s| s.revision).unwrap_or(0),
             db_size: answer.map(|s| s.db_size).unwrap_or(0),
             volume_uid,
+            // Defragmented in this reconcile, else as recorded; first seen counts as a start.
+            last_defragment: if *step == (Step::Defragment { id: m.id }) {
+                Some(Time(now))
+            } else {
+                Some(before.and_then(|b| b.last_defragment.clone()).unwrap_or(Time(now)))
+            },
             unhealthy_since: if answer.is_some() {
                 None
             } else {
@@ -216,6 +222,7 @@ pub fn describe(step: &Step) -> String {
         Step::RemoveMember { id, reason } => format!("removing member {id:x} ({reason:?})"),
         Step::DeleteVolume { ordinal } => format!("deleting the volume of removed pod {ordinal}"),
         Step::RestartPod { ordinal } => format!("restarting pod {ordinal} on the new template"),
+        Step::Defragment { id } => format!("defragmenting member {id:x}"),
         Step::ForceNewCluster { ordinal, id } => format!(
             "quorum lost for good: restarting pod {ordinal} (member {id:x}, the most advanced \
              survivor) with --force-new-cluster"

@@ -10,6 +10,7 @@ fn want(replicas: u32) -> Desired {
         auto_recover: true,
         member_lost_after_secs: None,
         delete_removed_volumes: true,
+        defragment_every_secs: None,
     }
 }
 
@@ -28,6 +29,7 @@ fn member(o: u32, leader: u32) -> MemberObs {
         }),
         recorded_volume: Some(format!("uid-{o}")),
         unhealthy_secs: 0,
+        since_defragment_secs: 0,
     }
 }
 
@@ -423,4 +425,22 @@ fn after_recovery_the_cluster_grows_back_learner_first_over_fresh_volumes() {
     let mut obs = cluster(3, 2);
     obs.members = Some(vec![member(2, 2)]);
     assert_eq!(plan(&want(3), &obs), Step::AddLearner { ordinal: 0, reset: true });
+}
+
+#[test]
+fn defragmentation_goes_one_member_at_a_time_leader_last() {
+    let every = Desired { defragment_every_secs: Some(3600), ..want(3) };
+    let mut obs = cluster(3, 2);
+    assert_eq!(plan(&every, &obs), Step::Done, "nothing due yet");
+    for m in members(&mut obs) {
+        m.since_defragment_secs = 4000;
+    }
+    assert_eq!(plan(&every, &obs), Step::Defragment { id: 101 });
+    members(&mut obs)[1].since_defragment_secs = 0;
+    assert_eq!(plan(&every, &obs), Step::Defragment { id: 100 });
+    members(&mut obs)[0].since_defragment_secs = 0;
+    assert_eq!(plan(&every, &obs), Step::Defragment { id: 102 });
+    // Never while a member is unhealthy.
+    members(&mut obs)[0] = down(member(0, 2), 1);
+    assert_eq!(plan(&every, &obs), Step::Wait(Waiting::Unhealthy));
 }
