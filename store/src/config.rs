@@ -187,7 +187,7 @@ pub enum AutoCompaction {
 }
 
 /// Parses Go-style durations such as `30m`, `1h30m`, `90s`.
-fn parse_duration(s: &str) -> Option<Duration> {
+pub fn parse_duration(s: &str) -> Option<Duration> {
     let mut total = 0f64;
     let mut num = String::new();
     let mut chars = s.chars().peekable();

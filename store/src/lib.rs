@@ -14,6 +14,9 @@
 //! - `watch/`: the watch hub (synced/unsynced watchers, catch-up from history).
 //! - `storage/`: the RocksDB database and its column families.
 //! - `snapshot`, `bolt`: `etcdctl snapshot save` files: the state in etcd's bbolt layout.
+//! - `snapshot_file`: reading etcd snapshot files: status, restore into a data dir, save.
+//! - `migrate`: v2 → v3 migration (from a live etcd v2 cluster).
+//! - `tools`: `oxcd snapshot ...`, `oxcd migrate ...`: command-line tools run instead of a member.
 //! - `http`, `metrics`, `config`, `serve`: HTTP endpoints, prometheus, etcd flags, listeners.
 //! - `memory`: handing freed heap back to the OS (RocksDB's compactions churn glibc's arenas).
 
@@ -31,6 +34,7 @@ pub mod lease;
 pub mod membership;
 pub mod memory;
 pub mod metrics;
+pub mod migrate;
 pub mod mvcc;
 pub mod pb;
 pub mod propose_batcher;
@@ -39,7 +43,9 @@ pub mod read_index;
 pub mod serve;
 pub mod server;
 pub mod snapshot;
+pub mod snapshot_file;
 pub mod storage;
+pub mod tools;
 pub mod watch;
 
 pub use error::{Error, Result};

@@ -1,10 +1,15 @@
-//! The `oxcd` binary: parse etcd's flags, set up logging, run the member until a signal.
+//! The `oxcd` binary: `oxcd snapshot ...` runs a tool (see `oxcd::tools`); otherwise parse
+//! etcd's flags, set up logging, run the member until a signal.
 
 use clap::Parser;
 use oxcd::config::Config;
 
 #[tokio::main]
 async fn main() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(code) = oxcd::tools::dispatch(&args).await {
+        std::process::exit(code);
+    }
     let config = Config::parse();
     let level = match config.log_level.as_str() {
         "panic" | "fatal" => "error".to_string(),

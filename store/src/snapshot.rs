@@ -38,13 +38,13 @@ use crate::storage::{Cf, Storage};
 
 /// etcd's `leasepb.Lease`, the value type of its `lease` bucket.
 #[derive(Clone, PartialEq, prost::Message)]
-struct LeasePb {
+pub(crate) struct LeasePb {
     #[prost(int64, tag = "1")]
-    id: i64,
+    pub(crate) id: i64,
     #[prost(int64, tag = "2")]
-    ttl: i64,
+    pub(crate) ttl: i64,
     #[prost(int64, tag = "3")]
-    remaining_ttl: i64,
+    pub(crate) remaining_ttl: i64,
 }
 
 /// etcd's `membership.Member` as JSON in its `members` bucket.

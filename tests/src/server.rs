@@ -174,6 +174,27 @@ impl Member {
         }
     }
 
+    /// A single member with its ports and (empty) data dir chosen but not started, so a
+    /// test can fill the data dir first (e.g. restore a snapshot into [`Member::data_dir`]);
+    /// start it with [`Member::launch`].
+    pub fn create(cfg: MemberConfig) -> Member {
+        let mut m = Member::prepare(cfg, free_port(), free_port());
+        m.initial_cluster = format!("{}={}", m.cfg.name, m.peer_url());
+        m
+    }
+
+    /// Starts a member made by [`Member::create`] (or [`Cluster::create`]) and waits until
+    /// it is ready.
+    pub fn launch(&mut self) -> Result<(), StartError> {
+        self.spawn()?;
+        self.wait_ready(READY_TIMEOUT)
+    }
+
+    /// `--initial-cluster` this member starts with.
+    pub fn initial_cluster(&self) -> &str {
+        &self.initial_cluster
+    }
+
     fn prepare(cfg: MemberConfig, client_port: u16, peer_port: u16) -> Member {
         let dir = tempfile::Builder::new()
             .prefix(&format!("oxcd-e2e-{}-", cfg.name))
@@ -539,6 +560,38 @@ impl Cluster {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// `n` members of `kind` named `n1`..., with ports and data dirs chosen but not
+    /// started (to fill their data dirs first); start them with [`Cluster::launch`].
+    pub fn create(kind: Kind, n: usize) -> Cluster {
+        let mut members: Vec<Member> = (1..=n)
+            .map(|i| {
+                let mut cfg = MemberConfig::new(kind);
+                cfg.name = format!("n{i}");
+                Member::prepare(cfg, free_port(), free_port())
+            })
+            .collect();
+        let initial = members
+            .iter()
+            .map(|m| format!("{}={}", m.cfg.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        for m in &mut members {
+            m.initial_cluster = initial.clone();
+        }
+        Cluster { members }
+    }
+
+    /// Starts every member made by [`Cluster::create`], then waits until all are ready.
+    pub fn launch(&mut self) -> Result<(), StartError> {
+        for m in &mut self.members {
+            m.spawn()?;
+        }
+        for m in &mut self.members {
+            m.wait_ready(READY_TIMEOUT)?;
+        }
+        Ok(())
     }
 
     /// Client URLs of all members.

@@ -102,6 +102,33 @@ impl LogStore {
     }
 }
 
+impl LogStore {
+    /// Initializes raft offline, for a member restored from a snapshot: writes the very
+    /// first log entry, the membership of `nodes` (all voters), exactly as
+    /// `Raft::initialize` appends it (log id 0, term 0). The member then starts as an
+    /// initialized cluster whatever `--initial-cluster-state` says, and members restored
+    /// with the same `--initial-cluster` hold the same first entry.
+    pub fn initialize_offline(
+        &self,
+        nodes: std::collections::BTreeMap<u64, openraft::BasicNode>,
+    ) -> Result<(), StorageError> {
+        use openraft::{EntryPayload, Membership};
+        if self.last_entry()?.is_some() {
+            return Err(write_err(&"the raft log is not empty"));
+        }
+        let voters = nodes.keys().copied().collect();
+        let entry = Entry {
+            log_id: LogId::default(),
+            payload: EntryPayload::Membership(Membership::new(vec![voters], nodes)),
+        };
+        let mut batch = WriteBatch::default();
+        let cf = self.storage.cf(Cf::RaftLog);
+        batch.put_cf(cf, index_key(0), encode(&entry).map_err(|e| write_err(&e))?);
+        // Synced: the restored member must find its configuration after any crash.
+        self.write(batch, true)
+    }
+}
+
 fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
