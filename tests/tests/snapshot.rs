@@ -3,7 +3,7 @@
 //! buckets): thousands of keys, values of hundreds of KiB, keys of several KiB, multi-op
 //! transactions (sub-revisions), deletions, leases and a compaction.
 //!
-//! - etcd 3.5.1 / 3.4.23 snapshot → `oxcd snapshot restore` → oxcd serves what etcd served:
+//! - etcd 3.5.1 / 3.4.23 / 3.6 snapshot → `oxcd snapshot restore` → oxcd serves what etcd served:
 //!   `get --prefix -w json` (every key, create/mod revision, version, lease, value) and the
 //!   header revision identical, history reads and the compaction point identical, leases
 //!   with their granted TTL and keys.
@@ -284,6 +284,11 @@ fn from_etcd(kind: Kind, version: CtlVersion) {
 #[test]
 fn etcd35_snapshot_restores_into_oxcd() {
     from_etcd(Kind::Etcd35, CtlVersion::V35);
+}
+
+#[test]
+fn etcd36_snapshot_restores_into_oxcd() {
+    from_etcd(Kind::Etcd36, CtlVersion::V35);
 }
 
 #[test]

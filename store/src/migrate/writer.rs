@@ -110,9 +110,8 @@ impl V3Writer {
         for k in keys {
             let lease = match k.ttl.filter(|_| !self.no_ttl) {
                 Some(ttl) => {
-                    if !leases.contains_key(&ttl) {
-                        let id = self.grant(ttl).await?;
-                        leases.insert(ttl, id);
+                    if let std::collections::btree_map::Entry::Vacant(slot) = leases.entry(ttl) {
+                        slot.insert(self.grant(ttl).await?);
                     }
                     written.with_ttl += 1;
                     leases[&ttl]

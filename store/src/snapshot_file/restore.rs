@@ -155,6 +155,9 @@ fn new_members(cfg: &RestoreConfig) -> Result<(u64, Vec<MemberAttributes>), Snap
     Ok((cluster::member_id(&local.1, &cfg.token, None), members))
 }
 
+/// What `copy_state` does with each (key, value) of a bucket.
+type RowFn<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), SnapshotError> + 'a;
+
 /// Rows gathered for one RocksDB write.
 struct Rows<'a> {
     storage: &'a Storage,
@@ -193,7 +196,7 @@ fn copy_state(
     let mut newest = 0i64;
     let mut alarms: BTreeSet<(u64, i32)> = BTreeSet::new();
     for bucket in db.buckets(&mut seen)? {
-        let mut each = |f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), SnapshotError>| {
+        let mut each = |f: &mut RowFn<'_>| {
             db.for_each(&bucket, &mut seen, &mut |item| {
                 if item.is_bucket {
                     return Ok(());
