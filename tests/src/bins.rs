@@ -141,21 +141,38 @@ fn require(path: &str, pkg: &str) -> PathBuf {
     p
 }
 
-/// Directory holding etcd 3.6's `etcd`, `etcdctl` and `etcdutl`, built from source by
-/// `scripts/k8s-bins.sh` into `~/.cache/oxcd/k8s/etcd-v3.6.*` (the newest if several).
-pub fn etcd36_dir() -> PathBuf {
-    let cache =
-        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".cache/oxcd/k8s");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&cache)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("etcd-v3.6."))
-        .map(|e| e.path())
-        .filter(|p| p.join("etcd").is_file())
-        .collect();
-    dirs.sort();
-    dirs.pop().unwrap_or_else(|| {
-        panic!("etcd 3.6 is not built in {}: run scripts/k8s-bins.sh", cache.display())
+/// The directory of one set of binaries built by `scripts/k8s-bins.sh` (`kubernetes`, `etcd`
+/// or `helm`), or `None` when that set is not built.
+///
+/// The script is the one place that knows the pinned versions and the cache layout
+/// (`~/.cache/oxcd/k8s/<set>-<version>/`, or `$OXCD_K8S_CACHE`), so it is asked (`--print`,
+/// which builds nothing) instead of repeating them here.
+pub fn source_built_dir(set: &str) -> Option<PathBuf> {
+    static DIRS: OnceLock<Vec<(String, PathBuf)>> = OnceLock::new();
+    DIRS.get_or_init(|| {
+        let script = workspace_root().join("scripts").join("k8s-bins.sh");
+        // Exit status 1 only means that some set is missing: the lines of the others count.
+        let out = match Command::new("bash").arg(&script).arg("--print").output() {
+            Ok(out) => out,
+            Err(e) => {
+                eprintln!("oxcd-e2e: cannot run {}: {e}", script.display());
+                return Vec::new();
+            }
+        };
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), PathBuf::from(v)))
+            .collect()
     })
+    .iter()
+    .find(|(k, _)| k == set)
+    .map(|(_, d)| d.clone())
+}
+
+/// Directory holding etcd 3.6's `etcd`, `etcdctl` and `etcdutl`, built from source by
+/// `scripts/k8s-bins.sh`; panics with that command when it is not built.
+pub fn etcd36_dir() -> PathBuf {
+    source_built_dir("etcd")
+        .unwrap_or_else(|| panic!("etcd 3.6 is not built: run scripts/k8s-bins.sh"))
 }

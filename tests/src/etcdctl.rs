@@ -298,7 +298,9 @@ pub struct Spawned {
 }
 
 impl Spawned {
-    fn start(mut cmd: Command, cmdline: String) -> Spawned {
+    /// Starts any long-running command (etcdctl watch, `kubectl get -w`, …) whose stdout is
+    /// then read line by line; `cmdline` is how messages name it.
+    pub fn start(mut cmd: Command, cmdline: String) -> Spawned {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run `{cmdline}`: {e}"));
         let (tx, rx) = mpsc::channel();

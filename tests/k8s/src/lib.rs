@@ -1,9 +1,22 @@
 //! A real Kubernetes control plane for tests, on 127.0.0.0/8 only.
 //!
-//! * `bins` — the reference binaries built by `scripts/k8s-bins.sh` (kube-apiserver,
+//! * [`bins`] — the reference binaries built by `scripts/k8s-bins.sh` (kube-apiserver,
 //!   kube-controller-manager, kubectl, helm, etcd 3.6).
-//! * `certs` — the rig's own CA and serving/client certificates (rcgen).
-//! * `control_plane` — oxcd (or etcd) + kube-apiserver + kube-controller-manager, an admin
-//!   kubeconfig.
+//! * [`certs`] — the rig's own CA and serving/client certificates (rcgen).
+//! * [`kubeconfig`] — kubeconfig files for the admin and the controller manager.
+//! * [`process`] — a child process with a log file that never outlives its owner.
+//! * [`control_plane`] — oxcd (or etcd 3.6) + kube-apiserver + kube-controller-manager.
 //! * `kubelet` — the process kubelet: a Node whose pods run as local processes, each on its
 //!   own loopback address, with volumes as directories and names resolvable.
+//!
+//! Start it by hand with `cargo run -p oxcd-k8s-rig --bin oxcd-rig` (see the README).
+
+pub mod bins;
+pub mod certs;
+pub mod control_plane;
+pub mod error;
+pub mod kubeconfig;
+pub mod process;
+
+pub use control_plane::{ControlPlane, Options, StorageKind};
+pub use error::{Error, Result};
