@@ -461,9 +461,9 @@ pub fn plan(want: &Desired, obs: &Observed) -> Step {
     Step::Done
 }
 
-/// While a recovery is recorded: restart the survivor onto the `--force-new-cluster`
-/// template (the StatefulSet then runs only its pod), wait until it leads a cluster of itself
-/// alone, then restart it once more on the normal template and end.
+/// While a recovery is recorded: delete the lost members' volumes, restart the survivor onto
+/// the `--force-new-cluster` template (the StatefulSet then runs only its pod), wait until it
+/// leads a cluster of itself alone, then restart it once more on the normal template and end.
 fn recovery(obs: &Observed, r: Recovering) -> Step {
     let alone = obs.members.as_ref().is_some_and(|ms| {
         let voters: Vec<&MemberObs> = ms.iter().filter(|m| !m.learner).collect();
@@ -472,6 +472,11 @@ fn recovery(obs: &Observed, r: Recovering) -> Step {
             && voters[0].health.as_ref().is_some_and(|h| h.leader == r.id)
     });
     let ordinal = r.ordinal;
+    // The lost members' volumes go first: they hold the old membership, and pods started on
+    // them later would re-form the old majority around the survivor.
+    if let Some(v) = obs.volumes.iter().find(|v| v.ordinal != ordinal && !v.terminating) {
+        return Step::DeleteVolume { ordinal: v.ordinal };
+    }
     match obs.pods.iter().find(|p| p.ordinal == ordinal) {
         Some(p) if !p.current_template && !p.terminating => Step::RestartPod { ordinal },
         Some(p) if p.current_template && alone && !r.restarting => Step::FinishRecovery { ordinal },

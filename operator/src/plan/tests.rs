@@ -388,7 +388,22 @@ fn a_lone_member_restarts_without_a_leader_move() {
 fn recovering() -> Observed {
     let mut obs = quorum_lost(true);
     obs.recovering = Some(Recovering { ordinal: 2, id: 102, restarting: false });
+    for v in &mut obs.volumes {
+        v.terminating = v.ordinal != 2;
+    }
     obs
+}
+
+#[test]
+fn recovery_deletes_the_lost_members_volumes_first() {
+    // Pods started later on them would re-form the old majority around the survivor.
+    let mut obs = quorum_lost(false);
+    obs.recovering = Some(Recovering { ordinal: 2, id: 102, restarting: false });
+    assert_eq!(plan(&want(3), &obs), Step::DeleteVolume { ordinal: 0 });
+    obs.volumes[0].terminating = true;
+    assert_eq!(plan(&want(3), &obs), Step::DeleteVolume { ordinal: 1 });
+    obs.volumes[1].terminating = true;
+    assert_ne!(plan(&want(3), &obs), Step::DeleteVolume { ordinal: 1 });
 }
 
 #[test]
