@@ -472,10 +472,17 @@ fn recovery(obs: &Observed, r: Recovering) -> Step {
             && voters[0].health.as_ref().is_some_and(|h| h.leader == r.id)
     });
     let ordinal = r.ordinal;
-    // The lost members' volumes go first: they hold the old membership, and pods started on
-    // them later would re-form the old majority around the survivor.
-    if let Some(v) = obs.volumes.iter().find(|v| v.ordinal != ordinal && !v.terminating) {
-        return Step::DeleteVolume { ordinal: v.ordinal };
+    // The lost members' volumes go first, and are gone before the StatefulSet grows back:
+    // they hold the old membership, and pods started on them would re-form the old majority
+    // around the survivor (or hand a joining member its old id).
+    if !r.restarting {
+        let mut others = obs.volumes.iter().filter(|v| v.ordinal != ordinal);
+        if let Some(v) = others.clone().find(|v| !v.terminating) {
+            return Step::DeleteVolume { ordinal: v.ordinal };
+        }
+        if others.next().is_some() {
+            return Step::Wait(Waiting::Recovering(ordinal));
+        }
     }
     match obs.pods.iter().find(|p| p.ordinal == ordinal) {
         Some(p) if !p.current_template && !p.terminating => Step::RestartPod { ordinal },

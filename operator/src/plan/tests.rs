@@ -388,9 +388,7 @@ fn a_lone_member_restarts_without_a_leader_move() {
 fn recovering() -> Observed {
     let mut obs = quorum_lost(true);
     obs.recovering = Some(Recovering { ordinal: 2, id: 102, restarting: false });
-    for v in &mut obs.volumes {
-        v.terminating = v.ordinal != 2;
-    }
+    obs.volumes.retain(|v| v.ordinal == 2);
     obs
 }
 
@@ -403,7 +401,12 @@ fn recovery_deletes_the_lost_members_volumes_first() {
     obs.volumes[0].terminating = true;
     assert_eq!(plan(&want(3), &obs), Step::DeleteVolume { ordinal: 1 });
     obs.volumes[1].terminating = true;
-    assert_ne!(plan(&want(3), &obs), Step::DeleteVolume { ordinal: 1 });
+    // Deleted volumes must be gone (not only being deleted) before the survivor goes on.
+    assert_eq!(plan(&want(3), &obs), Step::Wait(Waiting::Recovering(2)));
+    obs.volumes.retain(|v| v.ordinal == 2);
+    obs.pods.retain(|p| p.ordinal == 2);
+    obs.pods[0].current_template = false;
+    assert_eq!(plan(&want(3), &obs), Step::RestartPod { ordinal: 2 });
 }
 
 #[test]
