@@ -227,11 +227,6 @@ impl Etcdctl {
     }
 }
 
-/// Starts any long-running command (e.g. `oxcd migrate --follow`) as a [`Spawned`].
-pub fn spawn_command(cmd: Command, cmdline: String) -> Spawned {
-    Spawned::start(cmd, cmdline)
-}
-
 /// Runs any command with a timeout, capturing output. Used for etcdctl and
 /// etcdutl alike.
 pub fn run_command(

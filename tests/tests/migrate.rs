@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use oxcd_e2e::etcdctl::{run_command, spawn_command};
+use oxcd_e2e::etcdctl::{run_command, Spawned};
 use oxcd_e2e::{bins, CtlOutput, CtlVersion, Etcdctl, Kind, Member, MemberConfig};
 
 fn oxcd_migrate(args: &[&str]) -> Command {
@@ -109,7 +109,7 @@ fn follow_applies_v2_changes_until_stopped() {
     let ctl3 = oxcd.ctl(CtlVersion::V35);
     let args =
         ["--from-v2-endpoint", &etcd.client_url(), "--endpoints", &oxcd.client_addr(), "--follow"];
-    let mut follower = spawn_command(oxcd_migrate(&args), "oxcd migrate --follow".into());
+    let mut follower = Spawned::start(oxcd_migrate(&args), "oxcd migrate --follow".into());
     let first = follower.lines(2, Duration::from_secs(30));
     assert!(
         first.len() == 2 && first[1].starts_with("following changes"),
