@@ -15,6 +15,9 @@ use std::fmt;
 /// promotes learners at 90%).
 const IN_SYNC_RATIO: f64 = 0.9;
 
+/// The least time an added learner gets to start before it is dropped and added again.
+const LEARNER_START_GRACE_SECS: i64 = 300;
+
 /// What the change in flight wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desired {
@@ -336,7 +339,10 @@ pub fn plan(want: &Desired, obs: &Observed) -> Step {
                     return Step::ScaleStatefulSet { replicas: o + 1 };
                 }
             }
-            if l.ordinal.is_none() || l.unhealthy_secs < lost_after(want) {
+            // A learner's pod may take a while (image pull, crash-loop back-off before the
+            // add): it gets at least LEARNER_START_GRACE_SECS.
+            let grace = lost_after(want).max(LEARNER_START_GRACE_SECS);
+            if l.ordinal.is_none() || l.unhealthy_secs < grace {
                 return Step::Wait(Waiting::LearnerStarting(l.ordinal.unwrap_or(u32::MAX)));
             }
             // A learner that never comes up holds the one learner slot: drop it.

@@ -257,6 +257,10 @@ fn a_learner_that_never_starts_is_dropped_after_the_policy() {
     members(&mut obs)[2].unhealthy_secs = 1000;
     let policy = Desired { member_lost_after_secs: Some(300), ..want(3) };
     assert_eq!(plan(&policy, &obs), Step::RemoveMember { id: 102, reason: RemoveReason::Lost });
+    // A short policy for members does not cut a starting learner's grace.
+    members(&mut obs)[2].unhealthy_secs = 60;
+    let short = Desired { member_lost_after_secs: Some(10), ..want(3) };
+    assert_eq!(plan(&short, &obs), Step::Wait(Waiting::LearnerStarting(2)));
 }
 
 #[test]
