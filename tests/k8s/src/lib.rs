@@ -6,7 +6,7 @@
 //! * [`kubeconfig`] — kubeconfig files for the admin and the controller manager.
 //! * [`process`] — a child process with a log file that never outlives its owner.
 //! * [`control_plane`] — oxcd (or etcd 3.6) + kube-apiserver + kube-controller-manager.
-//! * `kubelet` — the process kubelet: a Node whose pods run as local processes, each on its
+//! * [`kubelet`] — the process kubelet: a Node whose pods run as local processes, each on its
 //!   own loopback address, with volumes as directories and names resolvable.
 //!
 //! Start it by hand with `cargo run -p oxcd-k8s-rig --bin oxcd-rig` (see the README).
@@ -16,6 +16,7 @@ pub mod certs;
 pub mod control_plane;
 pub mod error;
 pub mod kubeconfig;
+pub mod kubelet;
 pub mod process;
 
 pub use control_plane::{ControlPlane, Options, StorageKind};
