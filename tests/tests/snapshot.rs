@@ -15,6 +15,7 @@
 //!   data dir; a copied `member/snap/db` restores with `--skip-hash-check`.
 //! - one snapshot restored into three members forms a three-member oxcd cluster.
 //! - auth data survives etcd → oxcd → etcd.
+//! - a restored lease is live: oxcd's leader revokes it (and its keys) once its TTL runs out.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -570,4 +571,33 @@ fn auth_data_survives_etcd_to_oxcd_to_etcd() {
     let alice = etcd.ctl(CtlVersion::V35).global_arg("--user=alice:alicepw");
     assert!(alice.run(&["get", "app/x"]).success());
     assert!(!alice.run(&["put", "app/x", "2"]).success());
+}
+
+#[test]
+fn restored_leases_expire_after_their_ttl() {
+    let source = Member::start(Kind::Etcd35);
+    let ctl = source.ctl(CtlVersion::V35);
+    let short = oxcd_e2e::lease_id(&ctl.run(&["lease", "grant", "5"]));
+    let long = oxcd_e2e::lease_id(&ctl.run(&["lease", "grant", "3600"]));
+    ctl.run(&["put", "short", "v", "--lease", &short]).assert_success();
+    ctl.run(&["put", "long", "v", "--lease", &long]).assert_success();
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("leases.db");
+    ctl.run(&["snapshot", "save", &file.display().to_string()]).assert_success();
+
+    let (restored, _) = restore_into_oxcd(&file, &[]);
+    let ctl = restored.ctl(CtlVersion::V35);
+    // The restored leader runs the restored lease's timer from its full TTL and revokes it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = ctl.run(&["get", "short", "--print-value-only"]);
+        if got.success() && got.stdout.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the 5 s lease never expired: {got}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let list = ctl.run(&["lease", "list"]);
+    assert!(list.stdout.contains(&long) && !list.stdout.contains(&short), "{list}");
+    assert_eq!(ctl.run(&["get", "long", "--print-value-only"]).stdout, "v\n");
 }
