@@ -43,7 +43,12 @@ pub struct Applier {
     auth: Arc<AuthStore>,
     applied: Mutex<(Option<LogId>, StoredMembership)>,
     applied_index: tokio::sync::watch::Sender<u64>,
+    /// The current command's lease attachment changes (see `apply_one`).
+    pending_moves: Mutex<Vec<LeaseMove>>,
 }
+
+/// A key moving from one lease to another (either may be 0 for none).
+type LeaseMove = (Vec<u8>, i64, i64);
 
 impl Applier {
     /// Wires the applier over the stores, loading the last applied log id and membership.
@@ -68,6 +73,7 @@ impl Applier {
             auth,
             applied: Mutex::new(applied),
             applied_index,
+            pending_moves: Mutex::new(Vec::new()),
         })
     }
 
@@ -86,11 +92,15 @@ impl Applier {
         self.applied_index.subscribe()
     }
 
-    /// Re-reads the applied log id and membership (after a snapshot install).
+    /// Re-reads the applied log id and membership after a snapshot install (the MVCC store
+    /// must be reloaded first), and tells the watch hub the state was replaced: its watchers
+    /// replay the revisions the snapshot brought from history, or are canceled with the
+    /// compact revision when that history is gone, as etcd's watchable store `Restore` does.
     pub fn reload(&self) -> Result<()> {
         let applied = load_applied(&self.storage)?;
         let index = applied.0.map(|l| l.index).unwrap_or(0);
         *self.applied.lock().unwrap_or_else(|e| e.into_inner()) = applied;
+        self.hub.restored();
         self.applied_index.send_replace(index);
         Ok(())
     }
@@ -103,13 +113,21 @@ impl Applier {
         };
         let mut responses = Vec::with_capacity(entries.len());
         let mut writer = self.mvcc.writer();
+        let start = writer.savepoint();
         let mut membership = None;
         for entry in entries {
             let out = match entry.payload {
                 EntryPayload::Blank => Out::Empty(Empty {}),
-                EntryPayload::Normal(req) => self
-                    .apply_one(&mut writer, req.0, entry.log_id.index)
-                    .map_err(|e| storage_err(&e))?,
+                EntryPayload::Normal(req) => {
+                    match self.apply_one(&mut writer, req.0, entry.log_id.index) {
+                        Ok(out) => out,
+                        Err(e) => {
+                            // Raft stops on this error; readers keep the last applied state.
+                            let _ = writer.rollback(start);
+                            return Err(storage_err(&e));
+                        }
+                    }
+                }
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m));
                     Out::Empty(Empty {})
@@ -142,11 +160,39 @@ impl Applier {
     /// Applies one command as its own raft entry would be: the command's own error (a
     /// compacted revision, a missing lease, ...) is its response, as etcd answers it; only an
     /// internal (storage) error stops the apply.
+    ///
+    /// A command applies completely or not at all (etcd's txn semantics): on its error every
+    /// write, event and revision it made is rolled back and its lease attachments are never
+    /// made, so the next command reuses nothing and the watchers see nothing.
     fn apply_one(&self, w: &mut MvccWriter<'_>, req: InternalRequest, index: u64) -> Result<Out> {
-        match self.apply_command(w, req, index) {
+        let savepoint = w.savepoint();
+        let outer_moves = std::mem::take(&mut *self.lease_moves());
+        let result = self.apply_command(w, req, index);
+        let moves = std::mem::replace(&mut *self.lease_moves(), outer_moves);
+        match result {
             Err(e @ Error::Internal(_)) => Err(e),
-            Err(e) => Ok(Out::Error(e.to_string())),
-            ok => ok,
+            Err(e) => {
+                w.rollback(savepoint)?;
+                Ok(Out::Error(e.to_string()))
+            }
+            Ok(out) => {
+                for (key, old, new) in moves {
+                    self.lessor.reattach(&key, old, new);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Lease attachments changed by the command being applied, made only once it succeeds.
+    fn lease_moves(&self) -> std::sync::MutexGuard<'_, Vec<LeaseMove>> {
+        self.pending_moves.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that `key` moves from lease `old` to lease `new` if the command succeeds.
+    fn reattach(&self, key: &[u8], old: i64, new: i64) {
+        if old != new {
+            self.lease_moves().push((key.to_vec(), old, new));
         }
     }
 
@@ -328,7 +374,7 @@ impl Applier {
             _ => req.lease,
         };
         let replaced = txn.put(&req.key, value, lease);
-        self.lessor.reattach(&req.key, replaced.map(|c| c.lease).unwrap_or(0), lease);
+        self.reattach(&req.key, replaced.map(|c| c.lease).unwrap_or(0), lease);
         Ok(PutResponse {
             header: Some(revision_header(txn.revision())),
             prev_kv: if req.prev_kv { prev } else { None },
@@ -344,7 +390,7 @@ impl Applier {
         let deleted = txn.delete_range(&range);
         let mut prev_kvs = Vec::new();
         for (key, change) in &deleted {
-            self.lessor.reattach(key, change.lease, 0);
+            self.reattach(key, change.lease, 0);
             if req.prev_kv {
                 if let Some(kv) = txn.read(change.rev)? {
                     prev_kvs.push(kv);
@@ -382,8 +428,9 @@ impl Applier {
         Ok(TxnResponse { header: Some(revision_header(txn.revision())), succeeded, responses })
     }
 
-    /// etcd's `checkTxn`: every put on the chosen path must name an existing lease and, with
-    /// `ignore_value`/`ignore_lease`, an existing key, so a txn never fails half-applied.
+    /// etcd's `checkTxn`, before any op runs: every range on the chosen path must read a
+    /// revision that exists, every put must name an existing lease and, with
+    /// `ignore_value`/`ignore_lease`, an existing key.
     fn check_txn(
         &self,
         txn: &TxnWrite<'_, '_>,
@@ -393,6 +440,16 @@ impl Applier {
         let ops = if path.next().unwrap_or(false) { &req.success } else { &req.failure };
         for op in ops {
             match &op.request {
+                // etcd's checkRequestRange, against the store as the txn found it: a range
+                // after a put in the same txn cannot read the txn's own revision either.
+                Some(Op::RequestRange(r)) if r.revision > 0 => {
+                    if r.revision > txn.revision() {
+                        return Err(Error::FutureRev);
+                    }
+                    if r.revision < txn.compacted_revision() {
+                        return Err(Error::Compacted);
+                    }
+                }
                 Some(Op::RequestPut(p)) => {
                     if p.lease != 0 && !self.lessor.exists(p.lease) {
                         return Err(Error::LeaseNotFound);
@@ -572,4 +629,139 @@ pub fn is_serializable(req: &TxnRequest) -> bool {
         Some(Op::RequestTxn(t)) => is_serializable(t),
         _ => true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! Apply against a real RocksDB in a temporary directory.
+    use super::*;
+    use crate::pb::etcdserverpb::{RangeRequest, RequestOp};
+    use crate::pb::oxcdpb::InternalBatch;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    struct Member {
+        _dir: tempfile::TempDir,
+        applier: Applier,
+        mvcc: Arc<MvccStore>,
+        lessor: Arc<Lessor>,
+        index: u64,
+    }
+
+    fn member() -> Member {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let storage = Storage::open(dir.path()).expect("storage");
+        let mvcc = Arc::new(MvccStore::open(storage.clone()).expect("mvcc"));
+        let lessor = Arc::new(Lessor::open(storage.clone(), 1, Vec::new()).expect("lessor"));
+        let cluster = Arc::new(ClusterState::open(storage.clone()).expect("cluster"));
+        let hub = WatchHub::new(mvcc.clone());
+        let auth = Arc::new(AuthStore::open(storage.clone()).expect("auth"));
+        let applier = Applier::open(storage, mvcc.clone(), lessor.clone(), cluster, hub, auth)
+            .expect("applier");
+        Member { _dir: dir, applier, mvcc, lessor, index: 0 }
+    }
+
+    impl Member {
+        fn apply(&mut self, cmd: Cmd) -> Out {
+            self.index += 1;
+            let entry = Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), self.index),
+                payload: EntryPayload::Normal(crate::raft::Request(InternalRequest {
+                    request: Some(cmd),
+                    auth: None,
+                })),
+            };
+            let mut out = self.applier.apply(vec![entry]).expect("apply");
+            out.pop().and_then(|r| r.0.response).expect("a response")
+        }
+
+        fn get(&self, key: &[u8]) -> Vec<KeyValue> {
+            let req = RangeRequest { key: key.to_vec(), ..Default::default() };
+            self.mvcc.range(&req).expect("range").kvs
+        }
+    }
+
+    fn put(key: &str, value: &str, lease: i64) -> PutRequest {
+        PutRequest { key: key.into(), value: value.into(), lease, ..Default::default() }
+    }
+
+    fn op_put(key: &str, value: &str, lease: i64) -> RequestOp {
+        RequestOp { request: Some(Op::RequestPut(put(key, value, lease))) }
+    }
+
+    fn op_range_at(key: &str, revision: i64) -> RequestOp {
+        RequestOp {
+            request: Some(Op::RequestRange(RangeRequest {
+                key: key.into(),
+                revision,
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn revision_of(out: &Out) -> i64 {
+        match out {
+            Out::Put(p) => p.header.as_ref().map(|h| h.revision).unwrap_or_default(),
+            other => panic!("not a put response: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failed_txn_writes_nothing_and_consumes_no_revision() {
+        let mut m = member();
+        assert_eq!(revision_of(&m.apply(Cmd::Put(put("a", "0", 0)))), 2);
+        let txn = TxnRequest {
+            success: vec![op_put("a", "1", 0), op_range_at("b", 1000)],
+            ..Default::default()
+        };
+        let out = m.apply(Cmd::Txn(txn));
+        assert_eq!(out, Out::Error(Error::FutureRev.to_string()));
+        assert_eq!(m.mvcc.current_revision(), 2, "no revision consumed");
+        assert_eq!(revision_of(&m.apply(Cmd::Put(put("c", "2", 0)))), 3);
+        let a = m.get(b"a");
+        assert_eq!((a[0].value.as_slice(), a[0].mod_revision), (&b"0"[..], 2));
+        let c = m.get(b"c");
+        assert_eq!((c[0].key.as_slice(), c[0].mod_revision), (&b"c"[..], 3));
+    }
+
+    #[test]
+    fn a_failed_command_in_a_batch_is_rolled_back_alone() {
+        let mut m = member();
+        let lease = 7;
+        m.apply(Cmd::LeaseGrant(LeaseGrantRequest { ttl: 60, id: lease }));
+        let failing = TxnRequest {
+            // The put to a live lease would attach "x"; the missing lease fails the txn.
+            success: vec![op_put("x", "1", lease), op_put("y", "1", 999)],
+            ..Default::default()
+        };
+        let batch = InternalBatch {
+            requests: [Cmd::Put(put("p", "1", 0)), Cmd::Txn(failing), Cmd::Put(put("q", "1", 0))]
+                .into_iter()
+                .map(|c| InternalRequest { request: Some(c), auth: None })
+                .collect(),
+        };
+        let Out::Batch(out) = m.apply(Cmd::Batch(batch)) else { panic!("batch response") };
+        let outs: Vec<Out> = out.responses.into_iter().filter_map(|r| r.response).collect();
+        assert_eq!(revision_of(&outs[0]), 2);
+        assert_eq!(outs[1], Out::Error(Error::LeaseNotFound.to_string()));
+        assert_eq!(revision_of(&outs[2]), 3);
+        assert!(m.get(b"x").is_empty() && m.get(b"y").is_empty());
+        let status = m.lessor.status(lease).expect("lease");
+        assert!(status.keys.is_empty(), "no key attached by the failed txn: {:?}", status.keys);
+    }
+
+    #[test]
+    fn a_range_below_the_compacted_revision_fails_the_txn_before_it_writes() {
+        let mut m = member();
+        for v in ["1", "2", "3"] {
+            m.apply(Cmd::Put(put("k", v, 0)));
+        }
+        m.apply(Cmd::Compaction(CompactionRequest { revision: 3, physical: false }));
+        let txn = TxnRequest {
+            success: vec![op_put("k", "4", 0), op_range_at("k", 2)],
+            ..Default::default()
+        };
+        assert_eq!(m.apply(Cmd::Txn(txn)), Out::Error(Error::Compacted.to_string()));
+        assert_eq!(m.mvcc.current_revision(), 4);
+        assert_eq!(m.get(b"k")[0].value, b"3");
+    }
 }

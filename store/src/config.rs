@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{ArgAction, Parser};
 
 /// etcd's default `--initial-cluster`, replaced by `name=advertise-peer-urls` when the name
 /// changes, as etcd does.
@@ -83,11 +83,20 @@ pub struct Config {
     #[arg(long, env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES", default_value_t = 5000)]
     pub experimental_snapshot_catchup_entries: u64,
     /// Restart as a single-member cluster keeping the data (quorum-loss recovery).
-    #[arg(long, env = "ETCD_FORCE_NEW_CLUSTER", default_value_t = false)]
+    #[arg(long, env = "ETCD_FORCE_NEW_CLUSTER", default_value = "false", action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
     pub force_new_cluster: bool,
     /// Refuse reconfigurations that would lose quorum.
-    #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value_t = true)]
+    #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value = "true", action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
     pub strict_reconfig_check: bool,
+    /// How often idle watchers with progress notification hear the current revision.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m",
+          value_parser = parse_duration_flag)]
+    pub experimental_watch_progress_notify_interval: Duration,
+    /// etcd's other flags: accepted so unit files written for etcd start oxcd unchanged.
+    #[command(flatten)]
+    pub accepted: AcceptedFlags,
     /// Accepted for compatibility; oxcd always logs to stderr.
     #[arg(long, env = "ETCD_LOGGER", default_value = "zap", hide = true)]
     pub logger: String,
@@ -95,6 +104,169 @@ pub struct Config {
     #[arg(long, env = "ETCD_LOG_OUTPUTS", default_value = "default", hide = true)]
     pub log_outputs: String,
 }
+
+/// Declares the etcd flags oxcd accepts without acting on them (see `AcceptedFlags`).
+macro_rules! accepted_flags {
+    ($($field:ident = $flag:literal, $env:literal;)*) => {
+        /// etcd 3.4/3.5 flags that oxcd accepts but does not act on (TLS, discovery, proxy,
+        /// tuning of bbolt, the WAL and gRPC, ...): a member started with etcd's command line
+        /// starts, and `ignored` names each one given so the log says it had no effect.
+        /// Boolean flags may be given bare (`--enable-v2`) or with a value, as in etcd.
+        #[derive(clap::Args, Debug, Clone, Default)]
+        pub struct AcceptedFlags {
+            $(
+                #[arg(long = $flag, env = $env, hide = true, num_args = 0..=1,
+                      default_missing_value = "true")]
+                $field: Option<String>,
+            )*
+        }
+
+        impl AcceptedFlags {
+            /// The accepted-but-ignored flags that were given, with their values.
+            pub fn ignored(&self) -> Vec<(&'static str, &str)> {
+                let mut given = Vec::new();
+                $(
+                    if let Some(value) = &self.$field {
+                        given.push(($flag, value.as_str()));
+                    }
+                )*
+                given
+            }
+        }
+    };
+}
+
+accepted_flags! {
+    wal_dir = "wal-dir", "ETCD_WAL_DIR";
+    initial_election_tick_advance = "initial-election-tick-advance",
+        "ETCD_INITIAL_ELECTION_TICK_ADVANCE";
+    max_snapshots = "max-snapshots", "ETCD_MAX_SNAPSHOTS";
+    max_wals = "max-wals", "ETCD_MAX_WALS";
+    backend_bbolt_freelist_type = "backend-bbolt-freelist-type",
+        "ETCD_BACKEND_BBOLT_FREELIST_TYPE";
+    backend_batch_interval = "backend-batch-interval", "ETCD_BACKEND_BATCH_INTERVAL";
+    backend_batch_limit = "backend-batch-limit", "ETCD_BACKEND_BATCH_LIMIT";
+    grpc_keepalive_min_time = "grpc-keepalive-min-time", "ETCD_GRPC_KEEPALIVE_MIN_TIME";
+    grpc_keepalive_interval = "grpc-keepalive-interval", "ETCD_GRPC_KEEPALIVE_INTERVAL";
+    grpc_keepalive_timeout = "grpc-keepalive-timeout", "ETCD_GRPC_KEEPALIVE_TIMEOUT";
+    socket_reuse_port = "socket-reuse-port", "ETCD_SOCKET_REUSE_PORT";
+    socket_reuse_address = "socket-reuse-address", "ETCD_SOCKET_REUSE_ADDRESS";
+    discovery = "discovery", "ETCD_DISCOVERY";
+    discovery_fallback = "discovery-fallback", "ETCD_DISCOVERY_FALLBACK";
+    discovery_proxy = "discovery-proxy", "ETCD_DISCOVERY_PROXY";
+    discovery_srv = "discovery-srv", "ETCD_DISCOVERY_SRV";
+    discovery_srv_name = "discovery-srv-name", "ETCD_DISCOVERY_SRV_NAME";
+    pre_vote = "pre-vote", "ETCD_PRE_VOTE";
+    enable_v2 = "enable-v2", "ETCD_ENABLE_V2";
+    v2_deprecation = "v2-deprecation", "ETCD_V2_DEPRECATION";
+    cert_file = "cert-file", "ETCD_CERT_FILE";
+    key_file = "key-file", "ETCD_KEY_FILE";
+    client_cert_auth = "client-cert-auth", "ETCD_CLIENT_CERT_AUTH";
+    client_crl_file = "client-crl-file", "ETCD_CLIENT_CRL_FILE";
+    client_cert_allowed_hostname = "client-cert-allowed-hostname",
+        "ETCD_CLIENT_CERT_ALLOWED_HOSTNAME";
+    trusted_ca_file = "trusted-ca-file", "ETCD_TRUSTED_CA_FILE";
+    auto_tls = "auto-tls", "ETCD_AUTO_TLS";
+    peer_cert_file = "peer-cert-file", "ETCD_PEER_CERT_FILE";
+    peer_key_file = "peer-key-file", "ETCD_PEER_KEY_FILE";
+    peer_client_cert_auth = "peer-client-cert-auth", "ETCD_PEER_CLIENT_CERT_AUTH";
+    peer_trusted_ca_file = "peer-trusted-ca-file", "ETCD_PEER_TRUSTED_CA_FILE";
+    peer_cert_allowed_cn = "peer-cert-allowed-cn", "ETCD_PEER_CERT_ALLOWED_CN";
+    peer_cert_allowed_hostname = "peer-cert-allowed-hostname",
+        "ETCD_PEER_CERT_ALLOWED_HOSTNAME";
+    peer_auto_tls = "peer-auto-tls", "ETCD_PEER_AUTO_TLS";
+    self_signed_cert_validity = "self-signed-cert-validity", "ETCD_SELF_SIGNED_CERT_VALIDITY";
+    peer_crl_file = "peer-crl-file", "ETCD_PEER_CRL_FILE";
+    cipher_suites = "cipher-suites", "ETCD_CIPHER_SUITES";
+    cors = "cors", "ETCD_CORS";
+    host_whitelist = "host-whitelist", "ETCD_HOST_WHITELIST";
+    auth_token = "auth-token", "ETCD_AUTH_TOKEN";
+    bcrypt_cost = "bcrypt-cost", "ETCD_BCRYPT_COST";
+    auth_token_ttl = "auth-token-ttl", "ETCD_AUTH_TOKEN_TTL";
+    enable_pprof = "enable-pprof", "ETCD_ENABLE_PPROF";
+    metrics = "metrics", "ETCD_METRICS";
+    enable_log_rotation = "enable-log-rotation", "ETCD_ENABLE_LOG_ROTATION";
+    log_rotation_config_json = "log-rotation-config-json", "ETCD_LOG_ROTATION_CONFIG_JSON";
+    experimental_enable_distributed_tracing = "experimental-enable-distributed-tracing",
+        "ETCD_EXPERIMENTAL_ENABLE_DISTRIBUTED_TRACING";
+    experimental_distributed_tracing_address = "experimental-distributed-tracing-address",
+        "ETCD_EXPERIMENTAL_DISTRIBUTED_TRACING_ADDRESS";
+    experimental_distributed_tracing_service_name =
+        "experimental-distributed-tracing-service-name",
+        "ETCD_EXPERIMENTAL_DISTRIBUTED_TRACING_SERVICE_NAME";
+    experimental_distributed_tracing_instance_id =
+        "experimental-distributed-tracing-instance-id",
+        "ETCD_EXPERIMENTAL_DISTRIBUTED_TRACING_INSTANCE_ID";
+    proxy = "proxy", "ETCD_PROXY";
+    proxy_failure_wait = "proxy-failure-wait", "ETCD_PROXY_FAILURE_WAIT";
+    proxy_refresh_interval = "proxy-refresh-interval", "ETCD_PROXY_REFRESH_INTERVAL";
+    proxy_dial_timeout = "proxy-dial-timeout", "ETCD_PROXY_DIAL_TIMEOUT";
+    proxy_write_timeout = "proxy-write-timeout", "ETCD_PROXY_WRITE_TIMEOUT";
+    proxy_read_timeout = "proxy-read-timeout", "ETCD_PROXY_READ_TIMEOUT";
+    experimental_initial_corrupt_check = "experimental-initial-corrupt-check",
+        "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK";
+    experimental_corrupt_check_time = "experimental-corrupt-check-time",
+        "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME";
+    experimental_enable_v2v3 = "experimental-enable-v2v3", "ETCD_EXPERIMENTAL_ENABLE_V2V3";
+    experimental_enable_lease_checkpoint = "experimental-enable-lease-checkpoint",
+        "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT";
+    experimental_enable_lease_checkpoint_persist =
+        "experimental-enable-lease-checkpoint-persist",
+        "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT_PERSIST";
+    experimental_compaction_batch_limit = "experimental-compaction-batch-limit",
+        "ETCD_EXPERIMENTAL_COMPACTION_BATCH_LIMIT";
+    experimental_compaction_sleep_interval = "experimental-compaction-sleep-interval",
+        "ETCD_EXPERIMENTAL_COMPACTION_SLEEP_INTERVAL";
+    experimental_peer_skip_client_san_verification =
+        "experimental-peer-skip-client-san-verification",
+        "ETCD_EXPERIMENTAL_PEER_SKIP_CLIENT_SAN_VERIFICATION";
+    experimental_warning_apply_duration = "experimental-warning-apply-duration",
+        "ETCD_EXPERIMENTAL_WARNING_APPLY_DURATION";
+    experimental_txn_mode_write_with_shared_buffer =
+        "experimental-txn-mode-write-with-shared-buffer",
+        "ETCD_EXPERIMENTAL_TXN_MODE_WRITE_WITH_SHARED_BUFFER";
+    experimental_bootstrap_defrag_threshold_megabytes =
+        "experimental-bootstrap-defrag-threshold-megabytes",
+        "ETCD_EXPERIMENTAL_BOOTSTRAP_DEFRAG_THRESHOLD_MEGABYTES";
+    experimental_memory_mlock = "experimental-memory-mlock", "ETCD_EXPERIMENTAL_MEMORY_MLOCK";
+    experimental_max_learners = "experimental-max-learners", "ETCD_EXPERIMENTAL_MAX_LEARNERS";
+    experimental_wait_cluster_ready_timeout = "experimental-wait-cluster-ready-timeout",
+        "ETCD_EXPERIMENTAL_WAIT_CLUSTER_READY_TIMEOUT";
+    experimental_stop_grpc_service_on_defrag = "experimental-stop-grpc-service-on-defrag",
+        "ETCD_EXPERIMENTAL_STOP_GRPC_SERVICE_ON_DEFRAG";
+    experimental_downgrade_check_time = "experimental-downgrade-check-time",
+        "ETCD_EXPERIMENTAL_DOWNGRADE_CHECK_TIME";
+    experimental_compact_hash_check_enabled = "experimental-compact-hash-check-enabled",
+        "ETCD_EXPERIMENTAL_COMPACT_HASH_CHECK_ENABLED";
+    experimental_compact_hash_check_time = "experimental-compact-hash-check-time",
+        "ETCD_EXPERIMENTAL_COMPACT_HASH_CHECK_TIME";
+    unsafe_no_fsync = "unsafe-no-fsync", "ETCD_UNSAFE_NO_FSYNC";
+    config_file = "config-file", "ETCD_CONFIG_FILE";
+    debug = "debug", "ETCD_DEBUG";
+    log_package_levels = "log-package-levels", "ETCD_LOG_PACKAGE_LEVELS";
+    experimental_backend_bbolt_freelist_type = "experimental-backend-bbolt-freelist-type",
+        "ETCD_EXPERIMENTAL_BACKEND_BBOLT_FREELIST_TYPE";
+    max_concurrent_streams = "max-concurrent-streams", "ETCD_MAX_CONCURRENT_STREAMS";
+    enable_grpc_gateway = "enable-grpc-gateway", "ETCD_ENABLE_GRPC_GATEWAY";
+}
+
+/// Go's `strconv.ParseBool`, which etcd's boolean flags use.
+fn go_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        other => Err(format!("invalid boolean value {other:?}")),
+    }
+}
+
+/// A Go duration flag (`10m`, `1h30m`, `500ms`).
+fn parse_duration_flag(s: &str) -> Result<Duration, String> {
+    parse_duration(s.trim()).ok_or_else(|| format!("invalid duration {s:?}"))
+}
+
+/// The longest `--auto-compaction-retention` accepted: longer periods would overflow the
+/// compactor's clock arithmetic, and no history needs keeping for more than ten years.
+pub const MAX_RETENTION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// etcd's default backend quota.
 pub const DEFAULT_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
@@ -164,11 +336,47 @@ impl Config {
             return Ok((revs > 0).then_some(AutoCompaction::Revisions(revs)));
         }
         let period = match r.parse::<u64>() {
-            Ok(hours) => Duration::from_secs(hours * 3600),
-            Err(_) => parse_duration(r)
-                .ok_or_else(|| format!("invalid --auto-compaction-retention {r:?}"))?,
-        };
+            Ok(hours) => hours.checked_mul(3600).map(Duration::from_secs),
+            Err(_) => parse_duration(r),
+        }
+        .ok_or_else(|| format!("invalid --auto-compaction-retention {r:?}"))?;
+        if period > MAX_RETENTION {
+            return Err(format!(
+                "invalid --auto-compaction-retention {r:?}: at most {}h (ten years)",
+                MAX_RETENTION.as_secs() / 3600
+            ));
+        }
         Ok((!period.is_zero()).then_some(AutoCompaction::Periodic(period)))
+    }
+
+    /// Checks flag values that parse but cannot work, so a bad value stops the member at
+    /// start-up with a clear message instead of failing later inside a background task.
+    pub fn validate(&self) -> Result<(), String> {
+        self.auto_compaction()?;
+        if self.heartbeat_interval == 0 {
+            return Err("--heartbeat-interval must be greater than 0".into());
+        }
+        if self.election_timeout < 5 * self.heartbeat_interval {
+            return Err(format!(
+                "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+                self.election_timeout, self.heartbeat_interval
+            ));
+        }
+        if self.election_timeout > 50_000 {
+            return Err(format!(
+                "--election-timeout[{}ms] is too long, and should be set less than 50 seconds",
+                self.election_timeout
+            ));
+        }
+        if self.max_request_bytes == 0 {
+            return Err("--max-request-bytes must be greater than 0".into());
+        }
+        if self.experimental_watch_progress_notify_interval.is_zero() {
+            return Err(
+                "--experimental-watch-progress-notify-interval must be greater than 0".into()
+            );
+        }
+        Ok(())
     }
 
     /// Splits a comma-separated URL flag.
@@ -258,6 +466,45 @@ mod tests {
         ]);
         assert_eq!(c.name, "b");
         assert_eq!(c.initial_cluster_state, "existing");
+    }
+
+    #[test]
+    fn etcd_flags_are_accepted() {
+        let c = Config::try_parse_from([
+            "oxcd",
+            "--enable-v2",
+            "--enable-v2=false",
+            "--wal-dir=/tmp/w",
+            "--pre-vote",
+            "true",
+            "--force-new-cluster=false",
+            "--strict-reconfig-check=0",
+            "--metrics",
+            "extensive",
+            "--experimental-watch-progress-notify-interval=5s",
+        ])
+        .expect("etcd's flags parse");
+        assert!(!c.force_new_cluster);
+        assert!(!c.strict_reconfig_check);
+        assert_eq!(c.experimental_watch_progress_notify_interval, Duration::from_secs(5));
+        let ignored = c.accepted.ignored();
+        assert!(ignored.contains(&("enable-v2", "false")), "{ignored:?}");
+        assert!(ignored.contains(&("pre-vote", "true")), "{ignored:?}");
+        assert!(ignored.contains(&("metrics", "extensive")), "{ignored:?}");
+        assert!(Config::try_parse_from(["oxcd", "--force-new-cluster"]).unwrap().force_new_cluster);
+        assert!(Config::try_parse_from(["oxcd", "--no-such-flag"]).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_refused_before_start() {
+        let c = Config::parse_from(["oxcd", "--auto-compaction-retention", "99999999999999"]);
+        let err = c.validate().unwrap_err();
+        assert!(err.contains("--auto-compaction-retention"), "{err}");
+        let c = Config::parse_from(["oxcd", "--auto-compaction-retention", "18446744073709551"]);
+        assert!(c.validate().is_err());
+        let c = Config::parse_from(["oxcd", "--election-timeout=100"]);
+        assert!(c.validate().unwrap_err().contains("5 times"));
+        assert!(Config::parse_from(["oxcd"]).validate().is_ok());
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub enum Error {
     Stopped,
     #[error("etcdserver: request timed out")]
     Timeout,
+    /// Applying lags committing too far, or too many proposals wait: etcd's back-pressure.
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
     #[error("etcdserver: unhealthy cluster")]
     Unhealthy,
     #[error("etcdserver: corrupt cluster")]
@@ -173,6 +176,7 @@ const KNOWN: &[Error] = &[
     Error::LeaderChanged,
     Error::Stopped,
     Error::Timeout,
+    Error::TooManyRequests,
     Error::Unhealthy,
     Error::Corrupt,
     Error::BadLeaderTransferee,

@@ -17,7 +17,8 @@
 //! - `snapshot_file`: reading etcd snapshot files: status, restore into a data dir, save.
 //! - `migrate`: v2 → v3 migration (from a live etcd v2 cluster).
 //! - `tools`: `oxcd snapshot ...`, `oxcd migrate ...`: command-line tools run instead of a member.
-//! - `http`, `metrics`, `config`, `serve`: HTTP endpoints, prometheus, etcd flags, listeners.
+//! - `http`, `metrics`, `config`, `serve`: HTTP endpoints, prometheus, etcd flags, listeners;
+//!   `conn_limit` caps open client connections.
 //! - `memory`: handing freed heap back to the OS (RocksDB's compactions churn glibc's arenas).
 
 pub mod api;
@@ -27,6 +28,7 @@ pub mod bolt;
 pub mod cluster;
 pub mod compactor;
 pub mod config;
+pub mod conn_limit;
 pub mod error;
 pub mod h2_authority;
 pub mod http;

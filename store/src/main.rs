@@ -28,6 +28,9 @@ async fn main() {
         eprintln!("oxcd: {e:#}");
         std::process::exit(1);
     }
+    // `run` has stopped raft and synced the WAL; exit now rather than wait, in the runtime's
+    // drop, for connections or blocking reads a client left behind.
+    std::process::exit(0);
 }
 
 /// Resolves on SIGINT or SIGTERM.

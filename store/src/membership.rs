@@ -215,7 +215,10 @@ pub async fn move_leader(server: &EtcdServer, target: u64) -> Result<()> {
     let lease =
         Duration::from_millis(config.raft_election_timeouts().1 + config.heartbeat_interval);
     server.raft().runtime_config().heartbeat(false);
-    let result = async {
+    // Restores heartbeats however this ends, including when the client's deadline cancels
+    // the call and this future is dropped mid-way.
+    let _heartbeats = HeartbeatsOff(server.raft());
+    async {
         tokio::time::sleep(lease).await;
         let mut peer = server.peer(&addr)?;
         peer.campaign(Empty {}).await.map_err(|_| Error::BadLeaderTransferee)?;
@@ -233,9 +236,16 @@ pub async fn move_leader(server: &EtcdServer, target: u64) -> Result<()> {
             _ => Err(Error::Timeout),
         }
     }
-    .await;
-    server.raft().runtime_config().heartbeat(true);
-    result
+    .await
+}
+
+/// Turns the leader's heartbeats back on when dropped (see `move_leader`).
+struct HeartbeatsOff<'a>(&'a crate::raft::Raft);
+
+impl Drop for HeartbeatsOff<'_> {
+    fn drop(&mut self) {
+        self.0.runtime_config().heartbeat(true);
+    }
 }
 
 /// Leader duty: promote members that were added as voters once they have caught up.

@@ -158,6 +158,9 @@ pub async fn count_grpc(
     let response = next.run(request).await;
     if let Some((service, method)) = path.trim_start_matches('/').split_once('/') {
         if service.contains('.') {
+            // Labels come from a fixed list, never from the client: made-up methods would
+            // otherwise each create a series of their own.
+            let (service, method) = known_method(service, method).unwrap_or(UNKNOWN_METHOD);
             let code = response
                 .headers()
                 .get("grpc-status")
@@ -179,4 +182,68 @@ pub async fn count_grpc(
         }
     }
     response
+}
+
+/// The labels every call to a method the member does not serve shares.
+const UNKNOWN_METHOD: (&str, &str) = ("unknown", "unknown");
+
+/// The gRPC methods of etcd's services (`rpc.proto`, `v3lock.proto`, `v3election.proto`).
+const KNOWN_METHODS: &[(&str, &[&str])] = &[
+    ("etcdserverpb.KV", &["Range", "Put", "DeleteRange", "Txn", "Compact"]),
+    ("etcdserverpb.Watch", &["Watch"]),
+    (
+        "etcdserverpb.Lease",
+        &["LeaseGrant", "LeaseRevoke", "LeaseKeepAlive", "LeaseTimeToLive", "LeaseLeases"],
+    ),
+    (
+        "etcdserverpb.Cluster",
+        &["MemberAdd", "MemberRemove", "MemberUpdate", "MemberList", "MemberPromote"],
+    ),
+    (
+        "etcdserverpb.Maintenance",
+        &["Alarm", "Status", "Defragment", "Hash", "HashKV", "Snapshot", "MoveLeader", "Downgrade"],
+    ),
+    (
+        "etcdserverpb.Auth",
+        &[
+            "AuthEnable",
+            "AuthDisable",
+            "AuthStatus",
+            "Authenticate",
+            "UserAdd",
+            "UserGet",
+            "UserList",
+            "UserDelete",
+            "UserChangePassword",
+            "UserGrantRole",
+            "UserRevokeRole",
+            "RoleAdd",
+            "RoleGet",
+            "RoleList",
+            "RoleDelete",
+            "RoleGrantPermission",
+            "RoleRevokePermission",
+        ],
+    ),
+    ("v3lockpb.Lock", &["Lock", "Unlock"]),
+    ("v3electionpb.Election", &["Campaign", "Proclaim", "Leader", "Observe", "Resign"]),
+];
+
+/// The static labels of a known method, or `None` for anything else.
+fn known_method(service: &str, method: &str) -> Option<(&'static str, &'static str)> {
+    let (name, methods) = KNOWN_METHODS.iter().find(|(name, _)| *name == service)?;
+    let method = methods.iter().find(|m| **m == method)?;
+    Some((*name, *method))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_known_methods_get_their_own_labels() {
+        assert_eq!(known_method("etcdserverpb.KV", "Range"), Some(("etcdserverpb.KV", "Range")));
+        assert_eq!(known_method("etcdserverpb.KV", "MadeUp"), None);
+        assert_eq!(known_method("made.Up", "Range"), None);
+    }
 }

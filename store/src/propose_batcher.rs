@@ -12,6 +12,7 @@
 //! either order, which is still linearizable: every proposal in both was pending at once, none
 //! had been answered.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use prost::Message;
@@ -49,6 +50,18 @@ struct Pending {
 #[derive(Clone)]
 pub struct ProposeBatcher {
     queue: mpsc::UnboundedSender<Pending>,
+    /// Proposals handed to `write` and not yet answered (the server refuses new ones past
+    /// its limit, which is what bounds the queue).
+    queued: Arc<AtomicUsize>,
+}
+
+/// Counts a proposal as queued until it is answered or abandoned.
+struct Queued(Arc<AtomicUsize>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl ProposeBatcher {
@@ -56,13 +69,20 @@ impl ProposeBatcher {
     pub fn start(raft: Raft) -> ProposeBatcher {
         let (queue, pending) = mpsc::unbounded_channel();
         tokio::spawn(run(raft, pending));
-        ProposeBatcher { queue }
+        ProposeBatcher { queue, queued: Arc::new(AtomicUsize::new(0)) }
+    }
+
+    /// Proposals waiting for raft right now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Proposes `request` (in a batch with whatever else is queued) and returns what
     /// applying it produced, or raft's error (e.g. not the leader) for the caller to handle.
     #[allow(clippy::result_large_err)] // openraft's own error type, handed on unchanged
     pub async fn write(&self, request: InternalRequest) -> WriteResult {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let _queued = Queued(self.queued.clone());
         let (reply, answer) = oneshot::channel();
         if self.queue.send(Pending { request, reply }).is_err() {
             return Err(stopped());

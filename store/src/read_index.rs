@@ -90,34 +90,39 @@ impl ReadIndexBatcher {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
 
-    #[tokio::test]
-    async fn concurrent_reads_share_rounds_and_never_reuse_an_older_round() {
+    /// Readers that arrive while a round is in flight must wait for the next round (whose
+    /// number is its read index here), and readers arriving together share one round.
+    #[tokio::test(start_paused = true)]
+    async fn reads_share_rounds_that_started_after_them() {
         let batcher = ReadIndexBatcher::new();
-        let rounds = Arc::new(AtomicU64::new(0));
-        let mut handles = Vec::new();
-        for _ in 0..50 {
-            let b = batcher.clone();
-            let r = rounds.clone();
-            handles.push(tokio::spawn(async move {
-                let before = r.load(Ordering::SeqCst);
-                let idx = b
-                    .read_index(move || {
-                        let r = r.clone();
-                        async move {
-                            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                            Ok(r.fetch_add(1, Ordering::SeqCst) + 1)
-                        }
-                    })
-                    .await
-                    .unwrap();
-                // The index comes from a round that started after the call.
-                assert!(idx > before);
-            }));
+        let starts = Arc::new(AtomicU64::new(0));
+        let reader = |batcher: Arc<ReadIndexBatcher>, starts: Arc<AtomicU64>| {
+            tokio::spawn(async move {
+                let before = starts.load(Ordering::SeqCst);
+                let confirm = move || {
+                    let starts = starts.clone();
+                    async move {
+                        let round = starts.fetch_add(1, Ordering::SeqCst) + 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        Ok(round)
+                    }
+                };
+                (before, batcher.read_index(confirm).await.expect("read index"))
+            })
+        };
+        let mut readers: Vec<_> =
+            (0..25).map(|_| reader(batcher.clone(), starts.clone())).collect();
+        while starts.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
         }
-        for h in handles {
-            h.await.unwrap();
+        // Round 1 is in flight: these 25 must not be served by it.
+        readers.extend((0..25).map(|_| reader(batcher.clone(), starts.clone())));
+        for r in readers {
+            let (before, index) = r.await.expect("reader");
+            assert!(index > before, "served by round {index}, which started before the read");
         }
-        assert!(rounds.load(Ordering::SeqCst) < 50, "reads were batched");
+        assert_eq!(starts.load(Ordering::SeqCst), 2, "50 reads in two rounds");
     }
 }

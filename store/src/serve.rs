@@ -34,6 +34,14 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// Starts a member and serves it until `shutdown` resolves; then stops accepting, stops the
 /// background roles and raft, and syncs the WAL.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    for (flag, value) in config.accepted.ignored() {
+        tracing::warn!(
+            flag,
+            value,
+            "etcd flag accepted for compatibility; it has no effect in oxcd"
+        );
+    }
     let client_addrs = resolve_all(&config.listen_client_urls, "--listen-client-urls")?;
     let peer_addrs = resolve_all(&config.listen_peer_urls, "--listen-peer-urls")?;
     let metrics_addrs = resolve_all(&config.listen_metrics_urls, "--listen-metrics-urls")?;
@@ -65,7 +73,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     let server = EtcdServer::start(config.clone()).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    server.spawn_background(stop_rx.clone());
+    let mut roles = server.spawn_background(stop_rx.clone());
 
     let max_recv = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let headers = server.headers().clone();
@@ -107,9 +115,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 _ = server.ready() => {}
                 _ = stopped_early => return Ok(()),
             }
-            axum::serve(crate::h2_authority::FixingListener::new(listener), router)
-                .with_graceful_shutdown(stop)
-                .await
+            let listener = crate::conn_limit::LimitedListener::new(
+                crate::h2_authority::FixingListener::new(listener),
+                crate::conn_limit::MAX_CLIENT_CONNECTIONS,
+            );
+            axum::serve(listener, router).with_graceful_shutdown(stop).await
         });
     }
     for listener in metrics_listeners {
@@ -138,16 +148,52 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         "serving"
     );
 
-    tokio::select! {
-        _ = shutdown => tracing::info!("shutting down"),
-        _ = server.removed() => tracing::warn!("removed from the cluster"),
-        Some(res) = tasks.join_next() => tracing::error!(result = ?res, "a listener stopped"),
-    }
+    tokio::pin!(shutdown);
+    let outcome = loop {
+        tokio::select! {
+            _ = &mut shutdown => {
+                tracing::info!("shutting down");
+                break Ok(());
+            }
+            _ = server.removed() => {
+                tracing::warn!("removed from the cluster");
+                break Ok(());
+            }
+            Some(res) = tasks.join_next() => {
+                tracing::error!(result = ?res, "a listener stopped");
+                break Err(anyhow::anyhow!("a listener stopped: {res:?}"));
+            }
+            Some(res) = roles.join_next() => match res {
+                // Roles that finish their job (publishing attributes, an auto-compactor that
+                // is off) end normally.
+                Ok(role) => tracing::debug!(role, "background role finished"),
+                Err(e) => {
+                    tracing::error!(error = %e, "a background role failed; stopping the member");
+                    break Err(anyhow::anyhow!("a background role failed: {e}"));
+                }
+            },
+        }
+    };
+    // Stop accepting and end the streams that clients keep open, then give the rest of the
+    // in-flight requests a bounded time before stopping raft and syncing the WAL.
     let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
+    server.stop_streams();
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while tasks.join_next().await.is_some() {}
+        while roles.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(timeout = ?DRAIN_TIMEOUT, "requests still in flight at shutdown; closing them");
+        tasks.abort_all();
+        roles.abort_all();
+    }
     server.shutdown().await;
-    Ok(())
+    outcome
 }
+
+/// How long a graceful shutdown waits for in-flight requests once streams were ended.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Peer and metrics connections carry small request/response messages: no Nagle delay.
 fn set_nodelay(stream: &mut tokio::net::TcpStream) {

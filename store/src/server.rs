@@ -69,6 +69,8 @@ struct Inner {
     read_batcher: Arc<crate::read_index::ReadIndexBatcher>,
     /// Set once raft's membership no longer contains this member.
     removed: tokio::sync::watch::Sender<bool>,
+    /// Set when the member starts shutting down (see `stop_streams`).
+    stopping: tokio::sync::watch::Sender<bool>,
     /// Set once this member's attributes are in the cluster's member list (etcd's
     /// `ReadyNotify`): client listeners serve only from then on.
     ready: tokio::sync::watch::Sender<bool>,
@@ -86,6 +88,8 @@ impl EtcdServer {
             Arc::new(Lessor::open(storage.clone(), config.min_lease_ttl(), mvcc.leased_keys())?);
         let cluster_state = Arc::new(ClusterState::open(storage.clone())?);
         let hub = WatchHub::new(mvcc.clone());
+        hub.set_max_request_bytes(config.max_request_bytes);
+        hub.set_progress_interval(config.experimental_watch_progress_notify_interval);
         let auth = Arc::new(AuthStore::open(storage.clone())?);
         let applier = Arc::new(Applier::open(
             storage.clone(),
@@ -175,6 +179,7 @@ impl EtcdServer {
                 id_gen: AtomicU64::new(seed),
                 removed,
                 ready: tokio::sync::watch::channel(false).0,
+                stopping: tokio::sync::watch::channel(false).0,
                 read_batcher: crate::read_index::ReadIndexBatcher::new(),
                 batcher,
                 db_size: AtomicU64::new(0),
@@ -183,15 +188,64 @@ impl EtcdServer {
         Ok(server)
     }
 
-    /// Starts the background roles: raft observer, lease expiry, attribute publishing and the
-    /// auto-compactor. They stop when `shutdown` resolves.
-    pub fn spawn_background(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
-        tokio::spawn(self.clone().observe_raft(shutdown.clone()));
-        tokio::spawn(self.clone().track_storage(shutdown.clone()));
-        tokio::spawn(self.clone().expire_leases(shutdown.clone()));
-        tokio::spawn(self.clone().publish_attributes(shutdown.clone()));
-        tokio::spawn(crate::membership::promote_pending(self.clone(), shutdown.clone()));
-        tokio::spawn(crate::compactor::run(self.clone(), shutdown));
+    /// Starts the background roles: raft observer, lease expiry, attribute publishing, learner
+    /// promotion and the auto-compactor. They stop when `shutdown` says so; the caller owns
+    /// the returned set, so a role that panics is noticed (each task yields its role's name).
+    pub fn spawn_background(
+        &self,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinSet<&'static str> {
+        let mut roles = tokio::task::JoinSet::new();
+        let (this, stop) = (self.clone(), shutdown.clone());
+        roles.spawn(async move {
+            this.observe_raft(stop).await;
+            "raft observer"
+        });
+        let (this, stop) = (self.clone(), shutdown.clone());
+        roles.spawn(async move {
+            this.track_storage(stop).await;
+            "storage tracker"
+        });
+        let (this, stop) = (self.clone(), shutdown.clone());
+        roles.spawn(async move {
+            this.expire_leases(stop).await;
+            "lease expiry"
+        });
+        let (this, stop) = (self.clone(), shutdown.clone());
+        roles.spawn(async move {
+            this.publish_attributes(stop).await;
+            "attribute publisher"
+        });
+        let (this, stop) = (self.clone(), shutdown.clone());
+        roles.spawn(async move {
+            crate::membership::promote_pending(this, stop).await;
+            "learner promoter"
+        });
+        let this = self.clone();
+        roles.spawn(async move {
+            crate::compactor::run(this, shutdown).await;
+            "auto compactor"
+        });
+        roles
+    }
+
+    /// Ends every long-lived client stream (watch, lease keep-alive, snapshot, lock waits):
+    /// the first step of a graceful shutdown, so draining the listeners does not wait for
+    /// clients that would never hang up.
+    pub fn stop_streams(&self) {
+        self.inner.stopping.send_replace(true);
+        self.inner.hub.shutdown();
+    }
+
+    /// Whether `stop_streams` was called.
+    pub fn is_stopping(&self) -> bool {
+        *self.inner.stopping.borrow()
+    }
+
+    /// Resolves once `stop_streams` was called; long-lived streams select on it.
+    pub async fn stopping(&self) {
+        let mut rx = self.inner.stopping.subscribe();
+        let _ = rx.wait_for(|stopping| *stopping).await;
     }
 
     /// Replicates `cmd` through raft and returns what applying it produced. Followers hand the
@@ -217,6 +271,7 @@ impl EtcdServer {
         if req.encoded_len() > self.inner.config.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
+        self.check_backlog()?;
         let adds_data = match &req.request {
             Some(Cmd::Put(_)) | Some(Cmd::LeaseGrant(_)) => true,
             Some(Cmd::Txn(t)) => crate::apply::has_put(t),
@@ -245,6 +300,23 @@ impl EtcdServer {
             }
             Err(RaftError::Fatal(_)) => Err(Error::Stopped),
         }
+    }
+
+    /// etcd's back-pressure: a proposal is refused with "too many requests" while this
+    /// member's applied index lags its log by more than `MAX_APPLY_LAG` entries, or while
+    /// `MAX_QUEUED_PROPOSALS` proposals already wait for raft, so a member that cannot keep
+    /// up sheds load instead of queueing without bound.
+    fn check_backlog(&self) -> Result<()> {
+        let (last, applied) = {
+            let metrics = self.inner.raft.metrics();
+            let m = metrics.borrow();
+            (m.last_log_index.unwrap_or(0), m.last_applied.map(|l| l.index).unwrap_or(0))
+        };
+        check_apply_lag(last, applied)?;
+        if self.inner.batcher.queued() >= MAX_QUEUED_PROPOSALS {
+            return Err(Error::TooManyRequests);
+        }
+        Ok(())
     }
 
     /// etcd's backend quota: a write that would take the database past
@@ -606,6 +678,23 @@ impl EtcdServer {
     }
 }
 
+/// etcd's `maxGapBetweenApplyAndCommitIndex`: how far applying may lag the log before
+/// proposals are refused.
+pub const MAX_APPLY_LAG: u64 = 5000;
+
+/// Proposals that may wait for raft at once on one member (each is a client request held
+/// open); beyond it new proposals are refused with "too many requests".
+pub const MAX_QUEUED_PROPOSALS: usize = 10_000;
+
+/// Refuses a proposal when the applied index `applied` lags the log's `last` index by more
+/// than `MAX_APPLY_LAG`, as etcd does.
+fn check_apply_lag(last: u64, applied: u64) -> Result<()> {
+    if last > applied.saturating_add(MAX_APPLY_LAG) {
+        return Err(Error::TooManyRequests);
+    }
+    Ok(())
+}
+
 /// The initial members named by `--initial-cluster`, with etcd's member ids.
 fn initial_ids(config: &Config) -> anyhow::Result<Vec<(u64, String, Vec<String>)>> {
     let initial = config.initial_members().map_err(anyhow::Error::msg)?;
@@ -715,5 +804,18 @@ async fn join_existing(
             anyhow::bail!("could not reach any member of the existing cluster ({last_err})");
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proposals_are_refused_when_apply_lags_too_far() {
+        assert_eq!(check_apply_lag(100, 100), Ok(()));
+        assert_eq!(check_apply_lag(5100, 100), Ok(()));
+        assert_eq!(check_apply_lag(5101, 100), Err(Error::TooManyRequests));
+        assert_eq!(Error::TooManyRequests.to_string(), "etcdserver: too many requests");
     }
 }

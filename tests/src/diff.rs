@@ -241,6 +241,21 @@ impl Session {
         self.record(what, &lines.join("\n"));
     }
 
+    /// Records what a spawned watcher printed: the `n` lines it should print (waiting up to
+    /// 15 s), then anything more within 500 ms (an extra event is a difference), and its
+    /// stderr if any.
+    pub fn watched(&mut self, sp: &mut Spawned, n: usize) {
+        let mut lines = sp.lines(n, Duration::from_secs(15));
+        lines.extend(sp.drain(Duration::from_millis(500), Duration::from_secs(2)));
+        let what = format!("output of {}", describe("etcdctl", &sp.args(), None));
+        self.record_lines(&what, &lines);
+        let err = sp.stderr();
+        if !err.trim().is_empty() {
+            let e = self.norm.stderr(&err);
+            self.record("watcher stderr", &e);
+        }
+    }
+
     /// Records a yes/no fact (e.g. "the second locker is still blocked").
     pub fn check(&mut self, what: &str, fact: bool) {
         self.record(what, if fact { "true" } else { "false" });

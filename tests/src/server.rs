@@ -445,6 +445,26 @@ impl Member {
         }
     }
 
+    /// Sends SIGTERM and waits up to `timeout` for the process to exit by itself. Returns
+    /// how long it took, or `None` if it was still running (it is then killed with
+    /// SIGKILL). No-op returning `Some(0)` if not running.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<Duration> {
+        let Some(mut c) = self.child.take() else { return Some(Duration::ZERO) };
+        let started = Instant::now();
+        signal(c.id(), libc::SIGTERM);
+        loop {
+            match c.try_wait() {
+                Ok(Some(_)) | Err(_) => return Some(started.elapsed()),
+                Ok(None) if started.elapsed() > timeout => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    return None;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
     /// Starts the member again on the same data dir and ports (stopping it
     /// gracefully first if it is still running) and waits until ready.
     pub fn restart(&mut self) {
@@ -469,6 +489,32 @@ impl Member {
 impl Drop for Member {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+impl Member {
+    /// `GET path` on the client port over plain HTTP/1.0; the body of a 200 answer (or of a
+    /// 503 carrying a health state), else `None`.
+    pub fn http_get(&self, path: &str) -> Option<String> {
+        http_get(self.client_addr().parse().ok()?, path)
+    }
+
+    /// An empty `POST path` over plain HTTP/1.0 on the client port, as a gRPC call's path
+    /// arrives (e.g. to exercise routing and metrics for made-up methods). Returns the
+    /// status line of the answer, if any.
+    pub fn http_post(&self, path: &str) -> Option<String> {
+        let addr: SocketAddr = self.client_addr().parse().ok()?;
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+        s.set_write_timeout(Some(Duration::from_secs(1))).ok()?;
+        write!(
+            s,
+            "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/grpc\r\nContent-Length: 0\r\n\r\n"
+        )
+        .ok()?;
+        let mut buf = Vec::new();
+        let _ = s.take(64 * 1024).read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).lines().next().map(str::to_string)
     }
 }
 

@@ -541,7 +541,13 @@ async fn lock_and_election() {
                 .await
                 .map(|r| r.key().to_vec())
         });
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        // Once the second locker's waiter key is queued behind the first, it must wait.
+        let queued = GetOptions::new().with_prefix().with_count_only();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while c.get("mylock/", Some(queued.clone())).await.unwrap().count() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "second locker never queued");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert!(!waiter.is_finished(), "second locker must wait");
         c.unlock(key1.clone()).await.unwrap();
         let key2 = tokio::time::timeout(Duration::from_secs(10), waiter)
@@ -657,6 +663,34 @@ async fn errors() {
             Code::OutOfRange,
             "too large lease TTL",
         );
+    })
+    .await;
+}
+
+/// Small differences from etcd that stock clients see: a lease's remaining TTL is rounded
+/// down (299 s right after a 300 s grant), Lock without a lease holds the lock on a 60 s
+/// session lease granted for the call (clients call it so), and Defragment and MoveLeader
+/// answer without a header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_match_etcd_in_detail() {
+    let (_m, mut c) = setup().await;
+    bounded("answers_match_etcd_in_detail", async {
+        let id = c.lease_grant(300, None).await.unwrap().id();
+        let t = c.lease_time_to_live(id, None).await.unwrap();
+        assert_eq!(t.granted_ttl(), 300);
+        assert!((290..300).contains(&t.ttl()), "remaining TTL right after grant: {}", t.ttl());
+
+        let held = c.lock("no-lease-lock", None).await.expect("lock without a lease");
+        let got = c.get(held.key(), None).await.unwrap();
+        let lease = got.kvs().first().expect("the lock's key").lease();
+        assert_ne!(lease, 0, "the lock's key is attached to a session lease");
+        let t = c.lease_time_to_live(lease, None).await.unwrap();
+        assert_eq!(t.granted_ttl(), 60, "session lease TTL");
+        c.unlock(held.key()).await.unwrap();
+
+        assert!(c.defragment().await.unwrap().header().is_none(), "defragment header");
+        let me = c.status().await.unwrap().header().unwrap().member_id();
+        assert!(c.move_leader(me).await.unwrap().header().is_none(), "move-leader header");
     })
     .await;
 }

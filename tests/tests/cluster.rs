@@ -47,11 +47,18 @@ fn three_members() {
 fn member_add_promote_remove() {
     Differential::new("cluster::member_add_promote_remove").members(3).run(|s| {
         // etcd refuses membership changes until every member has been connected for 5 s
-        // ("etcdserver: unhealthy cluster"); the walkthrough runs on a settled cluster.
-        std::thread::sleep(std::time::Duration::from_secs(6));
+        // ("etcdserver: unhealthy cluster"); the walkthrough runs on a settled cluster, so
+        // the add is retried (bounded) while the cluster says it is not yet.
         let peer = format!("http://127.0.0.1:{}", oxcd_e2e::ports::free_port());
-        let added =
-            s.etcdctl().run(&["member", "add", "infra4", "--learner", "--peer-urls", &peer]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let added = loop {
+            let added =
+                s.etcdctl().run(&["member", "add", "infra4", "--learner", "--peer-urls", &peer]);
+            if !added.stderr.contains("unhealthy cluster") || std::time::Instant::now() > deadline {
+                break added;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        };
         s.record("member add exit code", &format!("{:?}", added.code));
         s.record("member add stderr", &added.stderr);
         s.record("member add", &sorted_initial_cluster(&added.stdout));

@@ -959,3 +959,144 @@ async fn lease_survives_leader_change_body() {
     }
     eprintln!("lease expired {} ms after the old leader was killed", ms(killed_at.elapsed()));
 }
+
+#[test]
+fn watcher_on_follower_survives_snapshot_install() {
+    let _serial = serial();
+    runtime().block_on(bounded(
+        "watcher_on_follower_survives_snapshot_install",
+        watcher_survives_snapshot_body(),
+    ));
+}
+
+/// A watcher on a follower that falls behind (SIGSTOP) and catches up through a raft
+/// snapshot must receive every event after its start revision, in order, or be canceled
+/// with the compact revision (etcd's watchable store `Restore`). oxcd once replaced the state
+/// under the watch hub without telling it: the watcher silently missed most of the puts.
+async fn watcher_survives_snapshot_body() {
+    let oxcd = Kind::from_env() == Kind::Oxcd;
+    // etcd 3.5.1 keeps 5000 entries after a snapshot for slow followers: more puts are needed
+    // there to make the follower catch up by snapshot.
+    let (flags, keys) = if oxcd {
+        (vec!["--snapshot-count=100", "--experimental-snapshot-catchup-entries=10"], 2_000)
+    } else {
+        (vec!["--snapshot-count=100"], 6_400)
+    };
+    let cluster = block_in_place(|| start_cluster(&flags));
+    let urls = cluster.client_urls();
+    let ids = member_ids(&urls).await;
+    let leader = find_leader(&urls, &ids, &[0, 1, 2], Duration::from_secs(10)).await;
+    let follower = (leader + 1) % 3;
+    let start = current_revision(&urls[leader]).await + 1;
+
+    let mut fc = connect(&urls[follower]).await;
+    let opts = etcd_client::WatchOptions::new().with_prefix().with_start_revision(start);
+    let mut stream = fc.watch("snapwatch/", Some(opts)).await.expect("watch");
+
+    let pid = cluster.members[follower].pid().expect("follower pid");
+    signal(pid, libc::SIGSTOP);
+    let survivors: Vec<String> =
+        (0..3).filter(|i| *i != follower).map(|i| urls[i].clone()).collect();
+    let load = Load::new(Duration::from_secs(60));
+    let acks = Acks::default();
+    for t in spawn_writers(&survivors, 8, "snapwatch", keys / 8, &load, &acks) {
+        t.await.expect("writer");
+    }
+    signal(pid, libc::SIGCONT);
+    let acks = snapshot(&acks);
+    assert!(acks.len() >= keys * 95 / 100, "only {} of {keys} puts acknowledged", acks.len());
+    let last = acks.iter().map(|a| a.rev).max().unwrap_or(0);
+    wait_applied(&urls[follower], last, Duration::from_secs(40)).await;
+
+    // Every revision from `start` to `last` is one of our puts (nothing else writes).
+    let mut seen: Vec<i64> = Vec::new();
+    let mut canceled_at = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.last().copied().unwrap_or(0) < last && canceled_at.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = tokio::time::timeout(left, stream.message()).await;
+        let Ok(Ok(Some(resp))) = msg else {
+            panic!(
+                "watch stream on the follower ended or stalled: {msg:?} after {} events",
+                seen.len()
+            )
+        };
+        if resp.canceled() {
+            canceled_at = Some(resp.compact_revision());
+        }
+        seen.extend(resp.events().iter().filter_map(|e| e.kv()).map(|kv| kv.mod_revision()));
+    }
+    let expected: Vec<i64> = (start..start + seen.len() as i64).collect();
+    assert!(
+        seen == expected,
+        "the watcher's revisions have gaps or repeats: {} events",
+        seen.len()
+    );
+    match canceled_at {
+        None => assert_eq!(seen.len() as i64, last - start + 1, "events after revision {start}"),
+        Some(compact) => {
+            assert!(compact > 0, "canceled without a compact revision after {} events", seen.len());
+            assert!(
+                compact > start + seen.len() as i64 - 1,
+                "canceled at compact revision {compact} though events up to it were kept"
+            );
+        }
+    }
+    if oxcd {
+        let log = cluster.members[follower].log_tail(1_000_000);
+        assert!(
+            log.contains("installed a raft snapshot"),
+            "the follower never installed a snapshot: the test did not test what it should"
+        );
+    }
+    eprintln!(
+        "watcher on the follower: {} events, canceled at {canceled_at:?}, last revision {last}",
+        seen.len()
+    );
+}
+
+/// A move-leader whose client gives up (its deadline passes and the call is canceled) must
+/// leave the leader's heartbeats on. oxcd turned them off for the transfer and turned them
+/// back on only if the handler ran to completion: a canceled call left them off, and the
+/// member lost leadership again each time it won it. Here leadership is (re)established on
+/// the member that saw the canceled call, and must then stay there, in the same term, for
+/// several election timeouts.
+#[test]
+fn canceled_move_leader_keeps_heartbeats() {
+    let _serial = serial();
+    runtime().block_on(bounded("canceled_move_leader_keeps_heartbeats", canceled_move_body()));
+}
+
+async fn canceled_move_body() {
+    let cluster = block_in_place(|| start_cluster(&[]));
+    let urls = cluster.client_urls();
+    let ids = member_ids(&urls).await;
+    let leader = find_leader(&urls, &ids, &[0, 1, 2], Duration::from_secs(10)).await;
+    let target = (leader + 1) % 3;
+    let mut c = connect(&urls[leader]).await;
+    // Canceled by dropping the call after 50 ms (as a client deadline does).
+    let canceled =
+        tokio::time::timeout(Duration::from_millis(50), c.move_leader(ids[target])).await;
+    eprintln!("move-leader with a 50 ms deadline: {canceled:?}");
+    // Wherever leadership went, bring it back to the member that saw the canceled call.
+    let mut now = find_leader(&urls, &ids, &[0, 1, 2], Duration::from_secs(10)).await;
+    if now != leader {
+        connect(&urls[now]).await.move_leader(ids[leader]).await.expect("move leadership back");
+        now = find_leader(&urls, &ids, &[0, 1, 2], Duration::from_secs(10)).await;
+    }
+    assert_eq!(now, leader, "leadership is back on the member that saw the canceled call");
+    let (_, term) = leader_and_term(&urls[leader]).await;
+    // Heartbeats every 50 ms, election timeout 500 ms: 3 s is six election timeouts.
+    let watch_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < watch_until {
+        for url in &urls {
+            let (l, t) = leader_and_term(url).await;
+            assert_eq!(
+                (l, t),
+                (ids[leader], term),
+                "{url}: leadership moved away from the member after a canceled move-leader"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

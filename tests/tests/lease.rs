@@ -64,7 +64,12 @@ fn expiry_deletes_keys() {
         s.ctl(&["put", "tmp/b", "2", &lease]);
         s.ctl(&["put", "keep", "3"]);
         s.ctl(&["get", "", "--from-key", "--keys-only"]);
-        std::thread::sleep(Duration::from_secs(5));
+        // Wait (unrecorded, bounded) until the leader has revoked the lease.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while s.etcdctl().run(&["get", "tmp/a"]).stdout.contains("tmp/a") {
+            assert!(std::time::Instant::now() < deadline, "lease not expired within 15 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
         s.ctl(&["get", "", "--from-key", "--keys-only"]);
         s.ctl(&["lease", "timetolive", &id]);
         s.ctl(&["lease", "list"]);
@@ -82,8 +87,9 @@ fn keep_alive_stream() {
         // Keep-alives are sent every TTL/3 = 1 s; take the first two.
         let lines = ka.lines(2, Duration::from_secs(10));
         s.record_lines("first keep-alive responses", &lines);
-        // Outlive the TTL while the keep-alive runs.
-        std::thread::sleep(Duration::from_secs(4));
+        // Outlive the TTL while the keep-alive runs: five more responses, one per TTL/3.
+        let more = ka.lines(5, Duration::from_secs(15));
+        assert_eq!(more.len(), 5, "keep-alive responses while outliving the TTL");
         s.ctl(&["get", "alive"]);
         ka.kill();
         s.ctl(&["lease", "revoke", &id]);

@@ -90,3 +90,31 @@ fn ops_with_options() {
         s.ctl_input(&["txn", "-w", "json"], "\nput q 5 --prev-kv\n\n\n");
     });
 }
+
+/// A txn whose success branch puts and then reads a future revision fails as a whole: etcd
+/// checks every request of the chosen branch (ranges too) before applying any, so the put
+/// is not applied, no watcher sees it and its revision is not consumed. (oxcd once applied
+/// the put, published `a=1`, and gave the next put the same revision.)
+#[test]
+fn failed_txn_leaves_no_write_no_event_no_revision() {
+    differential("txn::failed_txn_leaves_no_write_no_event_no_revision", |s| {
+        let mut w = s.spawn(&["watch", "", "--prefix"]);
+        s.wait_connected(&mut w);
+        s.ctl(&["put", "a", "0"]);
+        s.ctl_input(&["txn"], "\nput a 1\nget b --rev=1000\n\n\n");
+        s.ctl_input(&["txn", "-w", "json"], "\nput a 2\nget b --rev=1000\n\nput a 3\n\n");
+        s.ctl(&["put", "c", "2", "-w", "json"]);
+        s.ctl(&["get", "a", "-w", "json"]);
+        s.ctl(&["get", "", "--prefix", "-w", "json"]);
+        // A failure branch is checked the same way.
+        s.ctl_input(&["txn"], "value(\"a\") = \"nope\"\n\nput x 1\n\ndel c\nget c --rev=999\n\n");
+        s.ctl(&["get", "c"]);
+        s.ctl(&["put", "d", "4", "-w", "json"]);
+        // A put with a missing lease after a put: nothing applied either.
+        s.ctl_input(&["txn"], "\nput e 5\nput f 6 --lease=1234abcd\n\n\n");
+        s.ctl(&["put", "g", "7", "-w", "json"]);
+        s.ctl(&["get", "", "--prefix", "--keys-only"]);
+        // The watcher saw exactly the puts that succeeded: a=0, c=2, d=4, g=7.
+        s.watched(&mut w, 12);
+    });
+}

@@ -3,23 +3,7 @@
 //! from another etcdctl. The watcher's stdout lines are recorded and
 //! compared like any command output.
 
-use std::time::Duration;
-
-use oxcd_e2e::{describe, differential, Session, Spawned};
-
-/// Reads the `n` lines the watcher should print (waiting up to 15 s), then
-/// anything more it prints within 500 ms (an extra event is a difference).
-fn watched(s: &mut Session, sp: &mut Spawned, n: usize) {
-    let mut lines = sp.lines(n, Duration::from_secs(15));
-    lines.extend(sp.drain(Duration::from_millis(500), Duration::from_secs(2)));
-    let what = format!("output of {}", describe("etcdctl", &sp.args(), None));
-    s.record_lines(&what, &lines);
-    let err = sp.stderr();
-    if !err.trim().is_empty() {
-        let e = s.normalizer().stderr(&err);
-        s.record("watcher stderr", &e);
-    }
-}
+use oxcd_e2e::differential;
 
 #[test]
 fn single_key() {
@@ -33,7 +17,7 @@ fn single_key() {
         s.ctl(&["put", "foobar", "y"]);
         s.ctl(&["del", "foo"]);
         s.ctl(&["del", "foo"]);
-        watched(s, &mut w, 8);
+        s.watched(&mut w, 8);
     });
 }
 
@@ -52,8 +36,8 @@ fn prefix_and_range() {
         s.ctl(&["put", "c", "out"]);
         s.ctl(&["del", "p/", "--prefix"]);
         s.ctl(&["del", "a", "c"]);
-        watched(s, &mut p, 10);
-        watched(s, &mut r, 10);
+        s.watched(&mut p, 10);
+        s.watched(&mut r, 10);
     });
 }
 
@@ -66,16 +50,16 @@ fn history_from_rev_1() {
         s.ctl(&["del", "foo"]);
         s.ctl(&["put", "foo", "v3"]);
         let mut w = s.spawn(&["watch", "foo", "--rev=1"]);
-        watched(s, &mut w, 11);
+        s.watched(&mut w, 11);
         // Empty key + --prefix: every key. (History is compared in the simple
         // format only: how events are batched into responses may differ.)
         let mut all = s.spawn(&["watch", "", "--prefix", "--rev=3"]);
-        watched(s, &mut all, 10);
+        s.watched(&mut all, 10);
         // History then live events on the same watcher.
         let mut live = s.spawn(&["watch", "foo", "--rev=5", "--prev-kv"]);
         s.wait_connected(&mut live);
         s.ctl(&["put", "foo", "v4"]);
-        watched(s, &mut live, 10);
+        s.watched(&mut live, 10);
     });
 }
 
@@ -90,8 +74,8 @@ fn prev_kv_and_json() {
         s.ctl(&["put", "foo", "new"]);
         s.ctl(&["put", "foo", "newer"]);
         s.ctl(&["del", "foo"]);
-        watched(s, &mut w, 15);
-        watched(s, &mut j, 3);
+        s.watched(&mut w, 15);
+        s.watched(&mut j, 3);
     });
 }
 
@@ -109,6 +93,6 @@ fn watch_exec_command() {
         s.wait_connected(&mut w);
         s.ctl(&["put", "foo", "x"]);
         s.ctl(&["del", "foo"]);
-        watched(s, &mut w, 8);
+        s.watched(&mut w, 8);
     });
 }

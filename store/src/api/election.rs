@@ -53,18 +53,14 @@ impl Election for ElectionService {
         if req.name.is_empty() {
             return Err(Error::EmptyKey.into());
         }
-        let mine = queue::enqueue(&self.server, &req.name, req.lease, req.value.clone()).await?;
+        let lease = queue::session_lease(&self.server, req.lease).await?;
+        let mine = queue::enqueue(&self.server, &req.name, lease, req.value.clone()).await?;
         if mine.value != req.value {
             // Re-campaigning with the same lease updates the value, as etcd does.
             proclaim_value(&self.server, &mine.key, mine.create_revision, req.value).await?;
         }
         queue::wait_until_owner(&self.server, &req.name, &mine).await?;
-        let leader = LeaderKey {
-            name: req.name,
-            key: mine.key,
-            rev: mine.create_revision,
-            lease: req.lease,
-        };
+        let leader = LeaderKey { name: req.name, key: mine.key, rev: mine.create_revision, lease };
         Ok(Response::new(CampaignResponse { header: self.header(), leader: Some(leader) }))
     }
 

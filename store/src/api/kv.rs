@@ -33,7 +33,14 @@ impl KvService {
         if !req.serializable {
             self.server.linearizable_read().await?;
         }
-        let mut resp = self.server.mvcc().range(&req)?;
+        let mvcc = self.server.mvcc().clone();
+        let mut resp = if is_small_read(&req) {
+            mvcc.range(&req)?
+        } else {
+            tokio::task::spawn_blocking(move || mvcc.range(&req))
+                .await
+                .map_err(|e| Error::internal("range", e))??
+        };
         self.server.headers().stamp(&mut resp.header);
         Ok(resp)
     }
@@ -66,7 +73,11 @@ impl KvService {
             if !is_serializable(&req) {
                 self.server.linearizable_read().await?;
             }
-            self.server.applier().read_only_txn(&req)?
+            // Off the async workers: it reads RocksDB under the store's lock.
+            let applier = self.server.applier().clone();
+            tokio::task::spawn_blocking(move || applier.read_only_txn(&req))
+                .await
+                .map_err(|e| Error::internal("txn", e))??
         } else {
             match self.server.propose(Cmd::Txn(req)).await? {
                 Out::Txn(resp) => resp,
@@ -86,6 +97,27 @@ impl KvService {
             other => Err(unexpected(other)),
         }
     }
+}
+
+/// Ranges returning at most this many keys read RocksDB on the calling task: a few point
+/// lookups (mostly from the block cache) cost less than the hop to a blocking thread and
+/// back, which would dominate the latency of `get`. Larger reads go to the blocking pool so
+/// they never hold an async worker.
+const INLINE_RANGE_KEYS: i64 = 16;
+
+/// Whether a range reads so few values that it may run inline (see `INLINE_RANGE_KEYS`).
+fn is_small_read(req: &RangeRequest) -> bool {
+    let single_key = req.range_end.is_empty();
+    let sorted = req.sort_order != SortOrder::None as i32
+        && !(req.sort_target == SortTarget::Key as i32
+            && req.sort_order == SortOrder::Ascend as i32);
+    let filtered = req.min_mod_revision != 0
+        || req.max_mod_revision != 0
+        || req.min_create_revision != 0
+        || req.max_create_revision != 0;
+    single_key
+        || req.count_only
+        || (!sorted && !filtered && req.limit > 0 && req.limit <= INLINE_RANGE_KEYS)
 }
 
 /// An apply result of the wrong kind: a bug, reported rather than panicking.

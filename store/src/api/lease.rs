@@ -117,7 +117,13 @@ impl Lease for LeaseService {
         let mut inbound = request.into_inner();
         let server = self.server.clone();
         let output = async_stream::try_stream! {
-            while let Some(req) = inbound.next().await {
+            loop {
+                // A stopping member ends the stream rather than wait for the client to.
+                let next = tokio::select! {
+                    next = inbound.next() => next,
+                    _ = server.stopping() => Some(Err(Status::from(Error::Stopped))),
+                };
+                let Some(req) = next else { break };
                 let req = req?;
                 let ttl = keep_alive(&server, req.id).await?;
                 let header = Some(server.headers().make(server.mvcc().current_revision()));

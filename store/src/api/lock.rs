@@ -1,4 +1,5 @@
-//! The v3lock Lock service: a distributed mutex held as long as the caller's lease lives.
+//! The v3lock Lock service: a distributed mutex held as long as the caller's lease lives (or,
+//! for a caller that names no lease, a 60 s session lease granted for it, as etcd does).
 
 use tonic::{Request, Response, Status};
 
@@ -27,7 +28,8 @@ impl Lock for LockService {
         if req.name.is_empty() {
             return Err(Error::EmptyKey.into());
         }
-        let mine = queue::enqueue(&self.server, &req.name, req.lease, Vec::new()).await?;
+        let lease = queue::session_lease(&self.server, req.lease).await?;
+        let mine = queue::enqueue(&self.server, &req.name, lease, Vec::new()).await?;
         queue::wait_until_owner(&self.server, &req.name, &mine).await?;
         let header = Some(self.server.headers().make(self.server.mvcc().current_revision()));
         Ok(Response::new(LockResponse { header, key: mine.key }))

@@ -120,7 +120,8 @@ impl Maintenance for MaintenanceService {
         tokio::task::spawn_blocking(move || storage.compact_all())
             .await
             .map_err(|e| Error::internal("defragment", e))?;
-        Ok(Response::new(DefragmentResponse { header: self.header() }))
+        // etcd answers both with an empty response, no header.
+        Ok(Response::new(DefragmentResponse { header: None }))
     }
 
     async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
@@ -164,10 +165,15 @@ impl Maintenance for MaintenanceService {
         let header = self.header();
         let mut file = tokio::fs::File::from_std(file);
         let total = size + SNAPSHOT_HASH_LEN;
+        let server = self.server.clone();
         let output = async_stream::try_stream! {
             let mut hasher = Sha256::new();
             let mut sent = 0u64;
             while sent < size {
+                // A stopping member ends the transfer rather than wait for a slow reader.
+                if server.is_stopping() {
+                    Err::<(), Error>(Error::Stopped)?;
+                }
                 let mut blob = vec![0u8; (size - sent).min(SNAPSHOT_CHUNK as u64) as usize];
                 file.read_exact(&mut blob).await.map_err(|e| Error::internal("read snapshot", e))?;
                 hasher.update(&blob);
@@ -185,7 +191,7 @@ impl Maintenance for MaintenanceService {
         request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
         crate::membership::move_leader(&self.server, request.into_inner().target_id).await?;
-        Ok(Response::new(MoveLeaderResponse { header: self.header() }))
+        Ok(Response::new(MoveLeaderResponse { header: None }))
     }
 
     async fn downgrade(

@@ -6,7 +6,9 @@ use crate::error::{Error, Result};
 use crate::pb::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::pb::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::pb::etcdserverpb::request_op::Request as Op;
-use crate::pb::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use crate::pb::etcdserverpb::{
+    Compare, LeaseGrantRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+};
 use crate::pb::mvccpb::KeyValue;
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::internal_response::Response as Out;
@@ -31,6 +33,25 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
+/// The TTL of the session lease granted for a caller that names none: clientv3
+/// concurrency's default session TTL, which etcd's lock and election servers use.
+pub const SESSION_TTL: i64 = 60;
+
+/// The lease a waiter key is attached to: the caller's, or, when it names none (lease 0), a
+/// new lease of `SESSION_TTL` seconds that nobody keeps alive, as etcd's v3lock and
+/// v3election servers open an orphaned session for such callers.
+pub async fn session_lease(server: &EtcdServer, lease: i64) -> Result<i64> {
+    if lease != 0 {
+        return Ok(lease);
+    }
+    let id = server.next_id();
+    let grant = LeaseGrantRequest { ttl: SESSION_TTL, id };
+    match server.propose(Cmd::LeaseGrant(grant)).await? {
+        Out::LeaseGrant(resp) => Ok(resp.id),
+        other => Err(super::kv::unexpected(other)),
+    }
+}
+
 /// Creates (or finds) the caller's waiter key; returns it with its create revision.
 pub async fn enqueue(
     server: &EtcdServer,
@@ -38,7 +59,9 @@ pub async fn enqueue(
     lease: i64,
     value: Vec<u8>,
 ) -> Result<KeyValue> {
-    if lease == 0 || !server.lessor().exists(lease) {
+    // Whether the lease exists is decided where the put applies (a follower may not have
+    // applied a grant the leader has).
+    if lease == 0 {
         return Err(Error::LeaseNotFound);
     }
     let mut key = prefix(name);

@@ -22,7 +22,7 @@ impl From<Error> for Status {
             | Error::InvalidAuthMgmt
             | Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::Compacted | Error::FutureRev | Error::LeaseTtlTooLarge => Code::OutOfRange,
-            Error::NoSpace => Code::ResourceExhausted,
+            Error::NoSpace | Error::TooManyRequests => Code::ResourceExhausted,
             Error::LeaseNotFound | Error::MemberNotFound => Code::NotFound,
             Error::LeaseExist
             | Error::MemberExist

@@ -35,7 +35,7 @@ struct Lease {
 /// What `time_to_live` reports.
 #[derive(Debug, Clone)]
 pub struct LeaseStatus {
-    /// Seconds until expiry (rounded up), as the leader sees it.
+    /// Whole seconds until expiry (rounded down, as etcd), as the leader sees it.
     pub remaining: i64,
     /// The granted TTL.
     pub granted: i64,
@@ -160,7 +160,9 @@ impl Lessor {
         let leases = self.lock();
         let lease = leases.get(&id)?;
         let left = lease.expiry.saturating_duration_since(Instant::now());
-        let remaining = left.as_millis().div_ceil(1000) as i64;
+        // Whole seconds left, rounded down as etcd's `int64(Remaining().Seconds())`: a lease
+        // granted for 300 s reports 299 right after the grant.
+        let remaining = i64::try_from(left.as_secs()).unwrap_or(i64::MAX);
         Some(LeaseStatus {
             remaining,
             granted: lease.ttl,

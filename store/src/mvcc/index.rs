@@ -50,6 +50,19 @@ impl KeyIndex {
         }
     }
 
+    /// Removes the key's newest change (undoing a failed command's `push`).
+    pub fn pop(&mut self, key: &[u8]) -> Option<KeyRev> {
+        let history = self.keys.get_mut(key)?;
+        let change = history.pop();
+        if history.is_empty() {
+            self.keys.remove(key);
+        }
+        if change.is_some() {
+            self.changes -= 1;
+        }
+        change
+    }
+
     /// The key's newest change, tombstone or not.
     pub fn latest(&self, key: &[u8]) -> Option<&KeyRev> {
         self.keys.get(key).and_then(|h| h.last())

@@ -13,4 +13,4 @@ mod writer;
 pub use key_range::KeyRange;
 pub use revision::Revision;
 pub use store::MvccStore;
-pub use writer::{MvccWriter, TxnWrite};
+pub use writer::{MvccWriter, Savepoint, TxnWrite};

@@ -86,6 +86,33 @@ impl<'a> MvccWriter<'a> {
         Ok(())
     }
 
+    /// Marks where the next command starts, so it can be undone if it fails (`rollback`).
+    pub fn savepoint(&self) -> Savepoint {
+        Savepoint {
+            current: self.state.current,
+            events: self.events.len(),
+            batch_bytes: self.batch.size_in_bytes(),
+            batch_count: self.batch.len(),
+        }
+    }
+
+    /// Undoes everything written since `sp`: index entries, buffered rows, events and the
+    /// revision, so a failed command leaves no write, no event and no consumed revision.
+    /// (Compaction is not undone: it fails only before it changes anything.)
+    pub fn rollback(&mut self, sp: Savepoint) -> Result<()> {
+        for event in self.events.drain(sp.events..).rev() {
+            let key = event.kv.map(|kv| kv.key).unwrap_or_default();
+            if let Some(change) = self.state.index.pop(&key) {
+                self.overlay.remove(&change.rev);
+            }
+        }
+        self.state.current = sp.current;
+        if self.batch.len() != sp.batch_count || self.batch.size_in_bytes() != sp.batch_bytes {
+            self.batch = truncate_batch(&self.batch, sp.batch_bytes, sp.batch_count)?;
+        }
+        Ok(())
+    }
+
     /// Writes the batch (unsynced: the raft log already holds these entries durably, and the
     /// next synced log append flushes the shared WAL) and returns the events, in order.
     pub fn commit(mut self) -> Result<Vec<Event>> {
@@ -104,6 +131,33 @@ impl<'a> MvccWriter<'a> {
             None => self.store.read_rev(rev),
         }
     }
+}
+
+/// A point in a writer's batch to which a failed command rolls back.
+#[derive(Debug, Clone, Copy)]
+pub struct Savepoint {
+    current: i64,
+    events: usize,
+    batch_bytes: usize,
+    batch_count: usize,
+}
+
+/// RocksDB's write batch is a 12-byte header (8-byte sequence, 4-byte little-endian record
+/// count) followed by the records in order, so its first `bytes` with the count set to
+/// `count` are exactly the batch as it was (the Rust binding has no save points).
+fn truncate_batch(batch: &WriteBatch, bytes: usize, count: usize) -> Result<WriteBatch> {
+    const HEADER: usize = 12;
+    let data = batch.data();
+    if bytes < HEADER || bytes > data.len() {
+        return Err(Error::Internal(format!(
+            "write batch savepoint at {bytes} bytes outside a batch of {}",
+            data.len()
+        )));
+    }
+    let mut kept = data[..bytes].to_vec();
+    let count = u32::try_from(count).map_err(|e| Error::internal("write batch count", e))?;
+    kept[8..HEADER].copy_from_slice(&count.to_le_bytes());
+    Ok(WriteBatch::from_data(&kept))
 }
 
 /// The changes of one revision. Every change gets the same main revision and its own sub
@@ -192,6 +246,11 @@ impl TxnWrite<'_, '_> {
         self.w.state.current
     }
 
+    /// The revision the store is compacted at; ranges below it fail.
+    pub fn compacted_revision(&self) -> i64 {
+        self.w.state.compacted
+    }
+
     /// The revision this transaction writes at (valid once it has changed something).
     pub fn revision(&self) -> i64 {
         if self.sub > 0 {
@@ -208,5 +267,51 @@ impl TxnWrite<'_, '_> {
         w.overlay.insert(rev, w.events.len());
         w.events.push(event_of(kv));
         self.sub += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Storage;
+
+    fn value(store: &MvccStore, key: &[u8]) -> Option<(Vec<u8>, i64)> {
+        let req = RangeRequest { key: key.to_vec(), ..Default::default() };
+        let kvs = store.range(&req).expect("range").kvs;
+        kvs.into_iter().next().map(|kv| (kv.value, kv.mod_revision))
+    }
+
+    #[test]
+    fn rollback_undoes_index_rows_events_and_revision() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let store = MvccStore::open(Storage::open(dir.path()).expect("storage")).expect("mvcc");
+        let mut w = store.writer();
+        let mut t = w.txn();
+        t.put(b"a", b"0".to_vec(), 0);
+        assert_eq!(t.finish(), 2);
+        let sp = w.savepoint();
+        let mut t = w.txn();
+        t.put(b"a", b"1".to_vec(), 0);
+        t.put(b"b", b"1".to_vec(), 0);
+        t.delete_range(&KeyRange::Single(b"a".to_vec()));
+        assert_eq!(t.finish(), 3);
+        w.rollback(sp).expect("rollback");
+        let mut t = w.txn();
+        t.put(b"c", b"2".to_vec(), 0);
+        assert_eq!(t.finish(), 3, "the rolled-back revision is reused by the next command");
+        let events = w.commit().expect("commit");
+        let keys: Vec<&[u8]> =
+            events.iter().filter_map(|e| e.kv.as_ref()).map(|kv| &kv.key[..]).collect();
+        assert_eq!(keys, [&b"a"[..], &b"c"[..]]);
+        assert_eq!(value(&store, b"a"), Some((b"0".to_vec(), 2)));
+        assert_eq!(value(&store, b"b"), None);
+        assert_eq!(store.index_changes(), 2);
+        drop(store);
+        // The rows on disk agree: a reopened store rebuilds the same index.
+        let store = MvccStore::open(Storage::open(dir.path()).expect("storage")).expect("mvcc");
+        assert_eq!(store.current_revision(), 3);
+        assert_eq!(value(&store, b"a"), Some((b"0".to_vec(), 2)));
+        assert_eq!(value(&store, b"b"), None);
+        assert_eq!(value(&store, b"c"), Some((b"2".to_vec(), 3)));
     }
 }

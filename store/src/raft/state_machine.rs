@@ -213,6 +213,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError> {
         let bytes = snapshot.into_inner();
         let this = self.clone();
+        let last_log_id = meta.last_log_id;
         let meta = meta.clone();
         tokio::task::spawn_blocking(move || {
             this.install(&bytes)?;
@@ -221,6 +222,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
         .map_err(|e| sm_err(&e))?
         .map_err(|e| sm_err(&e))?;
+        tracing::info!(?last_log_id, "installed a raft snapshot");
         Ok(())
     }
 
