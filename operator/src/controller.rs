@@ -184,6 +184,7 @@ async fn act(ctx: &Context, cluster: &EtcdCluster, obs: &Observation, step: &Ste
     let label = match step {
         Step::ScaleStatefulSet { .. } => "scale_statefulset",
         Step::AddLearner { .. } => "add_learner",
+        Step::ResetOrdinal { .. } => "reset_ordinal",
         Step::Promote { .. } => "promote",
         Step::MoveLeader { .. } => "move_leader",
         Step::RemoveMember { .. } => "remove_member",
@@ -198,17 +199,18 @@ async fn act(ctx: &Context, cluster: &EtcdCluster, obs: &Observation, step: &Ste
     ctx.metrics.steps.with_label_values(&[label]).inc();
     let (reason, warn) = match step {
         Step::ScaleStatefulSet { .. } => ("StatefulSetScaled", false),
-        Step::AddLearner { ordinal, reset } => {
+        Step::AddLearner { ordinal } => {
             let endpoint = leader().ok_or(Error::NoLeader("member add"))?;
             let id = members::add_learner(&endpoint, &names.peer_url(*ordinal)).await?;
             tracing::info!(ordinal, member = %format!("{id:x}"), "learner added");
-            if *reset {
-                // The volume first: it is deleted once its pod is gone, and the StatefulSet
-                // controller does not start the new pod on a volume being deleted.
-                delete::<PersistentVolumeClaim>(client, ns, &names.volume(*ordinal)).await?;
-                delete::<Pod>(client, ns, &names.pod(*ordinal)).await?;
-            }
             ("MemberAdded", false)
+        }
+        Step::ResetOrdinal { ordinal } => {
+            // The volume first: it goes once its pod is gone, and the StatefulSet controller
+            // does not start the new pod on a volume being deleted.
+            delete::<PersistentVolumeClaim>(client, ns, &names.volume(*ordinal)).await?;
+            delete::<Pod>(client, ns, &names.pod(*ordinal)).await?;
+            ("OrdinalReset", true)
         }
         Step::Promote { id } => {
             let endpoint = leader().ok_or(Error::NoLeader("member promote"))?;

@@ -30,6 +30,8 @@ pub struct Observation {
     pub volumes: BTreeMap<u32, PersistentVolumeClaim>,
     /// Each reachable member's status, by member id, with the endpoint that answered.
     pub statuses: BTreeMap<u64, (String, Status)>,
+    /// The member id each answering pod's process reports, by ordinal.
+    pub answered_by: BTreeMap<u32, u64>,
     /// The member list (from the leader if it answered, else any member).
     pub members: Option<Vec<Listed>>,
     /// When this was observed.
@@ -58,16 +60,18 @@ pub async fn observe(client: &Client, cluster: &EtcdCluster) -> Result<Observati
             .filter_map(|v| names.ordinal_of_volume(&v.name_any()).map(|o| (o, v)))
             .collect();
 
-    let endpoints: Vec<String> = pods
-        .values()
-        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
-        .map(|ip| members::endpoint(&ip))
+    let endpoints: Vec<(u32, String)> = pods
+        .iter()
+        .filter_map(|(o, p)| Some((*o, p.status.as_ref()?.pod_ip.clone()?)))
+        .map(|(o, ip)| (o, members::endpoint(&ip)))
         .collect();
-    let answers = join_all(endpoints.iter().map(|e| members::status(e))).await;
+    let answers = join_all(endpoints.iter().map(|(_, e)| members::status(e))).await;
     let mut statuses = BTreeMap::new();
-    for (endpoint, answer) in endpoints.iter().zip(answers) {
+    let mut answered_by = BTreeMap::new();
+    for ((ordinal, endpoint), answer) in endpoints.iter().zip(answers) {
         match answer {
             Ok(s) if s.member_id != 0 => {
+                answered_by.insert(*ordinal, s.member_id);
                 statuses.insert(s.member_id, (endpoint.clone(), s));
             }
             Ok(_) => {}
@@ -87,7 +91,16 @@ pub async fn observe(client: &Client, cluster: &EtcdCluster) -> Result<Observati
             Err(e) => tracing::debug!(%endpoint, error = %e, "member list"),
         }
     }
-    Ok(Observation { names, sts, pods, volumes, statuses, members, now: Timestamp::now() })
+    Ok(Observation {
+        names,
+        sts,
+        pods,
+        volumes,
+        statuses,
+        answered_by,
+        members,
+        now: Timestamp::now(),
+    })
 }
 
 impl Observation {
@@ -128,6 +141,7 @@ impl Observation {
                     running,
                     terminating: p.metadata.deletion_timestamp.is_some(),
                     current_template: hash.is_none_or(|h| h == template_hash),
+                    member_id: self.answered_by.get(o).copied(),
                 }
             })
             .collect();

@@ -44,6 +44,9 @@ pub struct PodObs {
     pub terminating: bool,
     /// Whether it was created from the StatefulSet's current template.
     pub current_template: bool,
+    /// The member id its process reports, if it answers (a pod answering with an id the
+    /// cluster does not list runs on a volume of a removed member).
+    pub member_id: Option<u64>,
 }
 
 /// One member volume (`data-<cluster>-<ordinal>`).
@@ -134,13 +137,17 @@ pub enum Step {
         /// New replicas.
         replicas: u32,
     },
-    /// `member add --learner` for this ordinal's peer URL. With `reset`, the ordinal's pod and
-    /// volume are deleted right after, since they may hold an earlier member's data.
+    /// `member add --learner` for this ordinal's peer URL.
     AddLearner {
         /// Ordinal of the new member's pod.
         ordinal: u32,
-        /// Delete the pod and its volume after the add.
-        reset: bool,
+    },
+    /// Delete an ordinal's volume and pod: its process runs as a member the cluster no longer
+    /// lists. Done before any member add for that ordinal, never after: a learner whose log
+    /// went back to empty makes the leader's raft stop (openraft refuses log reversion).
+    ResetOrdinal {
+        /// The ordinal.
+        ordinal: u32,
     },
     /// `member promote`.
     Promote {
@@ -382,13 +389,22 @@ pub fn plan(want: &Desired, obs: &Observed) -> Step {
         }
     }
 
-    // 4. An ordinal inside the StatefulSet without a member (its member was removed): add a
-    //    fresh learner for it and reset the pod and its volume.
+    // 4. An ordinal inside the StatefulSet without a member (its member was removed): a
+    //    fresh learner for it, once its pod no longer runs as a removed member.
     let member_of = |o: u32| members.iter().find(|m| m.ordinal == Some(o));
+    let join = |o: u32| -> Step {
+        match pod(o) {
+            Some(p) if p.terminating => Step::Wait(Waiting::PodsSettling),
+            Some(p) if p.member_id.is_some_and(|id| members.iter().all(|m| m.id != id)) => {
+                Step::ResetOrdinal { ordinal: o }
+            }
+            _ => Step::AddLearner { ordinal: o },
+        }
+    };
     let count = members.len() as u32;
     for o in 0..sts_replicas {
         if member_of(o).is_none() && (o < want.replicas || o < count) {
-            return Step::AddLearner { ordinal: o, reset: true };
+            return join(o);
         }
     }
 
@@ -400,7 +416,7 @@ pub fn plan(want: &Desired, obs: &Observed) -> Step {
             // member that no longer exists.
             return Step::DeleteVolume { ordinal: o };
         }
-        return Step::AddLearner { ordinal: o, reset: o < sts_replicas };
+        return join(o);
     }
     if want.replicas < count {
         let victim = members.iter().filter(|m| m.ordinal.is_some()).max_by_key(|m| m.ordinal);

@@ -213,10 +213,10 @@ pub fn compute(
 pub fn describe(step: &Step) -> String {
     match step {
         Step::ScaleStatefulSet { replicas } => format!("StatefulSet set to {replicas} pods"),
-        Step::AddLearner { ordinal, reset } => {
-            let reset = if *reset { " (pod and volume reset)" } else { "" };
-            format!("adding the member of pod {ordinal} as a learner{reset}")
-        }
+        Step::AddLearner { ordinal } => format!("adding the member of pod {ordinal} as a learner"),
+        Step::ResetOrdinal { ordinal } => format!(
+            "pod {ordinal} runs as a removed member: deleting its volume and pod for a fresh start"
+        ),
         Step::Promote { id } => format!("promoting learner {id:x}"),
         Step::MoveLeader { from, to } => format!("moving leadership from {from:x} to {to:x}"),
         Step::RemoveMember { id, reason } => format!("removing member {id:x} ({reason:?})"),
@@ -298,6 +298,7 @@ mod tests {
             pods: BTreeMap::new(),
             volumes,
             statuses,
+            answered_by: BTreeMap::new(),
             members: Some(members),
             now,
         }

@@ -53,7 +53,13 @@ fn learner(o: u32, leader: u32, started: bool, raft_index: u64) -> MemberObs {
 }
 
 fn pod(o: u32) -> PodObs {
-    PodObs { ordinal: o, running: true, terminating: false, current_template: true }
+    PodObs {
+        ordinal: o,
+        running: true,
+        terminating: false,
+        current_template: true,
+        member_id: None,
+    }
 }
 
 fn vol(o: u32) -> VolumeObs {
@@ -103,7 +109,7 @@ fn a_healthy_cluster_at_its_size_is_done() {
 
 #[test]
 fn scale_up_adds_a_learner_before_its_pod_exists() {
-    assert_eq!(plan(&want(3), &cluster(1, 0)), Step::AddLearner { ordinal: 1, reset: false });
+    assert_eq!(plan(&want(3), &cluster(1, 0)), Step::AddLearner { ordinal: 1 });
 }
 
 #[test]
@@ -146,8 +152,8 @@ fn promotion_waits_when_it_would_enlarge_an_unhealthy_quorum() {
 
 #[test]
 fn scale_up_continues_to_five_one_member_at_a_time() {
-    assert_eq!(plan(&want(5), &cluster(3, 1)), Step::AddLearner { ordinal: 3, reset: false });
-    assert_eq!(plan(&want(5), &cluster(4, 1)), Step::AddLearner { ordinal: 4, reset: false });
+    assert_eq!(plan(&want(5), &cluster(3, 1)), Step::AddLearner { ordinal: 3 });
+    assert_eq!(plan(&want(5), &cluster(4, 1)), Step::AddLearner { ordinal: 4 });
     assert_eq!(plan(&want(5), &cluster(5, 1)), Step::Done);
 }
 
@@ -237,7 +243,7 @@ fn a_leader_whose_volume_is_gone_hands_over_first() {
 fn a_removed_members_ordinal_gets_a_fresh_learner_and_volume() {
     let mut obs = cluster(3, 0);
     members(&mut obs).pop();
-    assert_eq!(plan(&want(3), &obs), Step::AddLearner { ordinal: 2, reset: true });
+    assert_eq!(plan(&want(3), &obs), Step::AddLearner { ordinal: 2 });
 }
 
 #[test]
@@ -361,7 +367,7 @@ fn rolling_restart_waits_for_health_between_pods() {
 fn membership_is_finished_before_a_rolling_restart() {
     let mut obs = cluster(1, 0);
     obs.pods[0].current_template = false;
-    assert_eq!(plan(&want(3), &obs), Step::AddLearner { ordinal: 1, reset: false });
+    assert_eq!(plan(&want(3), &obs), Step::AddLearner { ordinal: 1 });
 }
 
 #[test]
@@ -446,7 +452,7 @@ fn after_recovery_the_cluster_grows_back_learner_first_over_fresh_volumes() {
     // The survivor is ordinal 2; the StatefulSet is back at 3 pods from ordinal 0.
     let mut obs = cluster(3, 2);
     obs.members = Some(vec![member(2, 2)]);
-    assert_eq!(plan(&want(3), &obs), Step::AddLearner { ordinal: 0, reset: true });
+    assert_eq!(plan(&want(3), &obs), Step::AddLearner { ordinal: 0 });
 }
 
 #[test]
@@ -465,4 +471,18 @@ fn defragmentation_goes_one_member_at_a_time_leader_last() {
     // Never while a member is unhealthy.
     members(&mut obs)[0] = down(member(0, 2), 1);
     assert_eq!(plan(&every, &obs), Step::Wait(Waiting::Unhealthy));
+}
+
+#[test]
+fn a_pod_running_as_a_removed_member_is_reset_before_any_add() {
+    let mut obs = cluster(3, 0);
+    members(&mut obs).pop();
+    // Its process still answers as the removed member 102.
+    obs.pods[2].member_id = Some(102);
+    assert_eq!(plan(&want(3), &obs), Step::ResetOrdinal { ordinal: 2 });
+    obs.pods[2].terminating = true;
+    assert_eq!(plan(&want(3), &obs), Step::Wait(Waiting::PodsSettling));
+    // The recreated pod has no identity yet: now the learner is added.
+    obs.pods[2] = pod(2);
+    assert_eq!(plan(&want(3), &obs), Step::AddLearner { ordinal: 2 });
 }
