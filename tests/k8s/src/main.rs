@@ -1,8 +1,10 @@
 //! `oxcd-rig`: starts the test control plane by hand (storage, kube-apiserver,
-//! kube-controller-manager) and prints how to reach it; Ctrl-C stops everything.
+//! kube-controller-manager) and the process kubelet, and prints how to reach it; Ctrl-C stops
+//! everything.
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use oxcd_k8s_rig::kubelet::{ApiServerAccess, Kubelet, KubeletOptions};
 use oxcd_k8s_rig::{ControlPlane, Options, StorageKind};
 
 /// The store to run kube-apiserver on.
@@ -24,6 +26,9 @@ struct Args {
     /// Storage members.
     #[arg(long, default_value_t = 1)]
     members: usize,
+    /// Start no process kubelet (it needs root: it manages /etc/hosts and namespaces).
+    #[arg(long)]
+    no_kubelet: bool,
     /// Keep the rig's directory (certificates, kubeconfig, logs) after stopping.
     #[arg(long)]
     keep: bool,
@@ -48,6 +53,15 @@ async fn main() -> anyhow::Result<()> {
     let cp = ControlPlane::start(Options::new(kind).members(args.members))
         .await
         .context("starting the control plane")?;
+    let kubelet = if args.no_kubelet {
+        None
+    } else {
+        let mut opts = KubeletOptions::new(cp.dir().join("kubelet"));
+        opts.api_server = Some(
+            ApiServerAccess::from_kubeconfig(cp.kubeconfig()).context("the admin kubeconfig")?,
+        );
+        Some(Kubelet::start(cp.client(), opts).await.context("starting the process kubelet")?)
+    };
     println!("export KUBECONFIG={}", cp.kubeconfig().display());
     println!("# kube-apiserver: {}", cp.server_url());
     println!("# {} endpoints: {}", kind.label(), cp.storage_endpoints().join(","));
@@ -60,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
         _ = term.recv() => {}
     }
+    drop(kubelet);
     if args.keep {
         let dir = cp.keep_dir();
         eprintln!("oxcd-rig: stopped; kept {}", dir.display());
