@@ -15,7 +15,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::unix::io::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Directory of the per-range lock files.
@@ -116,6 +116,25 @@ impl AddressRange {
         }
     }
 
+    /// Removes the hosts blocks (and kills the processes) of ranges whose owner has died: their
+    /// names would otherwise shadow the same names published by a live kubelet.
+    pub fn reclaim_stale(hosts: &Path) -> io::Result<()> {
+        let text = match fs::read_to_string(hosts) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for tag in super::hosts::tags(&text) {
+            let Some((a, b)) = parse_cidr(&tag) else { continue };
+            // Taking the lock succeeds only if no live process owns the range.
+            if let Some(dead) = Self::try_take(a, b)? {
+                super::hosts::HostsBlock::new(hosts, tag).remove()?;
+                drop(dead);
+            }
+        }
+        Ok(())
+    }
+
     /// `127.A.B.0/24`, the tag of this instance's `/etc/hosts` block.
     pub fn cidr(&self) -> String {
         format!("127.{}.{}.0/24", self.a, self.b)
@@ -165,6 +184,15 @@ impl AddressRange {
     }
 }
 
+/// `127.A.B.0/24` → `(A, B)`.
+fn parse_cidr(tag: &str) -> Option<(u8, u8)> {
+    let mut it = tag.strip_suffix(".0/24")?.split('.');
+    (it.next()? == "127").then_some(())?;
+    let a = it.next()?.parse().ok()?;
+    let b = it.next()?.parse().ok()?;
+    Some((a, b))
+}
+
 /// A process' start time (field 22 of `/proc/<pid>/stat`), which tells a pid's reuse apart.
 fn start_time(pid: i32) -> Option<String> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -201,5 +229,7 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 253, "every address .2-.254 handed out once");
+        assert_eq!(parse_cidr(&r.cidr()), Some((o[1], o[2])));
+        assert_eq!(parse_cidr("10.1.2.0/24"), None);
     }
 }

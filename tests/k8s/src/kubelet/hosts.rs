@@ -60,6 +60,16 @@ impl HostsBlock {
     }
 }
 
+/// The tags of every kubelet block in `existing`.
+pub fn tags(existing: &str) -> Vec<String> {
+    existing
+        .lines()
+        .filter_map(|l| l.strip_prefix("# BEGIN oxcd-kubelet "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
 fn begin_marker(tag: &str) -> String {
     format!("# BEGIN oxcd-kubelet {tag} (managed by the oxcd test kubelet; do not edit)")
 }
@@ -181,6 +191,13 @@ mod tests {
         assert!(after.contains("10.0.0.1 added-later\n"));
         assert!(!after.contains("mine.ns.svc"));
         assert!(after.starts_with(BASE));
+    }
+
+    #[test]
+    fn tags_of_all_blocks() {
+        let e = entries(&[("127.9.0.2", &["x.ns.svc"])]);
+        let two = render(&render(BASE, "127.9.0.0/24", &e), "127.9.1.0/24", &e);
+        assert_eq!(tags(&two), vec!["127.9.0.0/24", "127.9.1.0/24"]);
     }
 
     #[test]

@@ -44,7 +44,6 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
@@ -301,8 +300,10 @@ impl Kubelet {
         std::fs::create_dir_all(&root)
             .map_err(|source| Error::Io { path: root.clone(), source })?;
         let hosts = HostsBlock::new(&opts.hosts_file, range.cidr());
-        // A block with our tag was left by a process that died owning this range.
-        hosts.remove().map_err(|source| Error::Io { path: opts.hosts_file.clone(), source })?;
+        // Blocks (ours included) left by processes that died owning their ranges.
+        let stale = |source| Error::Io { path: opts.hosts_file.clone(), source };
+        hosts.remove().map_err(stale)?;
+        AddressRange::reclaim_stale(&opts.hosts_file).map_err(stale)?;
         let host =
             Arc::new(Host { node, root, range, hosts, state: Mutex::new(HostState::default()) });
         Self::run(client, opts, host).await
@@ -325,13 +326,10 @@ impl Kubelet {
         tasks.push(t);
         let (services, t) = watch_all::<Service>(&client);
         tasks.push(t);
-        let (slices, t) = watch_all::<EndpointSlice>(&client);
-        tasks.push(t);
         let listed = async {
             listed(&pods, "pods").await?;
             listed(&pvcs, "persistentvolumeclaims").await?;
-            listed(&services, "services").await?;
-            listed(&slices, "endpointslices").await
+            listed(&services, "services").await
         };
         if let Err(e) = listed.await {
             for t in &tasks {
@@ -342,7 +340,7 @@ impl Kubelet {
         let claims = Claims::new(host.root.join("claims"));
         let ctx = Arc::new(Ctx { client: client.clone(), opts, host, claims, pvcs });
         tasks.push(tokio::spawn(node::heartbeat(client, spec)));
-        tasks.push(tokio::spawn(sync_loop(ctx.clone(), pods, services, slices)));
+        tasks.push(tokio::spawn(sync_loop(ctx.clone(), pods, services)));
         Ok(Kubelet { ctx, tasks, stopped: false })
     }
 
@@ -504,12 +502,7 @@ impl Drop for WorkerHandle {
 }
 
 /// The kubelet's control loop: schedule, bind claims, start and feed pod workers, publish names.
-async fn sync_loop(
-    ctx: Arc<Ctx>,
-    pods: Store<Pod>,
-    services: Store<Service>,
-    slices: Store<EndpointSlice>,
-) {
+async fn sync_loop(ctx: Arc<Ctx>, pods: Store<Pod>, services: Store<Service>) {
     let mut workers: BTreeMap<String, WorkerHandle> = BTreeMap::new();
     let mut finished: BTreeSet<String> = BTreeSet::new();
     let mut attempts: BTreeMap<String, Instant> = BTreeMap::new();
@@ -603,7 +596,7 @@ async fn sync_loop(
         finished.retain(|u| mine.contains_key(u));
 
         let entries =
-            service_names.entries(&services.state(), &slices.state(), &ctx.opts.cluster_domain);
+            service_names.entries(&services.state(), &pods.state(), &ctx.opts.cluster_domain);
         ctx.host.lock().service_entries = entries;
         ctx.host.flush_names();
         tokio::time::sleep(SYNC_PERIOD).await;

@@ -3,9 +3,12 @@
 //! * A pod with `hostname` and `subdomain` (a StatefulSet's pods): `<hostname>.<subdomain>.<ns>.svc`
 //!   and `….svc.<cluster domain>` → its pod address, from the moment it has one (as a headless
 //!   Service with `publishNotReadyAddresses` would publish it).
-//! * A Service `<svc>.<ns>.svc[.<domain>]` → one ready endpoint address (kept while it stays
-//!   ready; there is no kube-proxy, so the client connects to the pod directly on the Service's
-//!   port, which must equal the target port); a headless Service → every ready endpoint.
+//! * A Service `<svc>.<ns>.svc[.<domain>]` → one ready pod its selector matches (kept while it
+//!   stays ready; there is no kube-proxy, so the client connects to the pod directly on the
+//!   Service's port, which must equal the target port); a headless Service → every ready pod
+//!   (every pod with an address when it publishes not-ready addresses). The endpoints are
+//!   computed from the pods, not read from EndpointSlices: the API refuses loopback addresses in
+//!   EndpointSlices, so kube-controller-manager cannot publish our pods there.
 //!
 //! Pure functions over the API objects; the kubelet writes the result.
 
@@ -13,13 +16,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 
 use super::hosts::Entries;
 
-/// The label tying an EndpointSlice to its Service.
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// Whether a pod's Ready condition is True.
+fn pod_ready(p: &Pod) -> bool {
+    let conds = p.status.as_ref().and_then(|s| s.conditions.as_ref());
+    conds.is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
 
 /// The DNS names of a pod (none without `subdomain`).
 pub fn pod_names(pod: &Pod, domain: &str) -> Vec<String> {
@@ -57,21 +62,33 @@ impl ServiceNames {
     pub fn entries(
         &mut self,
         services: &[std::sync::Arc<Service>],
-        slices: &[std::sync::Arc<EndpointSlice>],
+        pods: &[std::sync::Arc<Pod>],
         domain: &str,
     ) -> Entries {
         let mut ready: BTreeMap<(String, String), BTreeSet<Ipv4Addr>> = BTreeMap::new();
-        for s in slices {
-            let Some(svc) = s.labels().get(SERVICE_NAME_LABEL) else { continue };
-            if s.address_type != "IPv4" {
-                continue;
-            }
-            let key = (s.namespace().unwrap_or_default(), svc.clone());
-            let set = ready.entry(key).or_default();
-            for e in s.endpoints.iter().flatten() {
-                let is_ready = e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-                if is_ready {
-                    set.extend(e.addresses.iter().filter_map(|a| a.parse::<Ipv4Addr>().ok()));
+        for svc in services {
+            let key = (svc.namespace().unwrap_or_default(), svc.name_any());
+            let spec = svc.spec.clone().unwrap_or_default();
+            let Some(selector) = spec.selector.filter(|s| !s.is_empty()) else { continue };
+            let not_ready_too = spec.publish_not_ready_addresses.unwrap_or(false);
+            let set = ready.entry(key.clone()).or_default();
+            for p in pods {
+                if p.namespace().as_deref() != Some(key.0.as_str()) {
+                    continue;
+                }
+                let labels = p.labels();
+                if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                    continue;
+                }
+                let serving =
+                    not_ready_too || (p.metadata.deletion_timestamp.is_none() && pod_ready(p));
+                let ip = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.pod_ip.as_deref())
+                    .and_then(|i| i.parse().ok());
+                if let (true, Some(ip)) = (serving, ip) {
+                    set.insert(ip);
                 }
             }
         }
@@ -125,19 +142,27 @@ mod tests {
         Arc::new(
             serde_json::from_value(serde_json::json!({
                 "metadata": {"name": name, "namespace": "ns"},
-                "spec": {"clusterIP": ip, "ports": [{"port": 2379}]}
+                "spec": {"clusterIP": ip, "ports": [{"port": 2379}], "selector": {"app": name}}
             }))
             .unwrap(),
         )
     }
 
-    fn slice(svc: &str, eps: &[(&str, bool)]) -> Arc<EndpointSlice> {
-        let endpoints: Vec<_> = eps.iter().map(|(ip, ready)| serde_json::json!({"addresses": [ip], "conditions": {"ready": ready}})).collect();
-        Arc::new(serde_json::from_value(serde_json::json!({
-            "metadata": {"name": format!("{svc}-abc"), "namespace": "ns", "labels": {SERVICE_NAME_LABEL: svc}},
-            "addressType": "IPv4",
-            "endpoints": endpoints,
-        })).unwrap())
+    fn pods(app: &str, eps: &[(&str, bool)]) -> Vec<Arc<Pod>> {
+        eps.iter()
+            .enumerate()
+            .map(|(i, (ip, ready))| {
+                let status = if *ready { "True" } else { "False" };
+                Arc::new(
+                    serde_json::from_value(serde_json::json!({
+                        "metadata": {"name": format!("{app}-{i}"), "namespace": "ns", "labels": {"app": app}},
+                        "spec": {"containers": []},
+                        "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": status}]},
+                    }))
+                    .unwrap(),
+                )
+            })
+            .collect()
     }
 
     #[test]
@@ -146,7 +171,7 @@ mod tests {
         let services = vec![svc("c", false)];
         let e = n.entries(
             &services,
-            &[slice("c", &[("127.1.1.3", true), ("127.1.1.2", false), ("127.1.1.4", true)])],
+            &pods("c", &[("127.1.1.3", true), ("127.1.1.2", false), ("127.1.1.4", true)]),
             "cluster.local",
         );
         let ip3: Ipv4Addr = "127.1.1.3".parse().unwrap();
@@ -155,16 +180,16 @@ mod tests {
         // 127.1.1.2 becomes ready: the name stays on .3.
         let e = n.entries(
             &services,
-            &[slice("c", &[("127.1.1.3", true), ("127.1.1.2", true)])],
+            &pods("c", &[("127.1.1.3", true), ("127.1.1.2", true)]),
             "cluster.local",
         );
         assert!(e.contains_key(&ip3));
         // .3 goes away: the name moves.
-        let e = n.entries(&services, &[slice("c", &[("127.1.1.2", true)])], "cluster.local");
+        let e = n.entries(&services, &pods("c", &[("127.1.1.2", true)]), "cluster.local");
         assert!(e.contains_key(&"127.1.1.2".parse().unwrap()));
         // No ready endpoint: no name.
         assert!(n
-            .entries(&services, &[slice("c", &[("127.1.1.2", false)])], "cluster.local")
+            .entries(&services, &pods("c", &[("127.1.1.2", false)]), "cluster.local")
             .is_empty());
     }
 
@@ -173,7 +198,7 @@ mod tests {
         let mut n = ServiceNames::default();
         let e = n.entries(
             &[svc("h", true)],
-            &[slice("h", &[("127.1.1.3", true), ("127.1.1.4", true), ("127.1.1.5", false)])],
+            &pods("h", &[("127.1.1.3", true), ("127.1.1.4", true), ("127.1.1.5", false)]),
             "cluster.local",
         );
         assert_eq!(e.len(), 2);
