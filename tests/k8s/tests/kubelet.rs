@@ -159,7 +159,7 @@ fn oxcd_container(initial_cluster: &str, advertise_host: &str) -> serde_json::Va
 
 /// One oxcd pod: it runs, is reachable by its DNS name, becomes Ready through its readiness
 /// probe, is restarted (restartCount 1, data kept in its emptyDir) after its process is killed,
-/// is re-adopted by a restarted kubelet, and is deleted with SIGTERM.
+/// is re-adopted by a restarted kubelet, restarted after a node crash, and deleted with SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oxcd_pod_runs_restarts_and_stops() {
     let t0 = Instant::now();
@@ -232,6 +232,20 @@ async fn oxcd_pod_runs_restarts_and_stops() {
     })
     .await;
     assert_eq!(restart_count(&rig.pod("solo-0").await.unwrap(), "oxcd"), 1);
+
+    // The node "crashes" (the kubelet and its processes die) and comes back: the container is
+    // started again, counted as a restart, on the same address.
+    let stopped = rig.kubelet.take().unwrap().stop(StopMode::KillPods);
+    assert!(!oxcd_e2e_alive(pid), "KillPods kills the processes");
+    rig.kubelet = Some(stopped.restart(rig.client.clone()).await.expect("kubelet restart"));
+    wait_for("restartCount 2 and Ready after the node crash", || async {
+        rig.pod("solo-0").await.is_some_and(|p| restart_count(&p, "oxcd") == 2 && is_ready(&p))
+    })
+    .await;
+    assert_eq!(rig.kubelet().pod_ip(&ns, "solo-0"), Some(ip));
+    let got = etcdctl(format!("http://{host}:2379"), &["get", "k", "--print-value-only"]).await;
+    assert_eq!(got.assert_success().stdout.trim(), "v2");
+    let pid = rig.kubelet().container_pid(&ns, "solo-0", "oxcd").expect("pid");
 
     // Deleted: SIGTERM, the process exits by itself well within the grace period, pod removed.
     let t_del = Instant::now();
