@@ -276,7 +276,7 @@ fn oxcd_e2e_alive(pid: i32) -> bool {
 }
 
 /// A shell pod: env expansion and downward API, a ConfigMap and a Secret as files, exec
-/// readiness, SIGTERM on deletion (trapped), SIGKILL after the grace period when ignored, an
+/// readiness, a liveness probe restarting its container, SIGTERM on deletion (trapped), SIGKILL after the grace period when ignored, an
 /// init container run first, and a restartPolicy Never pod that succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shell_pods_env_volumes_and_termination() {
@@ -346,6 +346,33 @@ async fn shell_pods_env_volumes_and_termination() {
             .exit_code,
         0
     );
+
+    // A failing liveness probe restarts the container (SIGTERM; it exits with 143).
+    let live: Pod = rig
+        .create(json!({
+            "metadata": {"name": "live"},
+            "spec": {"terminationGracePeriodSeconds": 5, "containers": [{
+                "name": "main", "image": "busybox", "command": ["sh", "-c", "while true; do sleep 0.1; done"],
+                "livenessProbe": {"exec": {"command": ["sh", "-c", "test ! -e /data/die"]}, "periodSeconds": 1, "failureThreshold": 1},
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                "volumes": [{"name": "data", "emptyDir": {}}]},
+        }))
+        .await;
+    wait_for("live Ready", || async { rig.pod("live").await.is_some_and(|p| is_ready(&p)) }).await;
+    let uid = live.metadata.uid.clone().unwrap();
+    let die = rig.kubelet().root().join("pods").join(&uid).join("volumes/data/die");
+    std::fs::write(&die, "").unwrap();
+    wait_for("live restarted by its liveness probe", || async {
+        rig.pod("live").await.is_some_and(|p| restart_count(&p, "main") >= 1)
+    })
+    .await;
+    std::fs::remove_file(&die).unwrap();
+    let p = rig.pod("live").await.unwrap();
+    let cs = &p.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0];
+    let last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref()).expect("lastState");
+    assert_eq!(last.exit_code, 143, "stopped by SIGTERM");
+    wait_for("live Ready again", || async { rig.pod("live").await.is_some_and(|p| is_ready(&p)) })
+        .await;
 
     // An ignoring process is killed after its grace period.
     let _: Pod = rig
