@@ -82,6 +82,8 @@ impl EtcdServer {
         let data_dir = config.data_dir();
         let storage = Storage::open(&data_dir.join("member").join("db"))
             .with_context(|| format!("opening data dir {}", data_dir.display()))?;
+        // An install of a raft snapshot that a crash interrupted is finished first.
+        crate::raft::transfer::recover(&storage).context("finishing a raft snapshot install")?;
         let (member_id, cluster_id) = identity(&config, &storage).await?;
         let mvcc = Arc::new(MvccStore::open(storage.clone())?);
         let lessor =

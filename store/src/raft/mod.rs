@@ -3,14 +3,14 @@
 #![allow(clippy::result_large_err)]
 
 //! Raft: openraft's type configuration and the three parts it needs from us, kept apart as
-//! openraft's examples do: the log store, the state machine, and the peer network.
+//! openraft's examples do: the log store, the state machine, and the peer network; plus
+//! `transfer`, the file format of raft snapshots (state transfer to a lagging member).
 
 pub mod log_store;
 pub mod network;
 pub mod peer_service;
 pub mod state_machine;
-
-use std::io::Cursor;
+pub mod transfer;
 
 use prost::Message;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -25,7 +25,7 @@ openraft::declare_raft_types!(
         R = Response,
         NodeId = u64,
         Node = openraft::BasicNode,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
 );
 
 /// The raft handle of a member.

@@ -1,18 +1,18 @@
 //! openraft's state machine over `apply::Applier`, plus snapshots of the applied state.
 //!
-//! A snapshot is every row of the state column families (`Cf::STATE`), read from one RocksDB
-//! snapshot, bincode-encoded. Installing one replaces those families and reloads every
-//! in-memory view (index, leases, members, applied id).
+//! A raft snapshot is a file of every row of the state column families (`transfer.rs`),
+//! written from one RocksDB snapshot and streamed to followers in openraft's chunks; nothing
+//! holds the whole state in memory. Installing one replaces those families and reloads every
+//! in-memory view (index, leases, members, applied id, watchers).
 
-use std::io::Cursor;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{RaftSnapshotBuilder, SnapshotMeta};
-use rocksdb::WriteBatch;
-use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
-use super::{decode, encode, Entry, LogId, Response, StorageError, StoredMembership, TypeConfig};
+use super::{decode, transfer, Entry, LogId, Response, StorageError, StoredMembership, TypeConfig};
 use crate::apply::Applier;
 use crate::cluster::ClusterState;
 use crate::error::{Error, Result};
@@ -20,18 +20,14 @@ use crate::lease::Lessor;
 use crate::mvcc::MvccStore;
 use crate::storage::{Cf, Storage};
 
-/// Every row of the applied state, as shipped to a member that fell behind the log.
-#[derive(Serialize, Deserialize)]
-pub struct StateDump {
-    /// (index into `Cf::STATE`, key, value)
-    pub rows: Vec<(u8, Vec<u8>, Vec<u8>)>,
-}
-
 /// The raft state machine of a member.
 #[derive(Clone)]
 pub struct StateMachine {
     inner: Arc<Inner>,
 }
+
+/// The newest snapshot: its metadata and the file holding it.
+type Current = (SnapshotMeta<u64, openraft::BasicNode>, PathBuf);
 
 struct Inner {
     storage: Storage,
@@ -39,8 +35,8 @@ struct Inner {
     mvcc: Arc<MvccStore>,
     lessor: Arc<Lessor>,
     cluster: Arc<ClusterState>,
-    /// The newest snapshot's metadata; its bytes live in `snapshot_path()`, not in memory.
-    current: Mutex<Option<SnapshotMeta<u64, openraft::BasicNode>>>,
+    /// The newest snapshot; its bytes live in a file beside the database, never in memory.
+    current: Mutex<Option<Current>>,
 }
 
 impl StateMachine {
@@ -52,6 +48,7 @@ impl StateMachine {
         lessor: Arc<Lessor>,
         cluster: Arc<ClusterState>,
     ) -> StateMachine {
+        remove_stale_snapshots(&storage);
         StateMachine {
             inner: Arc::new(Inner {
                 storage,
@@ -64,52 +61,59 @@ impl StateMachine {
         }
     }
 
-    /// Where the newest raft snapshot is kept, beside the database.
-    fn snapshot_path(&self) -> std::path::PathBuf {
-        self.inner.storage.dir().with_extension("snap")
+    /// Where a snapshot file named `name` is kept, beside the database.
+    fn snapshot_path(&self, name: &str) -> PathBuf {
+        self.inner.storage.dir().with_extension(format!("snap-{name}"))
     }
 
-    /// Keeps a snapshot's bytes on disk (write to a temporary name, fsync, rename) and its
-    /// metadata in memory.
-    fn keep(&self, meta: &SnapshotMeta<u64, openraft::BasicNode>, bytes: &[u8]) -> Result<()> {
-        use std::io::Write;
-        let path = self.snapshot_path();
-        let tmp = path.with_extension("snap.part");
-        let mut file =
-            std::fs::File::create(&tmp).map_err(|e| Error::internal("write snapshot", e))?;
-        file.write_all(bytes).map_err(|e| Error::internal("write snapshot", e))?;
-        file.sync_all().map_err(|e| Error::internal("sync snapshot", e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::internal("rename snapshot", e))?;
-        *self.inner.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(meta.clone());
-        Ok(())
-    }
-
-    /// Dumps the applied state consistently, for a member that fell behind the log.
-    pub fn dump(&self) -> Result<(Vec<u8>, Option<LogId>, StoredMembership)> {
-        dump_state(&self.inner.storage, &self.inner.applier)
-    }
-
-    fn install(&self, bytes: &[u8]) -> Result<()> {
-        let dump: StateDump = decode(bytes).map_err(|e| Error::internal("decode snapshot", e))?;
-        let storage = &self.inner.storage;
-        let db = storage.db();
-        let mut batch = WriteBatch::default();
-        for cf in Cf::STATE {
-            for item in db.iterator_cf(storage.cf(*cf), rocksdb::IteratorMode::Start) {
-                let (key, _) = item?;
-                batch.delete_cf(storage.cf(*cf), key);
+    /// Makes `meta`'s file at `path` the current snapshot and removes the previous file.
+    fn set_current(&self, meta: SnapshotMeta<u64, openraft::BasicNode>, path: PathBuf) {
+        let old = self
+            .inner
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace((meta, path.clone()));
+        if let Some((_, old_path)) = old {
+            if old_path != path {
+                // An open reader (a transfer in progress) keeps its handle to the old file.
+                let _ = std::fs::remove_file(old_path);
             }
         }
-        for (cf, key, value) in dump.rows {
-            let cf = Cf::STATE
-                .get(cf as usize)
-                .ok_or_else(|| Error::Internal("bad snapshot cf".into()))?;
-            batch.put_cf(storage.cf(*cf), key, value);
-        }
-        let mut opts = rocksdb::WriteOptions::default();
-        // Synced: raft may purge its log up to this snapshot right after install returns.
-        opts.set_sync(true);
-        db.write_opt(batch, &opts)?;
+    }
+
+    /// Writes the applied state to a new snapshot file, consistently; returns its metadata.
+    fn build(&self) -> Result<(SnapshotMeta<u64, openraft::BasicNode>, PathBuf)> {
+        let storage = &self.inner.storage;
+        // The log may be purged up to this snapshot: make the applied state durable.
+        storage.sync_wal()?;
+        let snap = storage.db().snapshot();
+        // The applied id is read from the same snapshot as the data, so they always agree.
+        let meta_cf = storage.cf(Cf::Meta);
+        let applied: Option<LogId> =
+            match snap.get_cf(meta_cf, crate::storage::schema::meta_keys::APPLIED)? {
+                Some(b) => decode(&b).map_err(|e| Error::internal("decode applied", e))?,
+                None => None,
+            };
+        let membership: StoredMembership =
+            match snap.get_cf(meta_cf, crate::storage::schema::meta_keys::MEMBERSHIP)? {
+                Some(b) => decode(&b).map_err(|e| Error::internal("decode membership", e))?,
+                None => StoredMembership::default(),
+            };
+        let snapshot_id = match applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
+            None => "0-0-0".to_string(),
+        };
+        let path = self.snapshot_path(&snapshot_id);
+        let part = path.with_extension("part");
+        transfer::write(storage, &snap, &part)?;
+        std::fs::rename(&part, &path).map_err(|e| Error::internal("rename raft snapshot", e))?;
+        let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
+        Ok((meta, path))
+    }
+
+    fn install(&self, path: &std::path::Path) -> Result<()> {
+        transfer::install(&self.inner.storage, path)?;
         self.inner.mvcc.reload()?;
         self.inner.lessor.reload(self.inner.mvcc.leased_keys())?;
         self.inner.cluster.reload()?;
@@ -117,36 +121,26 @@ impl StateMachine {
         self.inner.applier.auth().reload()?;
         Ok(())
     }
+
+    /// Where a snapshot being received is written until it is installed.
+    fn receiving_path(&self) -> PathBuf {
+        self.inner.storage.dir().with_extension("snap-receiving")
+    }
 }
 
-/// Reads every state row from one consistent RocksDB snapshot.
-pub fn dump_state(
-    storage: &Storage,
-    applier: &Applier,
-) -> Result<(Vec<u8>, Option<LogId>, StoredMembership)> {
-    let _ = applier;
-    let snap = storage.db().snapshot();
-    // The applied id is read from the same snapshot as the data, so they always agree.
-    let meta = storage.cf(Cf::Meta);
-    let applied: Option<LogId> =
-        match snap.get_cf(meta, crate::storage::schema::meta_keys::APPLIED)? {
-            Some(b) => decode(&b).map_err(|e| Error::internal("decode applied", e))?,
-            None => None,
-        };
-    let membership: StoredMembership =
-        match snap.get_cf(meta, crate::storage::schema::meta_keys::MEMBERSHIP)? {
-            Some(b) => decode(&b).map_err(|e| Error::internal("decode membership", e))?,
-            None => StoredMembership::default(),
-        };
-    let mut rows = Vec::new();
-    for (i, cf) in Cf::STATE.iter().enumerate() {
-        for item in snap.iterator_cf(storage.cf(*cf), rocksdb::IteratorMode::Start) {
-            let (key, value) = item?;
-            rows.push((i as u8, key.to_vec(), value.to_vec()));
+/// Snapshot files of an earlier run: nothing refers to them once the member restarted
+/// (openraft builds a new snapshot when it needs one; an interrupted install was finished by
+/// `transfer::recover` before this).
+fn remove_stale_snapshots(storage: &Storage) {
+    let dir = storage.dir();
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else { return };
+    let prefix = format!("{}.snap-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
-    let bytes = encode(&StateDump { rows }).map_err(|e| Error::internal("encode snapshot", e))?;
-    Ok((bytes, applied, membership))
 }
 
 fn sm_err(e: &dyn std::fmt::Display) -> StorageError {
@@ -161,21 +155,13 @@ fn sm_err(e: &dyn std::fmt::Display) -> StorageError {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let this = self.clone();
-        let (bytes, applied, membership) = tokio::task::spawn_blocking(move || {
-            // The log may be purged up to this snapshot: make the applied state durable.
-            this.inner.storage.sync_wal()?;
-            this.dump()
-        })
-        .await
-        .map_err(|e| sm_err(&e))?
-        .map_err(|e| sm_err(&e))?;
-        let snapshot_id = match applied {
-            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
-            None => "0-0-0".to_string(),
-        };
-        let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
-        self.keep(&meta, &bytes).map_err(|e| sm_err(&e))?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
+        let (meta, path) = tokio::task::spawn_blocking(move || this.build())
+            .await
+            .map_err(|e| sm_err(&e))?
+            .map_err(|e| sm_err(&e))?;
+        let file = tokio::fs::File::open(&path).await.map_err(|e| sm_err(&e))?;
+        self.set_current(meta.clone(), path);
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
     }
 }
 
@@ -202,34 +188,58 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        // Read as well as written: `install_snapshot` reads it back.
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(self.receiving_path())
+            .await
+            .map_err(|e| sm_err(&e))?;
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<u64, openraft::BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let bytes = snapshot.into_inner();
+        // Copied (streamed) to the snapshot's own file, durable before the install starts:
+        // a restart mid-install installs it again. The data may come from any file, not only
+        // one `begin_receiving_snapshot` made.
+        let path = self.snapshot_path(&meta.snapshot_id);
+        let mut snapshot = snapshot;
+        snapshot.flush().await.map_err(|e| sm_err(&e))?;
+        snapshot.seek(std::io::SeekFrom::Start(0)).await.map_err(|e| sm_err(&e))?;
+        // Written beside and renamed over, in case the data is read from `path` itself.
+        let part = path.with_extension("part");
+        let mut kept = tokio::fs::File::create(&part).await.map_err(|e| sm_err(&e))?;
+        tokio::io::copy(&mut *snapshot, &mut kept).await.map_err(|e| sm_err(&e))?;
+        kept.flush().await.map_err(|e| sm_err(&e))?;
+        kept.sync_all().await.map_err(|e| sm_err(&e))?;
+        drop((snapshot, kept));
+        tokio::fs::rename(&part, &path).await.map_err(|e| sm_err(&e))?;
+        let _ = tokio::fs::remove_file(self.receiving_path()).await;
         let this = self.clone();
-        let last_log_id = meta.last_log_id;
-        let meta = meta.clone();
-        tokio::task::spawn_blocking(move || {
-            this.install(&bytes)?;
-            this.keep(&meta, &bytes)
-        })
-        .await
-        .map_err(|e| sm_err(&e))?
-        .map_err(|e| sm_err(&e))?;
-        tracing::info!(?last_log_id, "installed a raft snapshot");
+        let installed = path.clone();
+        tokio::task::spawn_blocking(move || this.install(&installed))
+            .await
+            .map_err(|e| sm_err(&e))?
+            .map_err(|e| sm_err(&e))?;
+        self.set_current(meta.clone(), path);
+        tracing::info!(last_log_id = ?meta.last_log_id, "installed a raft snapshot");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let current = self.inner.current.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let Some(meta) = current else { return Ok(None) };
-        let bytes = std::fs::read(self.snapshot_path()).map_err(|e| sm_err(&e))?;
-        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) }))
+        // Opened under the lock, so `set_current` cannot remove the file in between.
+        let current = self.inner.current.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((meta, path)) = current.as_ref() else { return Ok(None) };
+        let file = std::fs::File::open(path).map_err(|e| sm_err(&e))?;
+        let meta = meta.clone();
+        drop(current);
+        Ok(Some(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(file)) }))
     }
 }
