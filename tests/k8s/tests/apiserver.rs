@@ -201,6 +201,32 @@ async fn workload_steps(cp: &mut ControlPlane) -> Result<Vec<String>> {
     .await?;
     seen.push("namespaces: w1 created, w-gone finalized and removed".to_string());
 
+    // A streaming list from the watch cache (what client-go's WatchListClient sends): kube-apiserver
+    // serves it only when every store endpoint's Status version says RequestWatchProgress
+    // works (etcd >= 3.5.13), otherwise an ERROR event (oxcd reported 3.5.1 until it said
+    // 3.5.13).
+    let raw = "/api/v1/namespaces?watch=true&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=5";
+    let out = cp.kubectl_run(&["get", "--raw", raw]);
+    let mut streamed = Vec::new();
+    for line in out.stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let e = watch_event(line)?;
+        let end = e.starts_with("BOOKMARK") || e.starts_with("ERROR");
+        streamed.push(e);
+        if end {
+            break;
+        }
+    }
+    let want = [
+        "ADDED default",
+        "ADDED kube-node-lease",
+        "ADDED kube-public",
+        "ADDED kube-system",
+        "ADDED w1",
+        "BOOKMARK initial-events-end=true",
+    ];
+    ensure!(streamed == want, "streaming list of namespaces: {streamed:?} {}", out.stderr);
+    seen.push(format!("streaming list from the cache: {}", streamed.join(", ")));
+
     // A CRD and custom objects.
     ok_input(cp, &["apply", "-f", "-"], CRD)?;
     ok(cp, &["wait", "--for=condition=Established", "crd/widgets.rig.oxcd.io", "--timeout=60s"])?;
