@@ -12,6 +12,9 @@ use crate::controller::{self, Context};
 use crate::leader::Elector;
 use crate::metrics::Metrics;
 
+/// How long a shutdown waits for running reconciles before it releases the Lease anyway.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How the operator runs.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -73,9 +76,17 @@ pub async fn run(
     metrics.is_leader.set(1);
 
     let ctx = Arc::new(Context::new(client, metrics.clone(), &opts.identity));
+    // On shutdown the controller finishes its running reconciles; one stuck on a member that
+    // does not answer is cut off after SHUTDOWN_GRACE (its step is re-planned by the next
+    // leader from the objects, as after a crash).
+    let grace = async {
+        stopped().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
     let lost = tokio::select! {
         r = controller::run(ctx, opts.namespace.clone(), stopped()) => { r?; false }
         _ = elector.hold() => true,
+        _ = grace => false,
     };
     metrics.is_leader.set(0);
     signal.abort();
