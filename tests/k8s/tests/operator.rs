@@ -27,7 +27,13 @@ struct Rig {
     operator: Option<Operator>,
     kubelet: Option<Kubelet>,
     cp: ControlPlane,
+    /// One rig at a time in this binary (each is a whole control plane on a 2-core machine);
+    /// dropped last, after everything above has stopped.
+    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
+
+/// Serialises the rigs of this test binary.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// An operator replica running in this process.
 struct Operator {
@@ -65,6 +71,7 @@ impl Operator {
 
 impl Rig {
     async fn start() -> Rig {
+        let serial = SERIAL.lock().await;
         // A deleted member volume must go once its pod is gone, as in a real cluster.
         let mut opts = Options::new(StorageKind::Oxcd);
         opts.controllers.push("persistentvolumeclaim-protection-controller".into());
@@ -87,7 +94,7 @@ impl Rig {
         .await
         .expect("the CRD is established");
         let operator = Some(Operator::start(cp.client(), "operator-a"));
-        Rig { operator, kubelet: Some(kubelet), cp }
+        Rig { operator, kubelet: Some(kubelet), cp, _serial: serial }
     }
 
     fn clusters(&self) -> Api<EtcdCluster> {
