@@ -793,6 +793,14 @@ async fn join_existing(
                         .iter()
                         .find(|m| m.peer_urls.iter().any(|u| peer_urls.contains(u)));
                     return match me {
+                        // A member that has published its client URLs has run before: with its
+                        // data gone it would rejoin under an id whose log the leader already
+                        // counts as replicated (openraft's leader panics on that reversion).
+                        // etcd refuses the same start; the member must be removed and added anew.
+                        Some(m) if !m.client_urls.is_empty() => anyhow::bail!(
+                            "member {:x} has already been bootstrapped",
+                            m.id
+                        ),
                         Some(m) => Ok((m.id, info.cluster_id)),
                         None => anyhow::bail!(
                             "peer URLs {peer_urls:?} are not a member of the cluster at {url}: run `etcdctl member add` first"

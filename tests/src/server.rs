@@ -194,6 +194,12 @@ impl Member {
         self.wait_ready(READY_TIMEOUT)
     }
 
+    /// Sets `--initial-cluster-state` for the next start (`new` or `existing`), e.g. to start
+    /// a member again on an emptied data dir as a joining member.
+    pub fn set_cluster_state(&mut self, state: &str) {
+        self.cluster_state = state.into();
+    }
+
     /// `--initial-cluster` this member starts with.
     pub fn initial_cluster(&self) -> &str {
         &self.initial_cluster

@@ -1100,3 +1100,42 @@ async fn canceled_move_body() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A member whose data dir is lost and that is started again as a joining member
+/// (`--initial-cluster-state existing`) must not rejoin under its old id: it would claim an
+/// empty log the leader already counts as replicated (on oxcd the LEADER's raft core panicked on
+/// that log reversion). etcd 3.5.1's member dies on its own ("tocommit(N) is out of range …
+/// Was the raft log corrupted, truncated, or lost?"); oxcd refuses it before it joins, with the
+/// message etcd's bootstrap check gives ("member … has already been bootstrapped"). Either way
+/// the other two members keep serving writes.
+#[test]
+fn member_with_lost_data_cannot_rejoin_under_its_old_id() {
+    let _serial = serial();
+    runtime().block_on(bounded("member_with_lost_data_cannot_rejoin", lost_data_body()));
+}
+
+async fn lost_data_body() {
+    let mut cluster = block_in_place(|| start_cluster(&[]));
+    let urls = cluster.client_urls();
+    let mut c = connect(&urls[0]).await;
+    for i in 0..50 {
+        c.put(format!("k{i}"), "v", None).await.expect("put before the loss");
+    }
+    let lost = &mut cluster.members[2];
+    lost.kill9();
+    std::fs::remove_dir_all(lost.data_dir()).expect("remove the lost member's data dir");
+    lost.set_cluster_state("existing");
+    let err = block_in_place(|| lost.try_restart()).expect_err("a member with lost data rejoined");
+    if lost.kind() == Kind::Oxcd {
+        let log = lost.log_tail(40);
+        assert!(
+            log.contains("has already been bootstrapped"),
+            "refusal does not say why ({err}):\n{log}"
+        );
+    }
+    for i in 0..50 {
+        c.put(format!("after{i}"), "v", None).await.expect("the other two members keep serving");
+    }
+    let got = connect(&urls[1]).await.get("after49", None).await.expect("read from a survivor");
+    assert_eq!(got.kvs().len(), 1);
+}
