@@ -367,9 +367,6 @@ async fn operator_keeps_member_identity_across_a_killed_process_and_a_deleted_po
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "oxcd lets a member whose data is gone rejoin under its old id (etcd refuses: \
-            'member has already been bootstrapped'), and the leader's openraft then panics \
-            (progress/entry/mod.rs:165) before the operator can replace the member"]
 async fn operator_replaces_a_member_whose_volume_is_lost() {
     let rig = Rig::start().await;
     let name = "lose";
