@@ -381,7 +381,8 @@ pub(crate) mod tests {
     /// Bucket name → its pairs.
     pub(crate) type Buckets = BTreeMap<Vec<u8>, Pairs>;
 
-    fn write(buckets: &Buckets) -> Vec<u8> {
+    /// A whole bbolt file holding `buckets` (also the reader's test input).
+    pub(crate) fn write(buckets: &Buckets) -> Vec<u8> {
         let mut db = DbWriter::new(Cursor::new(Vec::new())).unwrap();
         for (name, items) in buckets {
             let mut b = db.bucket(name).unwrap();

@@ -580,38 +580,9 @@ impl Cluster {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut members: Vec<Member> = (1..=n)
-                .map(|i| {
-                    let mut cfg = MemberConfig::new(kind);
-                    cfg.name = format!("n{i}");
-                    Member::prepare(tweak(cfg), free_port(), free_port())
-                })
-                .collect();
-            let initial = members
-                .iter()
-                .map(|m| format!("{}={}", m.cfg.name, m.peer_url()))
-                .collect::<Vec<_>>()
-                .join(",");
-            for m in &mut members {
-                m.initial_cluster = initial.clone();
-            }
-            let mut result = Ok(());
-            for m in &mut members {
-                if let Err(e) = m.spawn() {
-                    result = Err(e);
-                    break;
-                }
-            }
-            if result.is_ok() {
-                for m in &mut members {
-                    if let Err(e) = m.wait_ready(READY_TIMEOUT) {
-                        result = Err(e);
-                        break;
-                    }
-                }
-            }
-            match result {
-                Ok(()) => return Ok(Cluster { members }),
+            let mut cluster = Self::prepare(kind, n, &tweak);
+            match cluster.launch() {
+                Ok(()) => return Ok(cluster),
                 Err(e) if e.port_conflict && attempt < 4 => continue,
                 Err(e) => return Err(e),
             }
@@ -621,11 +592,17 @@ impl Cluster {
     /// `n` members of `kind` named `n1`..., with ports and data dirs chosen but not
     /// started (to fill their data dirs first); start them with [`Cluster::launch`].
     pub fn create(kind: Kind, n: usize) -> Cluster {
+        Self::prepare(kind, n, |c| c)
+    }
+
+    /// `n` members on fresh ports, `tweak` applied to each config, all given the same
+    /// `--initial-cluster`; nothing started.
+    fn prepare(kind: Kind, n: usize, tweak: impl Fn(MemberConfig) -> MemberConfig) -> Cluster {
         let mut members: Vec<Member> = (1..=n)
             .map(|i| {
                 let mut cfg = MemberConfig::new(kind);
                 cfg.name = format!("n{i}");
-                Member::prepare(cfg, free_port(), free_port())
+                Member::prepare(tweak(cfg), free_port(), free_port())
             })
             .collect();
         let initial = members

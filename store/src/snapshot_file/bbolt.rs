@@ -446,25 +446,10 @@ fn fnv64a(bytes: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::io::{Cursor, Write};
+    use std::io::Write;
 
     use super::*;
-    use crate::bolt::DbWriter;
-
-    type Buckets = BTreeMap<Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>>;
-
-    fn write(buckets: &Buckets) -> Vec<u8> {
-        let mut db = DbWriter::new(Cursor::new(Vec::new())).unwrap();
-        for (name, items) in buckets {
-            let mut b = db.bucket(name).unwrap();
-            for (k, v) in items {
-                b.put(k.as_slice(), v.as_slice()).unwrap();
-            }
-            b.finish().unwrap();
-        }
-        db.finish().unwrap().0.into_inner()
-    }
+    use crate::bolt::tests::{write, Buckets};
 
     fn file_of(bytes: &[u8]) -> File {
         let mut f = tempfile::tempfile().unwrap();
