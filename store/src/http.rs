@@ -8,7 +8,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::api::maintenance::{CLUSTER_VERSION, ETCD_VERSION};
-use crate::server::EtcdServer;
+use crate::member::server::EtcdServer;
 
 /// The HTTP routes, to be merged with the gRPC router.
 pub fn router(server: EtcdServer) -> Router {

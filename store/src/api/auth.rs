@@ -28,7 +28,7 @@ use crate::pb::etcdserverpb::{
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::internal_response::Response as Out;
 use crate::pb::oxcdpb::AuthenticateCommand;
-use crate::server::EtcdServer;
+use crate::member::server::EtcdServer;
 
 /// How long `Authenticate` waits for this member to apply the token it hands out, so the
 /// client's next request here finds it.

@@ -3,7 +3,8 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::membership;
+use crate::member::membership;
+use crate::member::server::EtcdServer;
 use crate::pb::etcdserverpb::cluster_client::ClusterClient;
 use crate::pb::etcdserverpb::cluster_server::Cluster;
 use crate::pb::etcdserverpb::{
@@ -11,7 +12,6 @@ use crate::pb::etcdserverpb::{
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
     MemberUpdateRequest, MemberUpdateResponse, ResponseHeader,
 };
-use crate::server::EtcdServer;
 
 /// etcd's Cluster service.
 pub struct ClusterService {

@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::queue;
 use crate::error::Error;
+use crate::member::server::EtcdServer;
 use crate::pb::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::pb::etcdserverpb::request_op::Request as Op;
 use crate::pb::etcdserverpb::{Compare, PutRequest, RequestOp, TxnRequest};
@@ -18,7 +19,6 @@ use crate::pb::v3electionpb::{
     CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse, ProclaimRequest,
     ProclaimResponse, ResignRequest, ResignResponse,
 };
-use crate::server::EtcdServer;
 
 /// etcd's Election service.
 pub struct ElectionService {

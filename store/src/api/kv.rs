@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status};
 
 use crate::apply::{is_read_only, is_serializable};
 use crate::error::{Error, Result};
+use crate::member::server::EtcdServer;
 use crate::mvcc::KeyRange;
 use crate::pb::etcdserverpb::kv_server::Kv;
 use crate::pb::etcdserverpb::range_request::{SortOrder, SortTarget};
@@ -15,7 +16,6 @@ use crate::pb::etcdserverpb::{
 };
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::internal_response::Response as Out;
-use crate::server::EtcdServer;
 
 /// etcd's KV service.
 pub struct KvService {

@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::{Error, Result};
 use crate::lease::{LeaseStatus, MAX_LEASE_TTL};
+use crate::member::server::EtcdServer;
 use crate::pb::etcdserverpb::lease_server::Lease;
 use crate::pb::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
@@ -18,7 +19,6 @@ use crate::pb::etcdserverpb::{
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::internal_response::Response as Out;
 use crate::pb::oxcdpb::{KeepAliveRequest, TimeToLiveRequest};
-use crate::server::EtcdServer;
 
 use super::kv::unexpected;
 

@@ -5,9 +5,9 @@ use tonic::{Request, Response, Status};
 
 use super::queue;
 use crate::error::Error;
+use crate::member::server::EtcdServer;
 use crate::pb::v3lockpb::lock_server::Lock;
 use crate::pb::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
-use crate::server::EtcdServer;
 
 /// etcd's Lock service.
 pub struct LockService {

@@ -8,6 +8,7 @@ use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status};
 
 use crate::error::{Error, Result};
+use crate::member::server::EtcdServer;
 use crate::pb::etcdserverpb::alarm_request::AlarmAction;
 use crate::pb::etcdserverpb::maintenance_server::Maintenance;
 use crate::pb::etcdserverpb::{
@@ -18,7 +19,6 @@ use crate::pb::etcdserverpb::{
 };
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::internal_response::Response as Out;
-use crate::server::EtcdServer;
 
 use super::kv::unexpected;
 
@@ -154,7 +154,7 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = SnapshotStream;
 
-    /// Streams the applied state as etcd's snapshot file (see `crate::snapshot`) in 32 KiB
+    /// Streams the applied state as etcd's snapshot file (see `crate::snapshot_file::export`) in 32 KiB
     /// chunks, then the SHA-256 of the bytes sent, as etcd does: etcd's tools check it.
     async fn snapshot(
         &self,
@@ -162,7 +162,7 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<SnapshotStream>, Status> {
         let storage = self.server.storage().clone();
         let (file, size) =
-            tokio::task::spawn_blocking(move || crate::snapshot::write_temp(&storage))
+            tokio::task::spawn_blocking(move || crate::snapshot_file::export::write_temp(&storage))
                 .await
                 .map_err(|e| Error::internal("snapshot", e))??;
         let header = self.header();
@@ -193,7 +193,8 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        crate::membership::move_leader(&self.server, request.into_inner().target_id).await?;
+        crate::member::membership::move_leader(&self.server, request.into_inner().target_id)
+            .await?;
         Ok(Response::new(MoveLeaderResponse { header: None }))
     }
 

@@ -3,6 +3,7 @@
 //! the owner is the waiter with the lowest create revision.
 
 use crate::error::{Error, Result};
+use crate::member::server::EtcdServer;
 use crate::pb::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::pb::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::pb::etcdserverpb::request_op::Request as Op;
@@ -12,7 +13,6 @@ use crate::pb::etcdserverpb::{
 use crate::pb::mvccpb::KeyValue;
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::internal_response::Response as Out;
-use crate::server::EtcdServer;
 
 /// The prefix every waiter key of `name` lives under.
 pub fn prefix(name: &[u8]) -> Vec<u8> {

@@ -5,7 +5,7 @@
 //! row by row from one RocksDB snapshot, openraft sends it in `snapshot_max_chunk_size`
 //! chunks, the follower writes the chunks to a file and installs from it in bounded write
 //! batches. (This is not etcd's bbolt snapshot file of `etcdctl snapshot save`, which lives
-//! in `crate::snapshot`.)
+//! in `crate::snapshot_file::export`.)
 //!
 //! Format: the magic `OXCDRAFTSNAP1\n`, then one record per row — the family's index in
 //! `Cf::STATE` (one byte), the key's and the value's length (u32 little-endian each) and

@@ -449,7 +449,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::bolt::tests::{write, Buckets};
+    use crate::snapshot_file::bbolt_writer::tests::{write, Buckets};
 
     fn file_of(bytes: &[u8]) -> File {
         let mut f = tempfile::tempfile().unwrap();

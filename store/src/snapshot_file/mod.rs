@@ -8,11 +8,13 @@
 //! - `save`: `snapshot save`: Maintenance.Snapshot from one endpoint into a file.
 //! - `crc32c`: the Castagnoli CRC etcdutl's status hash uses.
 //!
-//! The writer of snapshot files (what Maintenance.Snapshot streams) is `crate::snapshot`
-//! over `crate::bolt`; this module only reads them, or asks a server for one.
+//! The writer of snapshot files (what Maintenance.Snapshot streams) is `crate::snapshot_file::export`
+//! over `crate::snapshot_file::bbolt_writer`; this module only reads them, or asks a server for one.
 
 pub mod bbolt;
+pub mod bbolt_writer;
 pub mod crc32c;
+pub mod export;
 pub mod file;
 pub mod restore;
 pub mod save;

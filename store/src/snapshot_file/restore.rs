@@ -34,7 +34,7 @@ use crate::pb::etcdserverpb::AlarmMember;
 use crate::pb::mvccpb::KeyValue;
 use crate::pb::oxcdpb::MemberAttributes;
 use crate::raft::log_store::LogStore;
-use crate::snapshot::LeasePb;
+use crate::snapshot_file::export::LeasePb;
 use crate::storage::schema::{auth_keys, meta_keys, raft_meta_keys};
 use crate::storage::{Cf, Storage};
 
@@ -413,7 +413,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::snapshot;
+    use crate::snapshot_file::export;
 
     fn config(dir: &Path, snapshot: PathBuf) -> RestoreConfig {
         RestoreConfig {
@@ -450,7 +450,7 @@ mod tests {
         let lease = bincode::serialize(&LeaseRecord { id: 7, ttl: 60 }).unwrap();
         db.put_cf(storage.cf(Cf::Lease), 7i64.to_be_bytes(), lease).unwrap();
         db.put_cf(storage.cf(Cf::Meta), meta_keys::COMPACTED, 2i64.to_be_bytes()).unwrap();
-        let (mut file, _) = snapshot::write_temp(&storage).unwrap();
+        let (mut file, _) = export::write_temp(&storage).unwrap();
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut file, &mut bytes).unwrap();
         let hash = sha2::Sha256::digest(&bytes);

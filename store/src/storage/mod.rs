@@ -3,6 +3,7 @@
 //! The raft log, raft metadata and the applied state share one database (and so one WAL): a
 //! synced raft-log append also makes every earlier unsynced state-machine write durable.
 
+pub mod memory;
 pub mod schema;
 
 use std::path::Path;

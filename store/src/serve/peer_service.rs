@@ -3,15 +3,15 @@
 
 use tonic::{Request, Response, Status};
 
-use super::network::{CLUSTER_ID_HEADER, MEMBER_REMOVED_MESSAGE};
-use super::{decode, encode, TypeConfig};
 use crate::error::Error;
+use crate::member::server::EtcdServer;
 use crate::pb::oxcdpb::raft_peer_server::RaftPeer;
 use crate::pb::oxcdpb::{
     ClusterInfoResponse, Empty, InternalRequest, InternalResponse, KeepAliveRequest,
     KeepAliveResponse, RaftBytes, ReadIndexResponse, TimeToLiveRequest, TimeToLiveResponse,
 };
-use crate::server::EtcdServer;
+use crate::raft::network::{CLUSTER_ID_HEADER, MEMBER_REMOVED_MESSAGE};
+use crate::raft::{decode, encode, TypeConfig};
 
 /// The peer service of a member.
 pub struct PeerService {

@@ -5,9 +5,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::config::AutoCompaction;
+use crate::member::server::EtcdServer;
 use crate::pb::etcdserverpb::CompactionRequest;
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
-use crate::server::EtcdServer;
 
 /// Runs until shutdown; does nothing when auto compaction is off.
 pub async fn run(server: EtcdServer, mut shutdown: tokio::sync::watch::Receiver<bool>) {

@@ -13,10 +13,10 @@ use openraft::{BasicNode, ChangeMembers};
 
 use crate::cluster;
 use crate::error::{Error, Result};
+use crate::member::server::EtcdServer;
 use crate::pb::etcdserverpb::Member;
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::{Empty, MemberAdded, MemberAttributes, MemberPromoted, MemberRemoved};
-use crate::server::EtcdServer;
 
 /// etcd allows one learner at a time.
 const MAX_LEARNERS: usize = 1;

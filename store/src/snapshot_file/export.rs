@@ -1,5 +1,5 @@
 //! The snapshot file `etcdctl snapshot save` receives from Maintenance.Snapshot: the applied
-//! state laid out as etcd 3.5's bbolt backend (written by `crate::bolt`), so that etcd's own
+//! state laid out as etcd 3.5's bbolt backend (written by `crate::snapshot_file::bbolt_writer`), so that etcd's own
 //! tools (`etcdutl snapshot status`, `etcdutl snapshot restore`) and a real etcd started on a
 //! restored data dir read it. Maintenance.Snapshot appends etcd's SHA-256 trailer.
 //!
@@ -25,7 +25,6 @@ use prost::Message;
 use serde::Serialize;
 
 use crate::api::maintenance::CLUSTER_VERSION;
-use crate::bolt::DbWriter;
 use crate::error::{Error, Result};
 use crate::lease::LeaseRecord;
 use crate::mvcc::Revision;
@@ -33,6 +32,7 @@ use crate::pb::etcdserverpb::AlarmMember;
 use crate::pb::mvccpb::KeyValue;
 use crate::pb::oxcdpb::MemberAttributes;
 use crate::raft::{decode, LogId, StoredMembership};
+use crate::snapshot_file::bbolt_writer::DbWriter;
 use crate::storage::schema::{auth_keys, meta_keys};
 use crate::storage::{Cf, Storage};
 
@@ -265,8 +265,8 @@ mod tests {
     use openraft::{BasicNode, CommittedLeaderId, Membership};
 
     use super::*;
-    use crate::bolt::tests::{read, Buckets};
     use crate::raft::encode;
+    use crate::snapshot_file::bbolt_writer::tests::{read, Buckets};
 
     fn kv(key: &str, rev: i64, version: i64, value: &str) -> KeyValue {
         let create = if version == 0 { 0 } else { rev };

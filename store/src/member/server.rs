@@ -64,9 +64,9 @@ struct Inner {
     /// the quota checks read it.
     db_size: AtomicU64,
     /// Coalesces concurrent proposals into shared raft entries (group commit).
-    batcher: crate::propose_batcher::ProposeBatcher,
+    batcher: crate::member::propose_batcher::ProposeBatcher,
     /// Coalesces concurrent ReadIndex rounds.
-    read_batcher: Arc<crate::read_index::ReadIndexBatcher>,
+    read_batcher: Arc<crate::member::read_index::ReadIndexBatcher>,
     /// Set once raft's membership no longer contains this member.
     removed: tokio::sync::watch::Sender<bool>,
     /// Set when the member starts shutting down (see `stop_streams`).
@@ -162,7 +162,7 @@ impl EtcdServer {
                 .unwrap_or(0)
                 & ((1 << 40) - 1))
                 << 8);
-        let batcher = crate::propose_batcher::ProposeBatcher::start(raft.clone());
+        let batcher = crate::member::propose_batcher::ProposeBatcher::start(raft.clone());
         let server = EtcdServer {
             inner: Arc::new(Inner {
                 name: config.name.clone(),
@@ -182,7 +182,7 @@ impl EtcdServer {
                 removed,
                 ready: tokio::sync::watch::channel(false).0,
                 stopping: tokio::sync::watch::channel(false).0,
-                read_batcher: crate::read_index::ReadIndexBatcher::new(),
+                read_batcher: crate::member::read_index::ReadIndexBatcher::new(),
                 batcher,
                 db_size: AtomicU64::new(0),
             }),
@@ -220,12 +220,12 @@ impl EtcdServer {
         });
         let (this, stop) = (self.clone(), shutdown.clone());
         roles.spawn(async move {
-            crate::membership::promote_pending(this, stop).await;
+            crate::member::membership::promote_pending(this, stop).await;
             "learner promoter"
         });
         let this = self.clone();
         roles.spawn(async move {
-            crate::compactor::run(this, shutdown).await;
+            crate::member::compactor::run(this, shutdown).await;
             "auto compactor"
         });
         roles
@@ -360,7 +360,7 @@ impl EtcdServer {
             let trim = ticks == 0;
             let sizes = tokio::task::spawn_blocking(move || {
                 if trim {
-                    crate::memory::release_free_memory();
+                    crate::storage::memory::release_free_memory();
                 }
                 (storage.state_size_bytes(), storage.size_bytes(), storage.memory_usage())
             });

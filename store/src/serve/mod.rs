@@ -1,6 +1,10 @@
 //! Listeners: client URLs (gRPC and HTTP on one port, as etcd), peer URLs (the peer service
 //! only) and metrics URLs. `run` owns the member's lifetime and its shutdown order.
 
+pub mod conn_limit;
+pub mod h2_authority;
+pub mod peer_service;
+
 use std::future::Future;
 use std::net::SocketAddr;
 
@@ -17,6 +21,7 @@ use crate::api::lock::LockService;
 use crate::api::maintenance::MaintenanceService;
 use crate::api::watch::WatchService;
 use crate::config::Config;
+use crate::member::server::EtcdServer;
 use crate::pb::etcdserverpb::cluster_server::ClusterServer;
 use crate::pb::etcdserverpb::kv_server::KvServer;
 use crate::pb::etcdserverpb::lease_server::LeaseServer;
@@ -25,8 +30,7 @@ use crate::pb::etcdserverpb::watch_server::WatchServer;
 use crate::pb::oxcdpb::raft_peer_server::RaftPeerServer;
 use crate::pb::v3electionpb::election_server::ElectionServer;
 use crate::pb::v3lockpb::lock_server::LockServer;
-use crate::raft::peer_service::PeerService;
-use crate::server::EtcdServer;
+use crate::serve::peer_service::PeerService;
 
 /// gRPC overhead etcd allows on top of `--max-request-bytes`.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
@@ -115,9 +119,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 _ = server.ready() => {}
                 _ = stopped_early => return Ok(()),
             }
-            let listener = crate::conn_limit::LimitedListener::new(
-                crate::h2_authority::FixingListener::new(listener),
-                crate::conn_limit::MAX_CLIENT_CONNECTIONS,
+            let listener = crate::serve::conn_limit::LimitedListener::new(
+                crate::serve::h2_authority::FixingListener::new(listener),
+                crate::serve::conn_limit::MAX_CLIENT_CONNECTIONS,
             );
             axum::serve(listener, router).with_graceful_shutdown(stop).await
         });
