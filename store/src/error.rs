@@ -132,23 +132,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// Rebuilds an error from its message, the form in which errors cross the peer network
-    /// (a follower forwarding a proposal gets the leader's apply error back as text).
-    pub fn from_message(message: &str) -> Error {
-        KNOWN
-            .iter()
-            .find(|e| e.to_string() == message)
-            .cloned()
-            .unwrap_or_else(|| Error::Internal(message.to_string()))
-    }
-
     /// Wraps a storage-level failure; storage errors are never the client's fault.
     pub fn internal(context: &str, err: impl std::fmt::Display) -> Error {
         Error::Internal(format!("{context}: {err}"))
     }
 }
 
-/// The errors that carry no payload, so they can be recognised from their text.
+/// The errors that carry no payload: each is known by its code alone.
 const KNOWN: &[Error] = &[
     Error::EmptyKey,
     Error::KeyNotFound,
@@ -202,6 +192,121 @@ const KNOWN: &[Error] = &[
     Error::NotCapable,
 ];
 
+/// How an error crosses raft and the peer link: a stable number per variant
+/// (`oxcdpb.InternalError.code`) plus, for the variants that carry text, that text. The
+/// numbers are wire format: never reuse one. A variant without a number travels as
+/// `UNTYPED` and arrives as `Error::Internal` with its text.
+impl Error {
+    /// This error's code (see `Error::from_code`).
+    pub fn code(&self) -> u32 {
+        match self {
+            Error::EmptyKey => 1,
+            Error::KeyNotFound => 2,
+            Error::ValueProvided => 3,
+            Error::LeaseProvided => 4,
+            Error::TooManyOps => 5,
+            Error::DuplicateKey => 6,
+            Error::RequestTooLarge => 7,
+            Error::Compacted => 8,
+            Error::FutureRev => 9,
+            Error::NoSpace => 10,
+            Error::LeaseNotFound => 11,
+            Error::LeaseExist => 12,
+            Error::LeaseTtlTooLarge => 13,
+            Error::MemberExist => 14,
+            Error::PeerUrlExist => 15,
+            Error::MemberNotEnoughStarted => 16,
+            Error::MemberBadUrls => 17,
+            Error::MemberNotFound => 18,
+            Error::MemberNotLearner => 19,
+            Error::LearnerNotReady => 20,
+            Error::TooManyLearners => 21,
+            Error::NoLeader => 22,
+            Error::NotLeader => 23,
+            Error::LeaderChanged => 24,
+            Error::Stopped => 25,
+            Error::Timeout => 26,
+            Error::TooManyRequests => 27,
+            Error::Unhealthy => 28,
+            Error::Corrupt => 29,
+            Error::BadLeaderTransferee => 30,
+            Error::NotSupportedForLearner => 31,
+            Error::UserEmpty => 32,
+            Error::UserAlreadyExist => 33,
+            Error::UserNotFound => 34,
+            Error::RoleAlreadyExist => 35,
+            Error::RoleNotFound => 36,
+            Error::RoleEmpty => 37,
+            Error::AuthFailed => 38,
+            Error::PermissionDenied => 39,
+            Error::RoleNotGranted => 40,
+            Error::PermissionNotGranted => 41,
+            Error::AuthNotEnabled => 42,
+            Error::InvalidAuthToken => 43,
+            Error::InvalidAuthMgmt => 44,
+            Error::RootUserNotExist => 45,
+            Error::RootRoleNotExist => 46,
+            Error::PermissionNotGiven => 47,
+            Error::NoPasswordUser => 48,
+            Error::AuthOldRevision => 49,
+            Error::NotCapable => 50,
+            Error::AuthUntranslated(_) => 100,
+            Error::InvalidArgument(_) => 101,
+            Error::Unimplemented(_) => 102,
+            Error::Internal(_) => 103,
+            #[allow(unreachable_patterns)]
+            _ => UNTYPED,
+        }
+    }
+
+    /// The text that travels with the code: the payload of the variants that carry one (for
+    /// the others the code says everything, the text only helps a reader of the wire).
+    pub fn detail(&self) -> String {
+        self.to_string()
+    }
+
+    /// Rebuilds an error from its code and detail (see `Error::code`).
+    pub fn from_code(code: u32, detail: &str) -> Error {
+        match code {
+            100 => UNTRANSLATED
+                .iter()
+                .find(|t| **t == detail)
+                .map(|t| Error::AuthUntranslated(t))
+                .unwrap_or_else(|| Error::Internal(detail.to_string())),
+            101 => Error::InvalidArgument(detail.to_string()),
+            102 => Error::Unimplemented(detail.to_string()),
+            _ => KNOWN
+                .iter()
+                .find(|e| e.code() == code)
+                .cloned()
+                .unwrap_or_else(|| Error::Internal(detail.to_string())),
+        }
+    }
+}
+
+/// The code of an error variant that has none of its own (it arrives as `Error::Internal`).
+pub const UNTYPED: u32 = 0;
+
+/// The texts `Error::AuthUntranslated` carries (see `auth::untranslated`).
+const UNTRANSLATED: &[&str] = &[
+    "auth: user name is empty",
+    "auth: user not found",
+    "auth: permission denied",
+    "auth: invalid auth token",
+];
+
+impl From<&Error> for crate::pb::oxcdpb::InternalError {
+    fn from(e: &Error) -> Self {
+        crate::pb::oxcdpb::InternalError { code: e.code(), detail: e.detail() }
+    }
+}
+
+impl From<crate::pb::oxcdpb::InternalError> for Error {
+    fn from(e: crate::pb::oxcdpb::InternalError) -> Self {
+        Error::from_code(e.code, &e.detail)
+    }
+}
+
 impl From<rocksdb::Error> for Error {
     fn from(err: rocksdb::Error) -> Self {
         Error::internal("rocksdb", err)
@@ -213,10 +318,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn known_errors_round_trip_through_their_message() {
+    fn errors_round_trip_through_their_code() {
+        let mut codes = std::collections::BTreeSet::new();
         for e in KNOWN {
-            assert_eq!(&Error::from_message(&e.to_string()), e);
+            assert_ne!(e.code(), UNTYPED, "{e:?} has no code");
+            assert!(codes.insert(e.code()), "{e:?} shares its code");
+            assert_eq!(&Error::from(crate::pb::oxcdpb::InternalError::from(e)), e);
         }
-        assert_eq!(Error::from_message("boom"), Error::Internal("boom".into()));
+        for e in [
+            Error::AuthUntranslated("auth: permission denied"),
+            Error::InvalidArgument("bad".into()),
+            Error::Unimplemented("no".into()),
+            Error::Internal("boom".into()),
+        ] {
+            assert!(codes.insert(e.code()), "{e:?} shares its code");
+            assert_eq!(Error::from(crate::pb::oxcdpb::InternalError::from(&e)), e);
+        }
+        // Text never decides: a known message under an unknown code stays an internal error.
+        assert_eq!(
+            Error::from_code(9999, "etcdserver: leader changed"),
+            Error::Internal("etcdserver: leader changed".into())
+        );
     }
 }

@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 
-use crate::api::maintenance::{CLUSTER_VERSION, ETCD_VERSION};
 use crate::member::server::EtcdServer;
+use crate::version::{CLUSTER_VERSION, ETCD_VERSION};
 
 /// The HTTP routes, to be merged with the gRPC router.
 pub fn router(server: EtcdServer) -> Router {
@@ -50,6 +50,6 @@ async fn version() -> String {
 }
 
 async fn metrics(State(server): State<EtcdServer>) -> String {
-    crate::metrics::DB_SIZE.set(server.storage().size_bytes() as i64);
+    crate::metrics::DB_SIZE.set(server.db_size_bytes() as i64);
     crate::metrics::render()
 }

@@ -1,25 +1,24 @@
 //! oxcd: an etcd-compatible, raft-replicated key-value store.
 //!
-//! # Layout — the path of a request
-//! - `api/`: one file per etcd gRPC service; validates, calls the server, maps errors
-//!   (`api/status.rs` is the only `Error` → `tonic::Status` conversion).
-//! - `server`: the member; `propose` writes through raft, `linearizable_read` waits for a
-//!   read index. Owns the background roles (lease expiry, attribute publishing, compactor).
-//! - `propose_batcher`: group commit; concurrent proposals share one raft entry.
-//! - `raft/`: openraft's type config, RocksDB log store, state machine, peer network/service.
-//! - `apply`: the deterministic applier: committed entries → one RocksDB batch each.
-//! - `mvcc/`: revisions, the key index, ranges, writes, history, compaction.
-//! - `lease/`, `cluster`: leases; member attributes and alarms.
-//! - `auth/`: users, roles, permissions and simple tokens; the permission checks handlers call.
-//! - `watch/`: the watch hub (synced/unsynced watchers, catch-up from history).
-//! - `storage/`: the RocksDB database and its column families.
-//! - `snapshot`, `bolt`: `etcdctl snapshot save` files: the state in etcd's bbolt layout.
-//! - `snapshot_file`: reading etcd snapshot files: status, restore into a data dir, save.
-//! - `migrate`: v2 → v3 migration (from a live etcd v2 cluster).
-//! - `tools`: `oxcd snapshot ...`, `oxcd migrate ...`: command-line tools run instead of a member.
-//! - `http`, `metrics`, `config`, `serve`: HTTP endpoints, prometheus, etcd flags, listeners;
-//!   `conn_limit` caps open client connections.
-//! - `memory`: handing freed heap back to the OS (RocksDB's compactions churn glibc's arenas).
+//! # Layout — layers, top to bottom (ARCHITECTURE.md at the repository root has the whole
+//! picture; `tests/layers.rs` checks that no module uses one above it)
+//! - edge: `serve/` (listeners, shutdown order, connection cap, HTTP/2 `:authority` shim, the
+//!   peer gRPC service), `api/` (one file per etcd gRPC service; `api/status.rs` is the only
+//!   `Error` → `tonic::Status` conversion), `http` (`/health`, `/version`, `/metrics`),
+//!   `tools/` (`oxcd snapshot ...`, `oxcd migrate ...`).
+//! - `member/`: `server::EtcdServer`, the one interface the edge talks to (propose,
+//!   linearizable reads, reads of the applied stores, watch hub, status), with group commit
+//!   (`propose_batcher`), shared ReadIndex rounds (`read_index`), membership changes and the
+//!   leader hand-over, the auto-compactor, and the response header stamp.
+//! - `snapshot_file/` (etcd's bbolt snapshot files: export, status, restore, save) and
+//!   `migrate/` (v2 → v3): beside the request path.
+//! - `raft/`: openraft's types (`types`), RocksDB log store, state machine, peer network, raft
+//!   state transfer between members (`transfer`).
+//! - `apply/`: committed commands → state, deterministically and atomically.
+//! - applied state: `auth/`, `lease/`, `cluster/` (member attributes, alarms), `watch/` (the
+//!   watch hub, fed by apply), `mvcc/` (revisions, key index, ranges, writes, compaction).
+//! - `storage/`: the RocksDB database, its column families, heap trimming (`memory`).
+//! - foundation, used by all: `error`, `pb`, `config`, `metrics`, `version`.
 
 pub mod api;
 pub mod apply;
@@ -39,6 +38,7 @@ pub mod serve;
 pub mod snapshot_file;
 pub mod storage;
 pub mod tools;
+pub mod version;
 pub mod watch;
 
 pub use error::{Error, Result};

@@ -366,6 +366,22 @@ impl Member {
         }
     }
 
+    /// Waits up to `timeout` for the process to exit on its own; returns its exit status
+    /// (`None`: still running, or never started).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// Whether the process is still alive.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {

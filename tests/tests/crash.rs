@@ -175,3 +175,63 @@ async fn graceful_restart_keeps_everything() {
     })
     .await;
 }
+
+/// Mounts a small tmpfs at a path and unmounts it when dropped (also when the test panics).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// `None` when this machine does not let the test mount (not root, no tmpfs).
+    fn mount(at: &std::path::Path, size_mib: u32) -> Option<SmallDisk> {
+        std::fs::create_dir_all(at).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallDisk(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A member whose disk fills up cannot write its raft log: openraft's core stops with a
+/// storage error. The process must then exit non-zero saying why, as etcd's does (it panics
+/// on the failed WAL write), instead of listening on and answering "server stopped".
+/// The data dir sits on a 48 MiB tmpfs; skipped where the test may not mount one.
+#[test]
+fn full_disk_stops_the_member_with_an_error() {
+    use oxcd_e2e::server::{Kind, Member, MemberConfig};
+    let kind = Kind::from_env();
+    let mut member = Member::create(MemberConfig::new(kind));
+    let Some(_disk) = SmallDisk::mount(&member.data_dir(), 48) else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    member.launch().unwrap_or_else(|e| panic!("start on the small disk: {e}"));
+    let url = member.client_url();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let failed = rt.block_on(bounded("full_disk", async {
+        let mut c = connect(&url).await;
+        let value = "x".repeat(512 * 1024);
+        // 200 × 512 KiB is twice the disk: a put fails long before the last one.
+        for i in 0..200 {
+            if let Err(e) = c.put(format!("fill/{i:03}"), value.as_str(), None).await {
+                return Some(format!("put {i}: {e}"));
+            }
+        }
+        None
+    }));
+    eprintln!("first failed put: {failed:?}");
+    let status = member.wait_exit(Duration::from_secs(30));
+    let log = member.log_tail(30);
+    let status = status.unwrap_or_else(|| panic!("member still running on a full disk:\n{log}"));
+    assert!(!status.success(), "member exited successfully on a full disk:\n{log}");
+    if kind == Kind::Oxcd {
+        assert!(log.contains("raft stopped on a fatal error"), "exit does not say why:\n{log}");
+    }
+}

@@ -107,7 +107,7 @@ impl AuthService {
                 continue;
             }
             if let Some(index) = token::index_of(&resp.token) {
-                let mut applied = self.server.applier().subscribe_applied();
+                let mut applied = self.server.subscribe_applied();
                 let _ = tokio::time::timeout(TOKEN_APPLY_WAIT, applied.wait_for(|a| *a >= index)).await;
             }
             self.server.headers().stamp(&mut resp.header);

@@ -94,7 +94,7 @@ impl Election for ElectionService {
         let name = request.into_inner().name;
         let server = self.server.clone();
         let output = async_stream::try_stream! {
-            let mut applied = server.applier().subscribe_applied();
+            let mut applied = server.subscribe_applied();
             let mut last: Option<(Vec<u8>, i64)> = None;
             loop {
                 if let Some(kv) = queue::owner(&server, &name).await? {

@@ -73,11 +73,7 @@ impl KvService {
             if !is_serializable(&req) {
                 self.server.linearizable_read().await?;
             }
-            // Off the async workers: it reads RocksDB under the store's lock.
-            let applier = self.server.applier().clone();
-            tokio::task::spawn_blocking(move || applier.read_only_txn(&req))
-                .await
-                .map_err(|e| Error::internal("txn", e))??
+            self.server.read_only_txn(req).await?
         } else {
             match self.server.propose(Cmd::Txn(req)).await? {
                 Out::Txn(resp) => resp,

@@ -22,13 +22,7 @@ use crate::pb::oxcdpb::internal_response::Response as Out;
 
 use super::kv::unexpected;
 
-/// The etcd version oxcd reports: tools gate features on it, and oxcd speaks etcd 3.5's API.
-/// At least 3.5.13: kube-apiserver (1.31+) turns RequestWatchProgress off below it (etcd
-/// issues 15220 and 17507, whose fixed behaviour oxcd's watch has), and with it streaming lists
-/// and consistent reads from its watch cache.
-pub const ETCD_VERSION: &str = "3.5.13";
-/// The cluster version reported alongside it.
-pub const CLUSTER_VERSION: &str = "3.5.0";
+pub use crate::version::{CLUSTER_VERSION, ETCD_VERSION};
 /// Size of each snapshot chunk, as etcd's 32 KiB.
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
 /// The SHA-256 trailer that ends a snapshot stream.
@@ -52,11 +46,9 @@ impl MaintenanceService {
 
 /// Describes the member for `endpoint status` (also used by `/health`).
 pub fn status(server: &EtcdServer) -> StatusResponse {
-    let metrics = server.raft().metrics().borrow().clone();
-    let size = server.storage().size_bytes() as i64;
+    let raft = server.raft_status();
+    let size = server.db_size_bytes() as i64;
     crate::metrics::DB_SIZE.set(size);
-    let is_learner =
-        metrics.membership_config.membership().learner_ids().any(|id| id == server.member_id());
     let errors = server
         .cluster()
         .alarms()
@@ -70,13 +62,13 @@ pub fn status(server: &EtcdServer) -> StatusResponse {
         header: Some(server.headers().make(server.mvcc().current_revision())),
         version: ETCD_VERSION.to_string(),
         db_size: size,
-        leader: metrics.current_leader.unwrap_or(0),
-        raft_index: metrics.last_log_index.unwrap_or(0),
-        raft_term: metrics.current_term,
-        raft_applied_index: metrics.last_applied.map(|l| l.index).unwrap_or(0),
+        leader: raft.leader,
+        raft_index: raft.last_index,
+        raft_term: raft.term,
+        raft_applied_index: raft.applied_index,
         errors,
         db_size_in_use: size,
-        is_learner,
+        is_learner: raft.is_learner,
     }
 }
 
@@ -119,10 +111,7 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        let storage = self.server.storage().clone();
-        tokio::task::spawn_blocking(move || storage.compact_all())
-            .await
-            .map_err(|e| Error::internal("defragment", e))?;
+        self.server.defragment().await?;
         // etcd answers both with an empty response, no header.
         Ok(Response::new(DefragmentResponse { header: None }))
     }
@@ -160,11 +149,7 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
-        let storage = self.server.storage().clone();
-        let (file, size) =
-            tokio::task::spawn_blocking(move || crate::snapshot_file::export::write_temp(&storage))
-                .await
-                .map_err(|e| Error::internal("snapshot", e))??;
+        let (file, size) = self.server.snapshot_file().await?;
         let header = self.header();
         let mut file = tokio::fs::File::from_std(file);
         let total = size + SNAPSHOT_HASH_LEN;

@@ -7,8 +7,9 @@ use crate::member::server::EtcdServer;
 use crate::pb::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::pb::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::pb::etcdserverpb::request_op::Request as Op;
+use crate::pb::etcdserverpb::response_op::Response as OpResponse;
 use crate::pb::etcdserverpb::{
-    Compare, LeaseGrantRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    Compare, LeaseGrantRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, TxnResponse,
 };
 use crate::pb::mvccpb::KeyValue;
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
@@ -66,6 +67,12 @@ pub async fn enqueue(
     }
     let mut key = prefix(name);
     key.extend_from_slice(format!("{lease:x}").as_bytes());
+    // The key is read in the same txn, so at the revision that created it or found it (as
+    // etcd's concurrency recipes do), never afterwards from this member's possibly older
+    // state: a follower's answer would otherwise depend on whether it applied the txn yet.
+    let read = RequestOp {
+        request: Some(Op::RequestRange(RangeRequest { key: key.clone(), ..Default::default() })),
+    };
     let txn = TxnRequest {
         compare: vec![Compare {
             result: CompareResult::Equal as i32,
@@ -74,21 +81,32 @@ pub async fn enqueue(
             range_end: Vec::new(),
             target_union: Some(TargetUnion::CreateRevision(0)),
         }],
-        success: vec![RequestOp {
-            request: Some(Op::RequestPut(PutRequest {
-                key: key.clone(),
-                value,
-                lease,
-                ..Default::default()
-            })),
-        }],
-        failure: Vec::new(),
+        success: vec![
+            RequestOp {
+                request: Some(Op::RequestPut(PutRequest {
+                    key: key.clone(),
+                    value,
+                    lease,
+                    ..Default::default()
+                })),
+            },
+            read.clone(),
+        ],
+        failure: vec![read],
     };
-    match server.propose(Cmd::Txn(txn)).await? {
-        Out::Txn(_) => {}
+    let resp = match server.propose(Cmd::Txn(txn)).await? {
+        Out::Txn(resp) => resp,
         other => return Err(super::kv::unexpected(other)),
+    };
+    waiter_in(resp).ok_or(Error::LeaseNotFound)
+}
+
+/// The waiter key read by `enqueue`'s txn: the last op's range result of either branch.
+fn waiter_in(resp: TxnResponse) -> Option<KeyValue> {
+    match resp.responses.into_iter().last()?.response? {
+        OpResponse::ResponseRange(range) => range.kvs.into_iter().next(),
+        _ => None,
     }
-    get(server, &key).await?.ok_or(Error::LeaseNotFound)
 }
 
 /// The current owner: the waiter with the lowest create revision.
@@ -108,7 +126,7 @@ pub async fn owner(server: &EtcdServer, name: &[u8]) -> Result<Option<KeyValue>>
 
 /// Waits until `mine` owns `name`. Fails if the key disappears (its lease ended).
 pub async fn wait_until_owner(server: &EtcdServer, name: &[u8], mine: &KeyValue) -> Result<()> {
-    let mut applied = server.applier().subscribe_applied();
+    let mut applied = server.subscribe_applied();
     loop {
         match get(server, &mine.key).await? {
             Some(kv) if kv.create_revision == mine.create_revision => {}

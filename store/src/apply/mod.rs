@@ -28,7 +28,7 @@ use crate::pb::mvccpb::KeyValue;
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::internal_response::Response as Out;
 use crate::pb::oxcdpb::{Empty, InternalBatchResponse, InternalRequest, InternalResponse};
-use crate::raft::{encode, Entry, LogId, Response, StorageError, StoredMembership};
+use crate::raft::types::{encode, Entry, LogId, Response, StorageError, StoredMembership};
 use crate::storage::schema::meta_keys;
 use crate::storage::{Cf, Storage};
 use crate::watch::WatchHub;
@@ -173,7 +173,7 @@ impl Applier {
             Err(e @ Error::Internal(_)) => Err(e),
             Err(e) => {
                 w.rollback(savepoint)?;
-                Ok(Out::Error(e.to_string()))
+                Ok(Out::Error((&e).into()))
             }
             Ok(out) => {
                 for (key, old, new) in moves {
@@ -572,11 +572,15 @@ fn load_applied(storage: &Storage) -> Result<(Option<LogId>, StoredMembership)> 
     let db = storage.db();
     let meta = storage.cf(Cf::Meta);
     let applied: Option<LogId> = match db.get_cf(meta, meta_keys::APPLIED)? {
-        Some(b) => crate::raft::decode(&b).map_err(|e| Error::internal("decode applied", e))?,
+        Some(b) => {
+            crate::raft::types::decode(&b).map_err(|e| Error::internal("decode applied", e))?
+        }
         None => None,
     };
     let membership = match db.get_cf(meta, meta_keys::MEMBERSHIP)? {
-        Some(b) => crate::raft::decode(&b).map_err(|e| Error::internal("decode membership", e))?,
+        Some(b) => {
+            crate::raft::types::decode(&b).map_err(|e| Error::internal("decode membership", e))?
+        }
         None => StoredMembership::default(),
     };
     Ok((applied, membership))
@@ -594,7 +598,7 @@ fn storage_err(e: &dyn std::fmt::Display) -> StorageError {
 /// Decodes an applied command's response into the client-facing result.
 pub fn into_result(resp: Response) -> Result<Out> {
     match resp.0.response {
-        Some(Out::Error(msg)) => Err(Error::from_message(&msg)),
+        Some(Out::Error(err)) => Err(err.into()),
         Some(out) => Ok(out),
         None => Err(Error::Internal("empty apply response".into())),
     }
@@ -665,7 +669,7 @@ mod tests {
             self.index += 1;
             let entry = Entry {
                 log_id: LogId::new(CommittedLeaderId::new(1, 1), self.index),
-                payload: EntryPayload::Normal(crate::raft::Request(InternalRequest {
+                payload: EntryPayload::Normal(crate::raft::types::Request(InternalRequest {
                     request: Some(cmd),
                     auth: None,
                 })),
@@ -714,7 +718,7 @@ mod tests {
             ..Default::default()
         };
         let out = m.apply(Cmd::Txn(txn));
-        assert_eq!(out, Out::Error(Error::FutureRev.to_string()));
+        assert_eq!(out, Out::Error((&Error::FutureRev).into()));
         assert_eq!(m.mvcc.current_revision(), 2, "no revision consumed");
         assert_eq!(revision_of(&m.apply(Cmd::Put(put("c", "2", 0)))), 3);
         let a = m.get(b"a");
@@ -742,7 +746,7 @@ mod tests {
         let Out::Batch(out) = m.apply(Cmd::Batch(batch)) else { panic!("batch response") };
         let outs: Vec<Out> = out.responses.into_iter().filter_map(|r| r.response).collect();
         assert_eq!(revision_of(&outs[0]), 2);
-        assert_eq!(outs[1], Out::Error(Error::LeaseNotFound.to_string()));
+        assert_eq!(outs[1], Out::Error((&Error::LeaseNotFound).into()));
         assert_eq!(revision_of(&outs[2]), 3);
         assert!(m.get(b"x").is_empty() && m.get(b"y").is_empty());
         let status = m.lessor.status(lease).expect("lease");
@@ -760,7 +764,7 @@ mod tests {
             success: vec![op_put("k", "4", 0), op_range_at("k", 2)],
             ..Default::default()
         };
-        assert_eq!(m.apply(Cmd::Txn(txn)), Out::Error(Error::Compacted.to_string()));
+        assert_eq!(m.apply(Cmd::Txn(txn)), Out::Error((&Error::Compacted).into()));
         assert_eq!(m.mvcc.current_revision(), 4);
         assert_eq!(m.get(b"k")[0].value, b"3");
     }

@@ -201,12 +201,16 @@ pub async fn move_leader(server: &EtcdServer, target: u64) -> Result<()> {
         return Ok(());
     }
     let addr = v.nodes.get(&target).map(|n| n.addr.clone()).ok_or(Error::BadLeaderTransferee)?;
+    // New proposals wait (and then go to the new leader) rather than keep renewing the
+    // followers' leader lease, which would make them refuse the target's votes; the guard
+    // lets them go however this ends, including when the client's deadline drops the call.
+    let _held = server.hold_proposals();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !caught_up_fully(&view(server), target) {
+    while server.proposals_in_flight() > 0 || !caught_up_fully(&view(server), target) {
         if Instant::now() > deadline {
             return Err(Error::Timeout);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // With heartbeats off, the followers' leader lease (openraft's `election_timeout_max`)
     // runs out after `lease`; only then will they vote for the target. They campaign on their
@@ -237,6 +241,30 @@ pub async fn move_leader(server: &EtcdServer, target: u64) -> Result<()> {
         }
     }
     .await
+}
+
+/// etcd's `TransferLeadership` on a graceful stop: a leader of a cluster with other voters
+/// hands its leadership to the most up-to-date of them first, so the others' writes go on
+/// with a short pause instead of failing until they elect a leader of their own. Bounded by
+/// the request timeout; a failure only means the others elect one as after a crash.
+pub async fn hand_over_on_stop(server: &EtcdServer) -> Result<()> {
+    let v = view(server);
+    if v.leader != Some(server.member_id()) {
+        return Ok(());
+    }
+    let Some(target) = v
+        .voters
+        .iter()
+        .copied()
+        .filter(|id| *id != server.member_id())
+        .max_by_key(|id| v.matched.get(id).copied().unwrap_or(0))
+    else {
+        return Ok(());
+    };
+    tracing::info!(target = %format!("{target:x}"), "stopping: handing leadership over");
+    tokio::time::timeout(crate::member::server::PROPOSE_TIMEOUT, move_leader(server, target))
+        .await
+        .unwrap_or(Err(Error::Timeout))
 }
 
 /// Turns the leader's heartbeats back on when dropped (see `move_leader`).

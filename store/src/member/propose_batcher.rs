@@ -142,8 +142,13 @@ async fn propose(raft: &Raft, mut batch: Vec<Pending>) {
             // The entry as a whole failed: so did every proposal in it.
             other => {
                 let out = match other {
-                    Some(Out::Error(msg)) => Out::Error(msg),
-                    _ => Out::Error("etcdserver: unexpected response to a batched proposal".into()),
+                    Some(Out::Error(err)) => Out::Error(err),
+                    _ => Out::Error(
+                        (&crate::error::Error::Internal(
+                            "unexpected response to a batched proposal".into(),
+                        ))
+                            .into(),
+                    ),
                 };
                 for reply in replies {
                     let response = InternalResponse { response: Some(out.clone()) };

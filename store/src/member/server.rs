@@ -13,13 +13,13 @@ use openraft::BasicNode;
 use prost::Message;
 use tonic::transport::Channel;
 
-use crate::api::Headers;
 use crate::apply::{into_result, Applier};
 use crate::auth::{AuthInfo, AuthStore};
 use crate::cluster::{self, ClusterState};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
+use crate::member::headers::Headers;
 use crate::mvcc::MvccStore;
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::internal_response::Response as Out;
@@ -35,7 +35,10 @@ use crate::storage::{Cf, Storage};
 use crate::watch::WatchHub;
 
 /// How long a proposal may wait for raft before the client gets `Error::Timeout`.
-const PROPOSE_TIMEOUT: Duration = Duration::from_secs(7);
+pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(7);
+/// How long a proposal waits before trying again when the leader was unknown or unreachable
+/// (sooner when raft reports a change of leader).
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// How many expired leases the leader revokes per tick.
 const EXPIRE_BATCH: usize = 64;
 
@@ -69,6 +72,10 @@ struct Inner {
     read_batcher: Arc<crate::member::read_index::ReadIndexBatcher>,
     /// Set once raft's membership no longer contains this member.
     removed: tokio::sync::watch::Sender<bool>,
+    /// Set while this leader hands its leadership over (`membership::move_leader`): new
+    /// proposals wait instead of being appended, so the followers' leader lease can run out
+    /// and the chosen member can win; they then go to the new leader.
+    holding: tokio::sync::watch::Sender<bool>,
     /// Set when the member starts shutting down (see `stop_streams`).
     stopping: tokio::sync::watch::Sender<bool>,
     /// Set once this member's attributes are in the cluster's member list (etcd's
@@ -182,6 +189,7 @@ impl EtcdServer {
                 removed,
                 ready: tokio::sync::watch::channel(false).0,
                 stopping: tokio::sync::watch::channel(false).0,
+                holding: tokio::sync::watch::channel(false).0,
                 read_batcher: crate::member::read_index::ReadIndexBatcher::new(),
                 batcher,
                 db_size: AtomicU64::new(0),
@@ -288,20 +296,74 @@ impl EtcdServer {
         }
     }
 
+    /// Proposes through raft; on a follower, hands the command to the leader. While the
+    /// leader is unknown or unreachable it waits and tries again with whoever leads then, as
+    /// etcd's followers do (their proposals wait in raft for a leader): only the caller's
+    /// deadline (`PROPOSE_TIMEOUT`) ends the attempts. A command is sent again only when the
+    /// first attempt certainly never reached a leader's log: openraft answers
+    /// `ForwardToLeader` only for entries it never committed (also for ones it appended and
+    /// then had to drop), and a refused connection delivered nothing.
     async fn propose_inner(&self, req: InternalRequest) -> Result<Out> {
-        match self.inner.batcher.write(req.clone()).await {
-            Ok(resp) => into_result(resp),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(fwd))) => {
-                let node = fwd.leader_node.ok_or(Error::NoLeader)?;
-                let mut client = self.peer(&node.addr)?;
-                let resp = client.propose(req).await.map_err(|_| Error::LeaderChanged)?;
-                into_result(crate::raft::Response(resp.into_inner()))
+        let mut metrics = self.inner.raft.metrics();
+        let mut holding = self.inner.holding.subscribe();
+        loop {
+            let _ = holding.wait_for(|held| !*held).await;
+            metrics.borrow_and_update();
+            match self.inner.batcher.write(req.clone()).await {
+                Ok(resp) => return into_result(resp),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(fwd))) => {
+                    if let Some(node) =
+                        fwd.leader_node.filter(|_| fwd.leader_id != Some(self.inner.member_id))
+                    {
+                        match self.forward(&node.addr, req.clone()).await {
+                            Forwarded::Answered(result) => return result,
+                            Forwarded::NotDelivered => {}
+                        }
+                    }
+                }
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                    return Err(Error::Internal(e.to_string()))
+                }
+                Err(RaftError::Fatal(_)) => return Err(Error::Stopped),
             }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(Error::Internal(e.to_string()))
+            // Until raft learns of a (new) leader, or a short pause for one that is restarting.
+            tokio::select! {
+                _ = metrics.changed() => {}
+                _ = tokio::time::sleep(RETRY_PAUSE) => {}
             }
-            Err(RaftError::Fatal(_)) => Err(Error::Stopped),
         }
+    }
+
+    /// Sends a proposal to the leader at `addr` over the peer link.
+    async fn forward(&self, addr: &str, req: InternalRequest) -> Forwarded {
+        let mut client = match self.peer(addr) {
+            Ok(client) => client,
+            Err(e) => return Forwarded::Answered(Err(e)),
+        };
+        match client.propose(req).await {
+            Ok(resp) => Forwarded::Answered(into_result(crate::raft::Response(resp.into_inner()))),
+            Err(status) if not_delivered(&status) => {
+                tracing::debug!(leader = addr, error = %status, "leader unreachable; proposal will be retried");
+                Forwarded::NotDelivered
+            }
+            // The request may have reached the leader's log: whether it commits is unknown,
+            // which etcd reports as a timeout.
+            Err(status) => {
+                tracing::warn!(leader = addr, error = %status, "forwarded proposal lost");
+                Forwarded::Answered(Err(Error::Timeout))
+            }
+        }
+    }
+
+    /// Makes new proposals wait until the returned guard is dropped (see `Inner::holding`).
+    pub fn hold_proposals(&self) -> HoldProposals {
+        self.inner.holding.send_replace(true);
+        HoldProposals(self.inner.holding.clone())
+    }
+
+    /// Proposals handed to raft on this member and not answered yet.
+    pub fn proposals_in_flight(&self) -> usize {
+        self.inner.batcher.queued()
     }
 
     /// etcd's back-pressure: a proposal is refused with "too many requests" while this
@@ -436,20 +498,40 @@ impl EtcdServer {
             && membership.voter_ids().eq([me])
     }
 
+    /// One ReadIndex round: the leader's own, or asked of the leader by a follower. While the
+    /// leader is unknown or unreachable it waits for one (the caller's deadline bounds it),
+    /// as etcd's read loop retries; a leader that answers but loses its leadership on the way
+    /// is etcd's "leader changed".
     async fn read_index_round(&self) -> Result<u64> {
-        // Only the index: the caller waits for apply on the applier's own watch.
-        match self.inner.raft.get_read_log_id().await {
-            Ok((log_id, _applied)) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
-            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(fwd))) => {
-                let node = fwd.leader_node.ok_or(Error::NoLeader)?;
-                let mut client = self.peer(&node.addr)?;
-                let resp = client.read_index(Empty {}).await.map_err(|_| Error::LeaderChanged)?;
-                Ok(resp.into_inner().index)
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            metrics.borrow_and_update();
+            // Only the index: the caller waits for apply on the applier's own watch.
+            match self.inner.raft.get_read_log_id().await {
+                Ok((log_id, _applied)) => return Ok(log_id.map(|l| l.index).unwrap_or(0)),
+                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
+                    fwd,
+                ))) => {
+                    if let Some(node) =
+                        fwd.leader_node.filter(|_| fwd.leader_id != Some(self.inner.member_id))
+                    {
+                        let mut client = self.peer(&node.addr)?;
+                        match client.read_index(Empty {}).await {
+                            Ok(resp) => return Ok(resp.into_inner().index),
+                            Err(status) if not_delivered(&status) => {}
+                            Err(_) => return Err(Error::LeaderChanged),
+                        }
+                    }
+                }
+                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(
+                    _,
+                ))) => return Err(Error::Timeout),
+                Err(RaftError::Fatal(_)) => return Err(Error::Stopped),
             }
-            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(_))) => {
-                Err(Error::Timeout)
+            tokio::select! {
+                _ = metrics.changed() => {}
+                _ = tokio::time::sleep(RETRY_PAUSE) => {}
             }
-            Err(RaftError::Fatal(_)) => Err(Error::Stopped),
         }
     }
 
@@ -669,6 +751,79 @@ impl EtcdServer {
         let _ = rx.wait_for(|r| *r).await;
     }
 
+    /// Follows this member's applied index (waiting for a write's effects to be visible here).
+    pub fn subscribe_applied(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.applier.subscribe_applied()
+    }
+
+    /// Runs a txn that only reads, against the applied state, off the async workers (it
+    /// reads RocksDB under the store's lock). The caller decides about linearizability.
+    pub async fn read_only_txn(
+        &self,
+        req: crate::pb::etcdserverpb::TxnRequest,
+    ) -> Result<crate::pb::etcdserverpb::TxnResponse> {
+        let applier = self.inner.applier.clone();
+        tokio::task::spawn_blocking(move || applier.read_only_txn(&req))
+            .await
+            .map_err(|e| Error::internal("txn", e))?
+    }
+
+    /// Raft's view of this member, for `endpoint status`.
+    pub fn raft_status(&self) -> RaftStatus {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        let status = RaftStatus {
+            leader: m.current_leader.unwrap_or(0),
+            term: m.current_term,
+            last_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            is_learner: m
+                .membership_config
+                .membership()
+                .learner_ids()
+                .any(|id| id == self.inner.member_id),
+        };
+        status
+    }
+
+    /// The database's size on disk (etcd's `dbSize`).
+    pub fn db_size_bytes(&self) -> u64 {
+        self.inner.storage.size_bytes()
+    }
+
+    /// Compacts every column family (etcd's defragment), off the async workers.
+    pub async fn defragment(&self) -> Result<()> {
+        let storage = self.inner.storage.clone();
+        tokio::task::spawn_blocking(move || storage.compact_all())
+            .await
+            .map_err(|e| Error::internal("defragment", e))
+    }
+
+    /// Writes the applied state as etcd's snapshot file to an unlinked temporary file;
+    /// returns it with its size (see `snapshot_file::export`).
+    pub async fn snapshot_file(&self) -> Result<(std::fs::File, u64)> {
+        let storage = self.inner.storage.clone();
+        tokio::task::spawn_blocking(move || crate::snapshot_file::export::write_temp(&storage))
+            .await
+            .map_err(|e| Error::internal("snapshot", e))?
+    }
+
+    /// Resolves, with the reason, if raft's core stops on its own: a storage failure or a
+    /// panic inside openraft. The member can then serve nothing; etcd's process would have
+    /// died, so the caller stops this one with an error.
+    pub async fn raft_failed(&self) -> String {
+        let mut metrics = self.inner.raft.metrics();
+        let reason = match metrics.wait_for(|m| m.running_state.is_err()).await {
+            Ok(m) => match &m.running_state {
+                Err(fatal) => fatal.to_string(),
+                Ok(()) => String::from("stopped"),
+            },
+            // The core dropped its metrics without reporting: it panicked.
+            Err(_) => String::from("panicked"),
+        };
+        reason
+    }
+
     /// Stops raft; the database closes when the last handle drops.
     pub async fn shutdown(&self) {
         if let Err(e) = self.inner.raft.shutdown().await {
@@ -678,6 +833,52 @@ impl EtcdServer {
             tracing::warn!(error = %e, "final WAL sync");
         }
     }
+}
+
+/// Raft's view of a member, as `endpoint status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftStatus {
+    /// The leader's id, 0 when there is none.
+    pub leader: u64,
+    /// The current raft term.
+    pub term: u64,
+    /// The last index in this member's log.
+    pub last_index: u64,
+    /// The last index this member applied.
+    pub applied_index: u64,
+    /// Whether this member is a learner.
+    pub is_learner: bool,
+}
+
+/// Holds new proposals back while it lives (see `EtcdServer::hold_proposals`); dropping it,
+/// on every path, lets them go on.
+pub struct HoldProposals(tokio::sync::watch::Sender<bool>);
+
+impl Drop for HoldProposals {
+    fn drop(&mut self) {
+        self.0.send_replace(false);
+    }
+}
+
+/// What became of a proposal forwarded to the leader.
+enum Forwarded {
+    /// The leader answered (its apply result or its refusal), or the outcome is unknown.
+    Answered(Result<Out>),
+    /// It certainly never reached the leader: sending it again cannot apply it twice.
+    NotDelivered,
+}
+
+/// Whether a failed peer call certainly never reached the peer: the connection could not be
+/// made (tonic keeps the cause, a `ConnectError`, in the status's source chain).
+fn not_delivered(status: &tonic::Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(err) = source {
+        if err.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// etcd's `maxGapBetweenApplyAndCommitIndex`: how far applying may lag the log before

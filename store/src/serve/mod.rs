@@ -157,7 +157,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tokio::select! {
             _ = &mut shutdown => {
                 tracing::info!("shutting down");
+                // etcd's `Stop`: a leader hands its leadership over first, while it still
+                // serves, so the other members' clients see a pause instead of errors.
+                if let Err(e) = crate::member::membership::hand_over_on_stop(&server).await {
+                    tracing::warn!(error = %e, "leadership hand-over at stop failed");
+                }
                 break Ok(());
+            }
+            reason = server.raft_failed() => {
+                tracing::error!(%reason, "raft stopped on a fatal error; the member exits");
+                break Err(anyhow::anyhow!("raft stopped on a fatal error: {reason}"));
             }
             _ = server.removed() => {
                 tracing::warn!("removed from the cluster");

@@ -107,8 +107,8 @@ impl RaftPeer for PeerService {
         // The whole request, so the client's identity (`auth`) reaches apply on the leader.
         let response = match self.server.propose_request(req).await {
             Ok(out) => out,
-            Err(e @ Error::Internal(_)) => return Err(e.into()),
-            Err(e) => crate::pb::oxcdpb::internal_response::Response::Error(e.to_string()),
+            // Typed: the follower rebuilds the very error (`Error::from_code`).
+            Err(e) => crate::pb::oxcdpb::internal_response::Response::Error((&e).into()),
         };
         Ok(Response::new(InternalResponse { response: Some(response) }))
     }
@@ -117,7 +117,12 @@ impl RaftPeer for PeerService {
         &self,
         _request: Request<Empty>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
-        let index = self.server.read_index().await?;
+        // Bounded like a proposal: a follower asking has its own deadline, this keeps a
+        // member without a leader from holding the call forever.
+        let index =
+            tokio::time::timeout(crate::member::server::PROPOSE_TIMEOUT, self.server.read_index())
+                .await
+                .unwrap_or(Err(Error::Timeout))?;
         Ok(Response::new(ReadIndexResponse { index }))
     }
 

@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use prost::Message;
 use serde::Serialize;
 
-use crate::api::maintenance::CLUSTER_VERSION;
 use crate::error::{Error, Result};
 use crate::lease::LeaseRecord;
 use crate::mvcc::Revision;
@@ -35,6 +34,7 @@ use crate::raft::{decode, LogId, StoredMembership};
 use crate::snapshot_file::bbolt_writer::DbWriter;
 use crate::storage::schema::{auth_keys, meta_keys};
 use crate::storage::{Cf, Storage};
+use crate::version::CLUSTER_VERSION;
 
 /// etcd's `leasepb.Lease`, the value type of its `lease` bucket.
 #[derive(Clone, PartialEq, prost::Message)]

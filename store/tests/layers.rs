@@ -1,0 +1,143 @@
+//! The layering of `store/src`, checked on every test run (see ARCHITECTURE.md).
+//!
+//! Each top-level module (a folder or a file of `store/src`) has a layer; code may use
+//! (`crate::…`) only its own module, modules of lower layers, and the foundation (error
+//! type, protobuf types, flags, metrics, versions, raft's type definitions), which itself
+//! uses nothing above it. So there is no import cycle between layers, and a handler cannot
+//! reach around the member into raft or RocksDB. Comment lines are skipped (docs may name
+//! any module). Fast: it only reads the sources.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Top to bottom: a module may use the ones after it, never the ones before it.
+const LAYERS: &[&str] = &[
+    // Edge: the binary, listeners, client-facing services, offline tools.
+    "main",
+    "serve",
+    "tools",
+    "http",
+    "api",
+    // The member: the one interface the edge talks to, and its background roles.
+    "member",
+    // etcd snapshot files (bbolt) and v2 migration: beside the request path, above raft.
+    "snapshot_file",
+    "migrate",
+    // Consensus, then the deterministic apply of committed commands.
+    "raft",
+    "apply",
+    // Applied state, and the watch path fed by apply.
+    "auth",
+    "lease",
+    "cluster",
+    "watch",
+    "mvcc",
+    // RocksDB.
+    "storage",
+];
+
+/// Usable from anywhere; they use nothing but each other.
+const FOUNDATION: &[&str] =
+    &["lib", "error", "Error", "Result", "pb", "config", "metrics", "version", "raft::types"];
+
+/// Member methods that hand out lower layers; the client-facing API (`api/`, `http.rs`) must
+/// not call them: it talks to the member's narrow interface (propose, reads, watch, status).
+/// (The peer service in `serve/` does drive raft: it is raft's transport.)
+const EDGE_FORBIDDEN_CALLS: &[&str] = &[".storage()", ".raft()", ".applier()", ".state_machine()"];
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read store/src") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The module a file belongs to: its top-level folder or file name under `src`.
+fn module_of(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).expect("under src");
+    let first = rel.components().next().expect("non-empty").as_os_str().to_string_lossy();
+    let name = first.trim_end_matches(".rs").to_string();
+    if name == "raft" && rel.ends_with("types.rs") {
+        return "raft::types".into();
+    }
+    name
+}
+
+/// The modules `code` names as `crate::x` (or `crate::raft::types`).
+fn uses(code: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+        let mut rest = line;
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len());
+            let name = &rest[..end];
+            if name == "raft" && rest[end..].starts_with("::types") {
+                out.insert("raft::types".to_string());
+            } else if !name.is_empty() {
+                out.insert(name.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn rank(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|l| *l == module)
+}
+
+#[test]
+fn layers_only_look_down() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut violations = Vec::new();
+    for file in &files {
+        let module = module_of(&src, file);
+        let code = std::fs::read_to_string(file).expect("read source");
+        let foundation = FOUNDATION.contains(&module.as_str());
+        let Some(mine) = rank(&module).or(foundation.then_some(usize::MAX)) else {
+            violations.push(format!("{}: module {module} has no layer", file.display()));
+            continue;
+        };
+        for used in uses(&code) {
+            if used == module || FOUNDATION.contains(&used.as_str()) {
+                continue;
+            }
+            let ok = match rank(&used) {
+                Some(theirs) => !foundation && theirs > mine,
+                None => false,
+            };
+            if !ok {
+                violations.push(format!("{}: {module} uses crate::{used}", file.display()));
+            }
+        }
+        if ["http", "api"].contains(&module.as_str()) {
+            for call in EDGE_FORBIDDEN_CALLS {
+                if code.lines().any(|l| !l.trim_start().starts_with("//") && l.contains(call)) {
+                    violations.push(format!("{}: the API calls {call}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(violations.is_empty(), "layering violations:\n{}", violations.join("\n"));
+}
+
+#[test]
+fn every_module_is_placed() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let modules: BTreeSet<String> = files.iter().map(|f| module_of(&src, f)).collect();
+    for m in &modules {
+        assert!(
+            rank(m).is_some() || FOUNDATION.contains(&m.as_str()),
+            "store/src/{m} is in no layer: add it to LAYERS or FOUNDATION"
+        );
+    }
+    assert!(uses("use crate::raft::types::Entry; // crate::api").contains("raft::types"));
+}
