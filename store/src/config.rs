@@ -94,6 +94,15 @@ pub struct Config {
     #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m",
           value_parser = parse_duration_flag)]
     pub experimental_watch_progress_notify_interval: Duration,
+    /// Auth token type: `simple` (etcd's default). `jwt,...` is refused at start-up.
+    #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
+    pub auth_token: String,
+    /// Seconds a simple token lives without being used.
+    #[arg(long, env = "ETCD_AUTH_TOKEN_TTL", default_value_t = 300)]
+    pub auth_token_ttl: u64,
+    /// bcrypt cost of the password hashes made for `user add` and `user passwd`.
+    #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = 10)]
+    pub bcrypt_cost: u32,
     /// etcd's other flags: accepted so unit files written for etcd start oxcd unchanged.
     #[command(flatten)]
     pub accepted: AcceptedFlags,
@@ -180,9 +189,6 @@ accepted_flags! {
     cipher_suites = "cipher-suites", "ETCD_CIPHER_SUITES";
     cors = "cors", "ETCD_CORS";
     host_whitelist = "host-whitelist", "ETCD_HOST_WHITELIST";
-    auth_token = "auth-token", "ETCD_AUTH_TOKEN";
-    bcrypt_cost = "bcrypt-cost", "ETCD_BCRYPT_COST";
-    auth_token_ttl = "auth-token-ttl", "ETCD_AUTH_TOKEN_TTL";
     enable_pprof = "enable-pprof", "ETCD_ENABLE_PPROF";
     metrics = "metrics", "ETCD_METRICS";
     enable_log_rotation = "enable-log-rotation", "ETCD_ENABLE_LOG_ROTATION";
@@ -370,6 +376,16 @@ impl Config {
         }
         if self.max_request_bytes == 0 {
             return Err("--max-request-bytes must be greater than 0".into());
+        }
+        // bcrypt's MinCost and MaxCost, which etcd checks.
+        if !(4..=31).contains(&self.bcrypt_cost) {
+            return Err(format!("--bcrypt-cost: invalid bcrypt-cost {}", self.bcrypt_cost));
+        }
+        let token_type = self.auth_token.split(',').next().unwrap_or_default();
+        if token_type != "simple" {
+            return Err(format!(
+                "--auth-token: unsupported token type {token_type:?} (oxcd supports \"simple\")"
+            ));
         }
         if self.experimental_watch_progress_notify_interval.is_zero() {
             return Err(

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use super::kv::unexpected;
 use crate::auth::{self, token, AuthInfo};
 use crate::error::{Error, Result};
+use crate::member::server::EtcdServer;
 use crate::pb::etcdserverpb::auth_server::Auth;
 use crate::pb::etcdserverpb::{
     AuthDisableRequest, AuthDisableResponse, AuthEnableRequest, AuthEnableResponse,
@@ -28,7 +29,6 @@ use crate::pb::etcdserverpb::{
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::internal_response::Response as Out;
 use crate::pb::oxcdpb::AuthenticateCommand;
-use crate::member::server::EtcdServer;
 
 /// How long `Authenticate` waits for this member to apply the token it hands out, so the
 /// client's next request here finds it.
@@ -82,9 +82,10 @@ impl AuthService {
         loop {
             let auth = self.server.auth().clone();
             let (name, password) = (req.name.clone(), req.password.clone());
-            let checked = tokio::task::spawn_blocking(move || auth.check_password(&name, &password))
-                .await
-                .map_err(|e| Error::internal("password check", e))?;
+            let checked =
+                tokio::task::spawn_blocking(move || auth.check_password(&name, &password))
+                    .await
+                    .map_err(|e| Error::internal("password check", e))?;
             let checked = match checked {
                 Ok(revision) => revision,
                 Err(e) => {
@@ -108,7 +109,8 @@ impl AuthService {
             }
             if let Some(index) = token::index_of(&resp.token) {
                 let mut applied = self.server.subscribe_applied();
-                let _ = tokio::time::timeout(TOKEN_APPLY_WAIT, applied.wait_for(|a| *a >= index)).await;
+                let _ =
+                    tokio::time::timeout(TOKEN_APPLY_WAIT, applied.wait_for(|a| *a >= index)).await;
             }
             self.server.headers().stamp(&mut resp.header);
             return Ok(resp);
@@ -119,12 +121,12 @@ impl AuthService {
 /// The bcrypt hash to store for a new password, base64-encoded as etcd's `hashedPassword`.
 /// A client may send the hash itself (etcdctl does not); otherwise the password is hashed
 /// here, off the async threads. The plain password never reaches the log.
-async fn hashed(password: &mut String, hashed_password: &mut String) -> Result<()> {
+async fn hashed(password: &mut String, hashed_password: &mut String, cost: u32) -> Result<()> {
     if password.is_empty() && !hashed_password.is_empty() {
         return Ok(());
     }
     let plain = std::mem::take(password);
-    *hashed_password = tokio::task::spawn_blocking(move || auth::hash_password(&plain))
+    *hashed_password = tokio::task::spawn_blocking(move || auth::hash_password(&plain, cost))
         .await
         .map_err(|e| Error::internal("password hash", e))??;
     Ok(())
@@ -143,7 +145,10 @@ pub fn forwarded<T>(metadata: &MetadataMap, message: T) -> Request<T> {
 
 #[tonic::async_trait]
 impl Auth for AuthService {
-    async fn auth_enable(&self, request: Request<AuthEnableRequest>) -> Result<Response<AuthEnableResponse>, Status> {
+    async fn auth_enable(
+        &self,
+        request: Request<AuthEnableRequest>,
+    ) -> Result<Response<AuthEnableResponse>, Status> {
         let (md, _, req) = request.into_parts();
         answer!(self, self.change(&md, Cmd::AuthEnable(req)).await?, AuthEnable)
     }
@@ -156,7 +161,10 @@ impl Auth for AuthService {
         answer!(self, self.change(&md, Cmd::AuthDisable(req)).await?, AuthDisable)
     }
 
-    async fn auth_status(&self, request: Request<AuthStatusRequest>) -> Result<Response<AuthStatusResponse>, Status> {
+    async fn auth_status(
+        &self,
+        request: Request<AuthStatusRequest>,
+    ) -> Result<Response<AuthStatusResponse>, Status> {
         let caller = self.reader(request.metadata()).await?;
         self.server.auth().check_admin(&caller)?;
         let (enabled, auth_revision) = self.server.auth().status();
@@ -171,17 +179,24 @@ impl Auth for AuthService {
         Ok(Response::new(AuthService::authenticate(self, request.into_inner()).await?))
     }
 
-    async fn user_add(&self, request: Request<AuthUserAddRequest>) -> Result<Response<AuthUserAddResponse>, Status> {
+    async fn user_add(
+        &self,
+        request: Request<AuthUserAddRequest>,
+    ) -> Result<Response<AuthUserAddResponse>, Status> {
         let (md, _, mut req) = request.into_parts();
         if req.options.as_ref().is_some_and(|o| o.no_password) {
             req.password.clear();
         } else {
-            hashed(&mut req.password, &mut req.hashed_password).await?;
+            hashed(&mut req.password, &mut req.hashed_password, self.server.config().bcrypt_cost)
+                .await?;
         }
         answer!(self, self.change(&md, Cmd::AuthUserAdd(req)).await?, AuthUserAdd)
     }
 
-    async fn user_get(&self, request: Request<AuthUserGetRequest>) -> Result<Response<AuthUserGetResponse>, Status> {
+    async fn user_get(
+        &self,
+        request: Request<AuthUserGetRequest>,
+    ) -> Result<Response<AuthUserGetResponse>, Status> {
         let caller = self.reader(request.metadata()).await?;
         let name = request.into_inner().name;
         if let Err(e) = self.server.auth().check_admin(&caller) {
@@ -193,7 +208,10 @@ impl Auth for AuthService {
         Ok(Response::new(AuthUserGetResponse { header: self.header(), roles }))
     }
 
-    async fn user_list(&self, request: Request<AuthUserListRequest>) -> Result<Response<AuthUserListResponse>, Status> {
+    async fn user_list(
+        &self,
+        request: Request<AuthUserListRequest>,
+    ) -> Result<Response<AuthUserListResponse>, Status> {
         let caller = self.reader(request.metadata()).await?;
         self.server.auth().check_admin(&caller)?;
         let users = self.server.auth().user_names();
@@ -213,8 +231,13 @@ impl Auth for AuthService {
         request: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
         let (md, _, mut req) = request.into_parts();
-        hashed(&mut req.password, &mut req.hashed_password).await?;
-        answer!(self, self.change(&md, Cmd::AuthUserChangePassword(req)).await?, AuthUserChangePassword)
+        hashed(&mut req.password, &mut req.hashed_password, self.server.config().bcrypt_cost)
+            .await?;
+        answer!(
+            self,
+            self.change(&md, Cmd::AuthUserChangePassword(req)).await?,
+            AuthUserChangePassword
+        )
     }
 
     async fn user_grant_role(
@@ -233,12 +256,18 @@ impl Auth for AuthService {
         answer!(self, self.change(&md, Cmd::AuthUserRevokeRole(req)).await?, AuthUserRevokeRole)
     }
 
-    async fn role_add(&self, request: Request<AuthRoleAddRequest>) -> Result<Response<AuthRoleAddResponse>, Status> {
+    async fn role_add(
+        &self,
+        request: Request<AuthRoleAddRequest>,
+    ) -> Result<Response<AuthRoleAddResponse>, Status> {
         let (md, _, req) = request.into_parts();
         answer!(self, self.change(&md, Cmd::AuthRoleAdd(req)).await?, AuthRoleAdd)
     }
 
-    async fn role_get(&self, request: Request<AuthRoleGetRequest>) -> Result<Response<AuthRoleGetResponse>, Status> {
+    async fn role_get(
+        &self,
+        request: Request<AuthRoleGetRequest>,
+    ) -> Result<Response<AuthRoleGetResponse>, Status> {
         let caller = self.reader(request.metadata()).await?;
         let role = request.into_inner().role;
         let auth = self.server.auth();
@@ -251,7 +280,10 @@ impl Auth for AuthService {
         Ok(Response::new(AuthRoleGetResponse { header: self.header(), perm }))
     }
 
-    async fn role_list(&self, request: Request<AuthRoleListRequest>) -> Result<Response<AuthRoleListResponse>, Status> {
+    async fn role_list(
+        &self,
+        request: Request<AuthRoleListRequest>,
+    ) -> Result<Response<AuthRoleListResponse>, Status> {
         let caller = self.reader(request.metadata()).await?;
         self.server.auth().check_admin(&caller)?;
         let roles = self.server.auth().role_names();
@@ -271,7 +303,11 @@ impl Auth for AuthService {
         request: Request<AuthRoleGrantPermissionRequest>,
     ) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
         let (md, _, req) = request.into_parts();
-        answer!(self, self.change(&md, Cmd::AuthRoleGrantPermission(req)).await?, AuthRoleGrantPermission)
+        answer!(
+            self,
+            self.change(&md, Cmd::AuthRoleGrantPermission(req)).await?,
+            AuthRoleGrantPermission
+        )
     }
 
     async fn role_revoke_permission(
@@ -279,6 +315,10 @@ impl Auth for AuthService {
         request: Request<AuthRoleRevokePermissionRequest>,
     ) -> Result<Response<AuthRoleRevokePermissionResponse>, Status> {
         let (md, _, req) = request.into_parts();
-        answer!(self, self.change(&md, Cmd::AuthRoleRevokePermission(req)).await?, AuthRoleRevokePermission)
+        answer!(
+            self,
+            self.change(&md, Cmd::AuthRoleRevokePermission(req)).await?,
+            AuthRoleRevokePermission
+        )
     }
 }

@@ -3,6 +3,7 @@
 
 use tonic::{Request, Response, Status};
 
+use super::auth::forwarded;
 use crate::member::membership;
 use crate::member::server::EtcdServer;
 use crate::pb::etcdserverpb::cluster_client::ClusterClient;
@@ -29,6 +30,12 @@ impl ClusterService {
         Some(self.server.headers().make(0))
     }
 
+    /// etcd's `checkMembershipOperationPermission`: membership changes need the root role.
+    async fn check_admin(&self, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+        let caller = super::caller(&self.server, metadata).await?;
+        Ok(self.server.auth().check_admin(&caller)?)
+    }
+
     fn leader(&self) -> Result<Option<ClusterClient<tonic::transport::Channel>>, Status> {
         Ok(self.server.leader_client()?.map(ClusterClient::new))
     }
@@ -40,8 +47,10 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        self.check_admin(request.metadata()).await?;
         if let Some(mut leader) = self.leader()? {
-            return leader.member_add(request.into_inner()).await;
+            let (metadata, _, message) = request.into_parts();
+            return leader.member_add(forwarded(&metadata, message)).await;
         }
         let req = request.into_inner();
         let member = membership::add(&self.server, req.peer_ur_ls, req.is_learner).await?;
@@ -60,8 +69,10 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.check_admin(request.metadata()).await?;
         if let Some(mut leader) = self.leader()? {
-            return leader.member_remove(request.into_inner()).await;
+            let (metadata, _, message) = request.into_parts();
+            return leader.member_remove(forwarded(&metadata, message)).await;
         }
         membership::remove(&self.server, request.into_inner().id).await?;
         Ok(Response::new(MemberRemoveResponse {
@@ -74,8 +85,10 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        self.check_admin(request.metadata()).await?;
         if let Some(mut leader) = self.leader()? {
-            return leader.member_update(request.into_inner()).await;
+            let (metadata, _, message) = request.into_parts();
+            return leader.member_update(forwarded(&metadata, message)).await;
         }
         let req = request.into_inner();
         membership::update(&self.server, req.id, req.peer_ur_ls).await?;
@@ -102,8 +115,10 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.check_admin(request.metadata()).await?;
         if let Some(mut leader) = self.leader()? {
-            return leader.member_promote(request.into_inner()).await;
+            let (metadata, _, message) = request.into_parts();
+            return leader.member_promote(forwarded(&metadata, message)).await;
         }
         membership::promote(&self.server, request.into_inner().id).await?;
         Ok(Response::new(MemberPromoteResponse {

@@ -49,17 +49,20 @@ impl Election for ElectionService {
         &self,
         request: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
+        let caller = super::caller(&self.server, request.metadata()).await?;
         let req = request.into_inner();
         if req.name.is_empty() {
             return Err(Error::EmptyKey.into());
         }
-        let lease = queue::session_lease(&self.server, req.lease).await?;
-        let mine = queue::enqueue(&self.server, &req.name, lease, req.value.clone()).await?;
+        let lease = queue::session_lease(&self.server, &caller, req.lease).await?;
+        let mine =
+            queue::enqueue(&self.server, &caller, &req.name, lease, req.value.clone()).await?;
         if mine.value != req.value {
             // Re-campaigning with the same lease updates the value, as etcd does.
-            proclaim_value(&self.server, &mine.key, mine.create_revision, req.value).await?;
+            proclaim_value(&self.server, &caller, &mine.key, mine.create_revision, req.value)
+                .await?;
         }
-        queue::wait_until_owner(&self.server, &req.name, &mine).await?;
+        queue::wait_until_owner(&self.server, &caller, &req.name, &mine).await?;
         let leader = LeaderKey { name: req.name, key: mine.key, rev: mine.create_revision, lease };
         Ok(Response::new(CampaignResponse { header: self.header(), leader: Some(leader) }))
     }
@@ -68,9 +71,10 @@ impl Election for ElectionService {
         &self,
         request: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
+        let caller = super::caller(&self.server, request.metadata()).await?;
         let req = request.into_inner();
         let leader = req.leader.ok_or_else(not_leader)?;
-        proclaim_value(&self.server, &leader.key, leader.rev, req.value).await?;
+        proclaim_value(&self.server, &caller, &leader.key, leader.rev, req.value).await?;
         Ok(Response::new(ProclaimResponse { header: self.header() }))
     }
 
@@ -78,8 +82,9 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
+        let caller = super::caller(&self.server, request.metadata()).await?;
         let name = request.into_inner().name;
-        match queue::owner(&self.server, &name).await? {
+        match queue::owner(&self.server, &caller, &name).await? {
             Some(kv) => Ok(Response::new(LeaderResponse { header: self.header(), kv: Some(kv) })),
             None => Err(Status::unknown("election: no leader")),
         }
@@ -91,13 +96,14 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<ObserveStream>, Status> {
+        let caller = super::caller(&self.server, request.metadata()).await?;
         let name = request.into_inner().name;
         let server = self.server.clone();
         let output = async_stream::try_stream! {
             let mut applied = server.subscribe_applied();
             let mut last: Option<(Vec<u8>, i64)> = None;
             loop {
-                if let Some(kv) = queue::owner(&server, &name).await? {
+                if let Some(kv) = queue::owner(&server, &caller, &name).await? {
                     let seen = (kv.key.clone(), kv.mod_revision);
                     if last.as_ref() != Some(&seen) {
                         last = Some(seen);
@@ -115,10 +121,11 @@ impl Election for ElectionService {
         &self,
         request: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
+        let caller = super::caller(&self.server, request.metadata()).await?;
         let leader = request.into_inner().leader.ok_or_else(not_leader)?;
-        let current = queue::get(&self.server, &leader.key).await?;
+        let current = queue::get(&self.server, &caller, &leader.key).await?;
         if current.is_some_and(|kv| kv.create_revision == leader.rev) {
-            queue::delete(&self.server, &leader.key).await?;
+            queue::delete(&self.server, &caller, &leader.key).await?;
         }
         Ok(Response::new(ResignResponse { header: self.header() }))
     }
@@ -127,6 +134,7 @@ impl Election for ElectionService {
 /// Updates the leader's value, only while it still holds the key it was elected with.
 async fn proclaim_value(
     server: &EtcdServer,
+    caller: &crate::auth::AuthInfo,
     key: &[u8],
     rev: i64,
     value: Vec<u8>,
@@ -149,7 +157,7 @@ async fn proclaim_value(
         }],
         failure: Vec::new(),
     };
-    match server.propose(Cmd::Txn(txn)).await? {
+    match server.propose_as(caller, Cmd::Txn(txn)).await? {
         Out::Txn(resp) if resp.succeeded => Ok(()),
         Out::Txn(_) => Err(not_leader()),
         other => Err(super::kv::unexpected(other).into()),

@@ -4,6 +4,7 @@
 use tonic::{Request, Response, Status};
 
 use crate::apply::{is_read_only, is_serializable};
+use crate::auth::AuthInfo;
 use crate::error::{Error, Result};
 use crate::member::server::EtcdServer;
 use crate::mvcc::KeyRange;
@@ -28,11 +29,15 @@ impl KvService {
         KvService { server }
     }
 
-    async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
+    /// etcd's `doSerialize`: the caller's READ permission is checked before the read, and the
+    /// answer is refused if the auth store changed while it was read.
+    async fn range(&self, caller: &AuthInfo, req: RangeRequest) -> Result<RangeResponse> {
         check_range(&req)?;
         if !req.serializable {
             self.server.linearizable_read().await?;
         }
+        let auth = self.server.auth();
+        auth.check_range(caller, &req.key, &req.range_end)?;
         let mvcc = self.server.mvcc().clone();
         let mut resp = if is_small_read(&req) {
             mvcc.range(&req)?
@@ -41,13 +46,16 @@ impl KvService {
                 .await
                 .map_err(|e| Error::internal("range", e))??
         };
+        auth.check_unchanged(caller)?;
         self.server.headers().stamp(&mut resp.header);
         Ok(resp)
     }
 
-    async fn put(&self, req: PutRequest) -> Result<PutResponse> {
+    /// Writes carry the caller to apply, which checks the permissions there (etcd's
+    /// `authApplierV3`), against the auth store as of that entry.
+    async fn put(&self, caller: &AuthInfo, req: PutRequest) -> Result<PutResponse> {
         check_put(&req)?;
-        match self.server.propose(Cmd::Put(req)).await? {
+        match self.server.propose_as(caller, Cmd::Put(req)).await? {
             Out::Put(mut resp) => {
                 self.server.headers().stamp(&mut resp.header);
                 Ok(resp)
@@ -56,9 +64,13 @@ impl KvService {
         }
     }
 
-    async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+    async fn delete_range(
+        &self,
+        caller: &AuthInfo,
+        req: DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse> {
         check_delete(&req)?;
-        match self.server.propose(Cmd::DeleteRange(req)).await? {
+        match self.server.propose_as(caller, Cmd::DeleteRange(req)).await? {
             Out::DeleteRange(mut resp) => {
                 self.server.headers().stamp(&mut resp.header);
                 Ok(resp)
@@ -67,15 +79,21 @@ impl KvService {
         }
     }
 
-    async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
+    /// A read-only txn is checked here as a range is (every compare and range of both
+    /// branches); any other goes through raft with the caller, checked at apply.
+    async fn txn(&self, caller: &AuthInfo, req: TxnRequest) -> Result<TxnResponse> {
         check_txn(&req, self.server.config().max_txn_ops)?;
         let mut resp = if is_read_only(&req) {
             if !is_serializable(&req) {
                 self.server.linearizable_read().await?;
             }
-            self.server.read_only_txn(req).await?
+            let auth = self.server.auth().clone();
+            auth.check_txn(caller, &req)?;
+            let resp = self.server.read_only_txn(req).await?;
+            auth.check_unchanged(caller)?;
+            resp
         } else {
-            match self.server.propose(Cmd::Txn(req)).await? {
+            match self.server.propose_as(caller, Cmd::Txn(req)).await? {
                 Out::Txn(resp) => resp,
                 other => return Err(unexpected(other)),
             }
@@ -84,8 +102,13 @@ impl KvService {
         Ok(resp)
     }
 
-    async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse> {
-        match self.server.propose(Cmd::Compaction(req)).await? {
+    /// etcd 3.5 checks no permission for a compaction, only that a token is valid.
+    async fn compact(
+        &self,
+        caller: &AuthInfo,
+        req: CompactionRequest,
+    ) -> Result<CompactionResponse> {
+        match self.server.propose_as(caller, Cmd::Compaction(req)).await? {
             Out::Compaction(mut resp) => {
                 self.server.headers().stamp(&mut resp.header);
                 Ok(resp)
@@ -114,6 +137,12 @@ fn is_small_read(req: &RangeRequest) -> bool {
     single_key
         || req.count_only
         || (!sorted && !filtered && req.limit > 0 && req.limit <= INLINE_RANGE_KEYS)
+}
+
+/// The caller of a request and its message.
+async fn parts<T>(server: &EtcdServer, request: Request<T>) -> Result<(AuthInfo, T)> {
+    let caller = super::caller(server, request.metadata()).await?;
+    Ok((caller, request.into_inner()))
 }
 
 /// An apply result of the wrong kind: a bug, reported rather than panicking.
@@ -227,29 +256,34 @@ impl Kv for KvService {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
-        Ok(Response::new(KvService::range(self, request.into_inner()).await?))
+        let (caller, request) = parts(&self.server, request).await?;
+        Ok(Response::new(KvService::range(self, &caller, request).await?))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        Ok(Response::new(KvService::put(self, request.into_inner()).await?))
+        let (caller, request) = parts(&self.server, request).await?;
+        Ok(Response::new(KvService::put(self, &caller, request).await?))
     }
 
     async fn delete_range(
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        Ok(Response::new(KvService::delete_range(self, request.into_inner()).await?))
+        let (caller, request) = parts(&self.server, request).await?;
+        Ok(Response::new(KvService::delete_range(self, &caller, request).await?))
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        Ok(Response::new(KvService::txn(self, request.into_inner()).await?))
+        let (caller, request) = parts(&self.server, request).await?;
+        Ok(Response::new(KvService::txn(self, &caller, request).await?))
     }
 
     async fn compact(
         &self,
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        Ok(Response::new(KvService::compact(self, request.into_inner()).await?))
+        let (caller, request) = parts(&self.server, request).await?;
+        Ok(Response::new(KvService::compact(self, &caller, request).await?))
     }
 }
 

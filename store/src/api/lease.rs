@@ -79,6 +79,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let caller = super::caller(&self.server, request.metadata()).await?;
         let mut req = request.into_inner();
         if req.ttl > MAX_LEASE_TTL {
             return Err(Error::LeaseTtlTooLarge.into());
@@ -86,7 +87,7 @@ impl Lease for LeaseService {
         if req.id == 0 {
             req.id = self.server.next_id();
         }
-        match self.server.propose(Cmd::LeaseGrant(req)).await? {
+        match self.server.propose_as(&caller, Cmd::LeaseGrant(req)).await? {
             Out::LeaseGrant(mut resp) => {
                 self.server.headers().stamp(&mut resp.header);
                 Ok(Response::new(resp))
@@ -99,7 +100,9 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        match self.server.propose(Cmd::LeaseRevoke(request.into_inner())).await? {
+        // Apply checks that the caller may write every key attached to the lease.
+        let caller = super::caller(&self.server, request.metadata()).await?;
+        match self.server.propose_as(&caller, Cmd::LeaseRevoke(request.into_inner())).await? {
             Out::LeaseRevoke(mut resp) => {
                 self.server.headers().stamp(&mut resp.header);
                 Ok(Response::new(resp))

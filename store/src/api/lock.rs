@@ -24,13 +24,14 @@ impl LockService {
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let caller = super::caller(&self.server, request.metadata()).await?;
         let req = request.into_inner();
         if req.name.is_empty() {
             return Err(Error::EmptyKey.into());
         }
-        let lease = queue::session_lease(&self.server, req.lease).await?;
-        let mine = queue::enqueue(&self.server, &req.name, lease, Vec::new()).await?;
-        queue::wait_until_owner(&self.server, &req.name, &mine).await?;
+        let lease = queue::session_lease(&self.server, &caller, req.lease).await?;
+        let mine = queue::enqueue(&self.server, &caller, &req.name, lease, Vec::new()).await?;
+        queue::wait_until_owner(&self.server, &caller, &req.name, &mine).await?;
         let header = Some(self.server.headers().make(self.server.mvcc().current_revision()));
         Ok(Response::new(LockResponse { header, key: mine.key }))
     }
@@ -39,7 +40,8 @@ impl Lock for LockService {
         &self,
         request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
-        let rev = queue::delete(&self.server, &request.into_inner().key).await?;
+        let caller = super::caller(&self.server, request.metadata()).await?;
+        let rev = queue::delete(&self.server, &caller, &request.into_inner().key).await?;
         Ok(Response::new(UnlockResponse { header: Some(self.server.headers().make(rev)) }))
     }
 }

@@ -1,7 +1,12 @@
 //! The server side of etcd's concurrency recipes, shared by the Lock and Election services:
 //! a waiter key `name/<lease hex>` attached to the caller's lease, ordered by create revision;
 //! the owner is the waiter with the lowest create revision.
+//!
+//! Every read and write is made as the caller (`AuthInfo`), as etcd's servers make them
+//! through a client that carries the caller's token: with auth enabled, the caller needs
+//! WRITE on its waiter key and READ on the name's prefix.
 
+use crate::auth::AuthInfo;
 use crate::error::{Error, Result};
 use crate::member::server::EtcdServer;
 use crate::pb::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
@@ -41,13 +46,13 @@ pub const SESSION_TTL: i64 = 60;
 /// The lease a waiter key is attached to: the caller's, or, when it names none (lease 0), a
 /// new lease of `SESSION_TTL` seconds that nobody keeps alive, as etcd's v3lock and
 /// v3election servers open an orphaned session for such callers.
-pub async fn session_lease(server: &EtcdServer, lease: i64) -> Result<i64> {
+pub async fn session_lease(server: &EtcdServer, caller: &AuthInfo, lease: i64) -> Result<i64> {
     if lease != 0 {
         return Ok(lease);
     }
     let id = server.next_id();
     let grant = LeaseGrantRequest { ttl: SESSION_TTL, id };
-    match server.propose(Cmd::LeaseGrant(grant)).await? {
+    match server.propose_as(caller, Cmd::LeaseGrant(grant)).await? {
         Out::LeaseGrant(resp) => Ok(resp.id),
         other => Err(super::kv::unexpected(other)),
     }
@@ -56,6 +61,7 @@ pub async fn session_lease(server: &EtcdServer, lease: i64) -> Result<i64> {
 /// Creates (or finds) the caller's waiter key; returns it with its create revision.
 pub async fn enqueue(
     server: &EtcdServer,
+    caller: &AuthInfo,
     name: &[u8],
     lease: i64,
     value: Vec<u8>,
@@ -94,7 +100,7 @@ pub async fn enqueue(
         ],
         failure: vec![read],
     };
-    let resp = match server.propose(Cmd::Txn(txn)).await? {
+    let resp = match server.propose_as(caller, Cmd::Txn(txn)).await? {
         Out::Txn(resp) => resp,
         other => return Err(super::kv::unexpected(other)),
     };
@@ -110,7 +116,11 @@ fn waiter_in(resp: TxnResponse) -> Option<KeyValue> {
 }
 
 /// The current owner: the waiter with the lowest create revision.
-pub async fn owner(server: &EtcdServer, name: &[u8]) -> Result<Option<KeyValue>> {
+pub async fn owner(
+    server: &EtcdServer,
+    caller: &AuthInfo,
+    name: &[u8],
+) -> Result<Option<KeyValue>> {
     let p = prefix(name);
     let req = RangeRequest {
         range_end: prefix_end(&p),
@@ -121,18 +131,24 @@ pub async fn owner(server: &EtcdServer, name: &[u8]) -> Result<Option<KeyValue>>
         ..Default::default()
     };
     server.linearizable_read().await?;
+    server.auth().check_range(caller, &req.key, &req.range_end)?;
     Ok(server.mvcc().range(&req)?.kvs.into_iter().next())
 }
 
 /// Waits until `mine` owns `name`. Fails if the key disappears (its lease ended).
-pub async fn wait_until_owner(server: &EtcdServer, name: &[u8], mine: &KeyValue) -> Result<()> {
+pub async fn wait_until_owner(
+    server: &EtcdServer,
+    caller: &AuthInfo,
+    name: &[u8],
+    mine: &KeyValue,
+) -> Result<()> {
     let mut applied = server.subscribe_applied();
     loop {
-        match get(server, &mine.key).await? {
+        match get(server, caller, &mine.key).await? {
             Some(kv) if kv.create_revision == mine.create_revision => {}
             _ => return Err(Error::LeaseNotFound),
         }
-        if owner(server, name).await?.is_some_and(|o| o.key == mine.key) {
+        if owner(server, caller, name).await?.is_some_and(|o| o.key == mine.key) {
             return Ok(());
         }
         applied.changed().await.map_err(|_| Error::Stopped)?;
@@ -140,17 +156,18 @@ pub async fn wait_until_owner(server: &EtcdServer, name: &[u8], mine: &KeyValue)
 }
 
 /// Reads one key linearizably.
-pub async fn get(server: &EtcdServer, key: &[u8]) -> Result<Option<KeyValue>> {
+pub async fn get(server: &EtcdServer, caller: &AuthInfo, key: &[u8]) -> Result<Option<KeyValue>> {
     server.linearizable_read().await?;
+    server.auth().check_range(caller, key, &[])?;
     let req = RangeRequest { key: key.to_vec(), ..Default::default() };
     Ok(server.mvcc().range(&req)?.kvs.into_iter().next())
 }
 
 /// Deletes a key; returns the revision after.
-pub async fn delete(server: &EtcdServer, key: &[u8]) -> Result<i64> {
+pub async fn delete(server: &EtcdServer, caller: &AuthInfo, key: &[u8]) -> Result<i64> {
     let req =
         crate::pb::etcdserverpb::DeleteRangeRequest { key: key.to_vec(), ..Default::default() };
-    match server.propose(Cmd::DeleteRange(req)).await? {
+    match server.propose_as(caller, Cmd::DeleteRange(req)).await? {
         Out::DeleteRange(resp) => Ok(resp.header.map(|h| h.revision).unwrap_or_default()),
         other => Err(super::kv::unexpected(other)),
     }

@@ -12,9 +12,13 @@ use std::sync::Arc;
 
 use futures::Stream;
 use tokio::sync::oneshot;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::Headers;
+use crate::auth::AuthStore;
+use crate::error::Error;
+use crate::pb::etcdserverpb::watch_request::RequestUnion;
 use crate::pb::etcdserverpb::watch_server::Watch;
 use crate::pb::etcdserverpb::{WatchRequest, WatchResponse};
 use crate::watch::{fragment, WatchControl, WatchHub, WatchReceiver};
@@ -23,12 +27,14 @@ use crate::watch::{fragment, WatchControl, WatchHub, WatchReceiver};
 pub struct WatchService {
     hub: Arc<WatchHub>,
     headers: Headers,
+    auth: Arc<AuthStore>,
 }
 
 impl WatchService {
-    /// A service over `hub`, stamping responses with `headers`.
-    pub fn new(hub: Arc<WatchHub>, headers: Headers) -> WatchService {
-        WatchService { hub, headers }
+    /// A service over `hub`, stamping responses with `headers`; each watch it creates must be
+    /// permitted by `auth`.
+    pub fn new(hub: Arc<WatchHub>, headers: Headers, auth: Arc<AuthStore>) -> WatchService {
+        WatchService { hub, headers, auth }
     }
 }
 
@@ -43,10 +49,11 @@ impl Watch for WatchService {
         &self,
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
-        let inbound = request.into_inner();
+        let (metadata, _, inbound) = request.into_parts();
         let (control, receiver) = self.hub.open_stream();
         let (failed_tx, failed_rx) = oneshot::channel();
-        tokio::spawn(receive_loop(inbound, control, failed_tx));
+        let permits = Permits { auth: self.auth.clone(), metadata };
+        tokio::spawn(receive_loop(inbound, control, permits, failed_tx));
         let output = respond(receiver, failed_rx, self.headers.clone(), self.hub.fragment_limit());
         Ok(Response::new(output))
     }
@@ -58,12 +65,18 @@ impl Watch for WatchService {
 async fn receive_loop(
     mut inbound: Streaming<WatchRequest>,
     control: WatchControl,
+    permits: Permits,
     failed: oneshot::Sender<Status>,
 ) {
     loop {
         tokio::select! {
             msg = inbound.message() => match msg {
-                Ok(Some(req)) => control.handle(req).await,
+                Ok(Some(req)) => match permits.refusal(&req) {
+                    Some(watch_id) => {
+                        control.reject(watch_id, denied()).await
+                    }
+                    None => control.handle(req).await,
+                },
                 Ok(None) => return,
                 Err(status) => {
                     tracing::debug!(error = %status, "watch stream receive failed");
@@ -73,6 +86,30 @@ async fn receive_loop(
             },
             _ = control.closed() => return,
         }
+    }
+}
+
+/// etcd's cancel reason for a watch the caller may not read: the text of the gRPC status
+/// error (`rpctypes.ErrGRPCPermissionDenied.Error()`), code included.
+fn denied() -> String {
+    format!("rpc error: code = PermissionDenied desc = {}", Error::PermissionDenied)
+}
+
+/// The permission checks of one stream (etcd's `isWatchPermitted`): each create request is
+/// checked against the stream's token when it arrives, so a token that expired or a
+/// permission revoked since the stream opened refuses new watches.
+struct Permits {
+    auth: Arc<AuthStore>,
+    metadata: MetadataMap,
+}
+
+impl Permits {
+    /// The watch id to answer "permission denied" with, if `req` creates a watch the caller
+    /// may not read.
+    fn refusal(&self, req: &WatchRequest) -> Option<i64> {
+        let Some(RequestUnion::CreateRequest(create)) = &req.request_union else { return None };
+        let checked = self.auth.check_watch(&self.metadata, &create.key, &create.range_end);
+        checked.is_err().then_some(create.watch_id)
     }
 }
 

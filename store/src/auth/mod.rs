@@ -52,14 +52,16 @@ pub use perm::Access;
 pub const ROOT_USER: &str = "root";
 /// The role with every permission; it needs no `role add` to be granted.
 pub const ROOT_ROLE: &str = "root";
-/// bcrypt cost for new password hashes (etcd's `--bcrypt-cost` default).
-pub const BCRYPT_COST: u32 = 10;
 /// How long a request waits for this member to apply the entry that created its token (a
 /// client may present a token, created through another member, before this one applied it).
 const TOKEN_APPLY_WAIT: Duration = Duration::from_secs(5);
 /// The gRPC metadata keys a token may arrive under (etcd's `TokenFieldNameGRPC` and, from
 /// the gRPC gateway, `TokenFieldNameSwagger`).
 const TOKEN_KEYS: [&str; 2] = ["token", "authorization"];
+/// The metadata key under which the client listener passes on the common name of the
+/// connection's verified client certificate (`crate::tls`); a value sent by a client under
+/// this key is removed before any handler sees the request.
+pub const CERT_CN_KEY: &str = "x-oxcd-client-cert-cn";
 
 /// Who sent a request: the user its token stands for and the auth revision when the token was
 /// checked. The default (empty user, revision 0) is a request without a token.
@@ -99,6 +101,9 @@ pub struct AuthStore {
     /// Read by every permission check, written only by apply (one entry at a time).
     state: RwLock<State>,
     tokens: token::Tokens,
+    /// `--client-cert-auth`: a request without a token is made by the user its client
+    /// certificate names (etcd's `AuthInfoFromTLS`).
+    cert_users: bool,
     /// The applied index, to wait for the entry a token was created at.
     applied: OnceLock<tokio::sync::watch::Receiver<u64>>,
 }
@@ -111,8 +116,22 @@ impl AuthStore {
             storage,
             state: RwLock::new(state),
             tokens: token::Tokens::new(token::TOKEN_TTL),
+            cert_users: false,
             applied: OnceLock::new(),
         })
+    }
+
+    /// Sets how long a simple token lives unused (`--auth-token-ttl`).
+    pub fn with_token_ttl(mut self, ttl: Duration) -> AuthStore {
+        self.tokens = token::Tokens::new(ttl);
+        self
+    }
+
+    /// Makes the client certificate's common name the user of requests without a token
+    /// (`--client-cert-auth`).
+    pub fn with_cert_users(mut self, on: bool) -> AuthStore {
+        self.cert_users = on;
+        self
     }
 
     /// Re-reads the auth state from the database (after a snapshot was installed). Tokens
@@ -156,7 +175,7 @@ impl AuthStore {
     /// token, `InvalidAuthToken` for an unknown, expired or malformed one. As etcd, a token
     /// is checked even while auth is disabled (then every token is unknown).
     pub async fn user_from(&self, metadata: &MetadataMap) -> Result<AuthInfo> {
-        let Some(token) = token_of(metadata) else { return Ok(AuthInfo::default()) };
+        let Some(token) = token_of(metadata) else { return Ok(self.cert_user(metadata)) };
         let index = token::index_of(token).ok_or(Error::InvalidAuthToken)?;
         if let Some(applied) = self.applied.get() {
             let mut applied = applied.clone();
@@ -168,6 +187,17 @@ impl AuthStore {
         self.token_info(token)
     }
 
+    /// The user named by the connection's client certificate, or no user.
+    fn cert_user(&self, metadata: &MetadataMap) -> AuthInfo {
+        let cn = metadata.get(CERT_CN_KEY).and_then(|v| v.to_str().ok());
+        match cn {
+            Some(cn) if self.cert_users && !cn.is_empty() => {
+                AuthInfo { user: cn.to_string(), revision: self.revision() }
+            }
+            _ => AuthInfo::default(),
+        }
+    }
+
     fn token_info(&self, token: &str) -> Result<AuthInfo> {
         let user = self.tokens.lookup(token, Instant::now()).ok_or(Error::InvalidAuthToken)?;
         Ok(AuthInfo { user, revision: self.revision() })
@@ -175,13 +205,16 @@ impl AuthStore {
 
     /// The Watch service's check for one watch create request (etcd's `isWatchPermitted`):
     /// the caller named by the stream's `token` metadata needs READ on `[key, range_end)`
-    /// (`key` empty means "\0"). Does not wait for the token's entry to be applied.
+    /// (`key` empty means "\0"). Does not wait for the token's entry to be applied. As in
+    /// etcd 3.5, a `range_end` of "\0" (every key from `key` on) becomes empty before the
+    /// check, which then checks `key` alone.
     pub fn check_watch(&self, metadata: &MetadataMap, key: &[u8], range_end: &[u8]) -> Result<()> {
         let caller = match token_of(metadata) {
             Some(token) => self.token_info(token)?,
-            None => AuthInfo::default(),
+            None => self.cert_user(metadata),
         };
         let key: &[u8] = if key.is_empty() { &[0] } else { key };
+        let range_end: &[u8] = if range_end == [0] { &[] } else { range_end };
         self.check(&caller, key, range_end, Access::Read)
     }
 
@@ -441,10 +474,10 @@ pub fn untranslated(err: Error) -> Error {
     }
 }
 
-/// A bcrypt hash of `password` at etcd's cost, base64-encoded as etcd puts it in
-/// `hashedPassword`. Slow on purpose: call it off the async threads.
-pub fn hash_password(password: &str) -> Result<String> {
-    let hash = bcrypt::hash_with_result(password, BCRYPT_COST)
+/// A bcrypt hash of `password` at `cost` (`--bcrypt-cost`), base64-encoded as etcd puts it
+/// in `hashedPassword`. Slow on purpose: call it off the async threads.
+pub fn hash_password(password: &str, cost: u32) -> Result<String> {
+    let hash = bcrypt::hash_with_result(password, cost)
         .map_err(|e| Error::internal("bcrypt", e))?
         .format_for_version(bcrypt::Version::TwoA);
     Ok(base64::engine::general_purpose::STANDARD.encode(hash))

@@ -55,7 +55,7 @@ impl Member {
 /// One bcrypt hash for every test: hashing is the slow part.
 fn hashed(password: &str) -> String {
     static HASHES: OnceLock<(String, String)> = OnceLock::new();
-    let (pw, hash) = HASHES.get_or_init(|| ("123".into(), hash_password("123").unwrap()));
+    let (pw, hash) = HASHES.get_or_init(|| ("123".into(), hash_password("123", 4).unwrap()));
     assert_eq!(password, pw, "tests share one password");
     hash.clone()
 }

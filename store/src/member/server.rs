@@ -99,7 +99,9 @@ impl EtcdServer {
         let hub = WatchHub::new(mvcc.clone());
         hub.set_max_request_bytes(config.max_request_bytes);
         hub.set_progress_interval(config.experimental_watch_progress_notify_interval);
-        let auth = Arc::new(AuthStore::open(storage.clone())?);
+        let token_ttl = Duration::from_secs(config.auth_token_ttl);
+        let auth = AuthStore::open(storage.clone())?.with_token_ttl(token_ttl);
+        let auth = Arc::new(auth);
         let applier = Arc::new(Applier::open(
             storage.clone(),
             mvcc.clone(),

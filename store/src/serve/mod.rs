@@ -13,6 +13,7 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
+use crate::api::auth::AuthService;
 use crate::api::cluster::ClusterService;
 use crate::api::election::ElectionService;
 use crate::api::kv::KvService;
@@ -22,6 +23,7 @@ use crate::api::maintenance::MaintenanceService;
 use crate::api::watch::WatchService;
 use crate::config::Config;
 use crate::member::server::EtcdServer;
+use crate::pb::etcdserverpb::auth_server::AuthServer;
 use crate::pb::etcdserverpb::cluster_server::ClusterServer;
 use crate::pb::etcdserverpb::kv_server::KvServer;
 use crate::pb::etcdserverpb::lease_server::LeaseServer;
@@ -87,7 +89,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .max_encoding_message_size(usize::MAX),
     )
     .add_service(
-        WatchServer::new(WatchService::new(server.hub().clone(), headers))
+        WatchServer::new(WatchService::new(server.hub().clone(), headers, server.auth().clone()))
             .max_decoding_message_size(max_recv),
     )
     .add_service(
@@ -101,6 +103,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     .add_service(
         ClusterServer::new(ClusterService::new(server.clone())).max_decoding_message_size(max_recv),
     )
+    .add_service(AuthServer::new(AuthService::new(server.clone())))
     .add_service(LockServer::new(LockService::new(server.clone())))
     .add_service(ElectionServer::new(ElectionService::new(server.clone())));
     let client_router = routes

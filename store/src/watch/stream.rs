@@ -65,13 +65,14 @@ impl WatchControl {
         }
     }
 
-    /// Refuses a create request with `reason` (e.g. etcd's permission-denied text), answering
-    /// created + canceled with watch id -1 as etcd does.
-    pub async fn reject(&self, reason: String) {
+    /// Refuses a create request with `reason` (etcd's permission-denied text), answering
+    /// created + canceled with the id the request asked for (0 when it asked for none), as
+    /// etcd's `recvLoop` answers a watch the caller may not read.
+    pub async fn reject(&self, watch_id: i64, reason: String) {
         let Ok(permit) = self.tx.reserve().await else { return };
         let st = self.hub.lock();
         let response = WatchResponse {
-            watch_id: super::INVALID_WATCH_ID,
+            watch_id,
             created: true,
             canceled: true,
             cancel_reason: reason,
