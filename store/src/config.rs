@@ -73,6 +73,10 @@ pub struct Config {
     /// Extra URLs serving /metrics and /health (besides the client URLs).
     #[arg(long, env = "ETCD_LISTEN_METRICS_URLS", default_value = "")]
     pub listen_metrics_urls: String,
+    /// Metrics detail: `basic`, or `extensive` which adds `grpc_server_handling_seconds`.
+    #[arg(long, env = "ETCD_METRICS", default_value = "basic",
+          value_parser = ["basic", "extensive"])]
+    pub metrics: String,
     /// Largest request a client may send.
     #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
     pub max_request_bytes: usize,
@@ -106,11 +110,11 @@ pub struct Config {
     /// etcd's other flags: accepted so unit files written for etcd start oxcd unchanged.
     #[command(flatten)]
     pub accepted: AcceptedFlags,
-    /// Accepted for compatibility; oxcd always logs to stderr.
-    #[arg(long, env = "ETCD_LOGGER", default_value = "zap", hide = true)]
+    /// `zap` for etcd's JSON log lines; human-readable lines when unset.
+    #[arg(long, env = "ETCD_LOGGER", default_value = "")]
     pub logger: String,
-    /// Accepted for compatibility; oxcd always logs to stderr.
-    #[arg(long, env = "ETCD_LOG_OUTPUTS", default_value = "default", hide = true)]
+    /// Where logs go: `default`/`stderr`, `stdout` or file paths, comma-separated.
+    #[arg(long, env = "ETCD_LOG_OUTPUTS", default_value = "default")]
     pub log_outputs: String,
 }
 
@@ -190,7 +194,6 @@ accepted_flags! {
     cors = "cors", "ETCD_CORS";
     host_whitelist = "host-whitelist", "ETCD_HOST_WHITELIST";
     enable_pprof = "enable-pprof", "ETCD_ENABLE_PPROF";
-    metrics = "metrics", "ETCD_METRICS";
     enable_log_rotation = "enable-log-rotation", "ETCD_ENABLE_LOG_ROTATION";
     log_rotation_config_json = "log-rotation-config-json", "ETCD_LOG_ROTATION_CONFIG_JSON";
     experimental_enable_distributed_tracing = "experimental-enable-distributed-tracing",
@@ -506,7 +509,7 @@ mod tests {
         let ignored = c.accepted.ignored();
         assert!(ignored.contains(&("enable-v2", "false")), "{ignored:?}");
         assert!(ignored.contains(&("pre-vote", "true")), "{ignored:?}");
-        assert!(ignored.contains(&("metrics", "extensive")), "{ignored:?}");
+        assert_eq!(c.metrics, "extensive");
         assert!(Config::try_parse_from(["oxcd", "--force-new-cluster"]).unwrap().force_new_cluster);
         assert!(Config::try_parse_from(["oxcd", "--no-such-flag"]).is_err());
     }

@@ -18,7 +18,8 @@
 //! - applied state: `auth/`, `lease/`, `cluster/` (member attributes, alarms), `watch/` (the
 //!   watch hub, fed by apply), `mvcc/` (revisions, key index, ranges, writes, compaction).
 //! - `storage/`: the RocksDB database, its column families, heap trimming (`memory`).
-//! - foundation, used by all: `error`, `pb`, `config`, `metrics`, `version`.
+//! - foundation, used by all: `error`, `pb`, `config`, `metrics`, `version`, `logging`
+//!   (etcd's `--logger zap` JSON lines, `--log-level`, `--log-outputs`).
 
 pub mod api;
 pub mod apply;
@@ -28,6 +29,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod lease;
+pub mod logging;
 pub mod member;
 pub mod metrics;
 pub mod migrate;

@@ -11,18 +11,10 @@ async fn main() {
         std::process::exit(code);
     }
     let config = Config::parse();
-    let level = match config.log_level.as_str() {
-        "panic" | "fatal" => "error".to_string(),
-        other => other.to_string(),
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},openraft=warn")));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    if let Err(e) = oxcd::logging::init(&config.logger, &config.log_level, &config.log_outputs) {
+        eprintln!("oxcd: {e}");
+        std::process::exit(1);
+    }
     if let Err(e) = oxcd::serve::run(config, shutdown_signal()).await {
         // One line in etcd's manner, never a backtrace: this is an operator-facing error.
         eprintln!("oxcd: {e:#}");

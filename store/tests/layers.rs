@@ -37,8 +37,18 @@ const LAYERS: &[&str] = &[
 ];
 
 /// Usable from anywhere; they use nothing but each other.
-const FOUNDATION: &[&str] =
-    &["lib", "error", "Error", "Result", "pb", "config", "metrics", "version", "raft::types"];
+const FOUNDATION: &[&str] = &[
+    "lib",
+    "error",
+    "Error",
+    "Result",
+    "pb",
+    "config",
+    "metrics",
+    "version",
+    "logging",
+    "raft::types",
+];
 
 /// Member methods that hand out lower layers; the client-facing API (`api/`, `http.rs`) must
 /// not call them: it talks to the member's narrow interface (propose, reads, watch, status).

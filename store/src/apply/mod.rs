@@ -374,6 +374,7 @@ impl Applier {
             _ => req.lease,
         };
         let replaced = txn.put(&req.key, value, lease);
+        crate::metrics::MVCC_PUT.inc();
         self.reattach(&req.key, replaced.map(|c| c.lease).unwrap_or(0), lease);
         Ok(PutResponse {
             header: Some(revision_header(txn.revision())),
@@ -388,6 +389,7 @@ impl Applier {
     ) -> Result<DeleteRangeResponse> {
         let range = KeyRange::new(&req.key, &req.range_end);
         let deleted = txn.delete_range(&range);
+        crate::metrics::MVCC_DELETE.inc();
         let mut prev_kvs = Vec::new();
         for (key, change) in &deleted {
             self.reattach(key, change.lease, 0);
@@ -412,10 +414,16 @@ impl Applier {
     ) -> Result<TxnResponse> {
         let succeeded = path.next().unwrap_or(false);
         let ops = if succeeded { &req.success } else { &req.failure };
+        if ops.len() > 1 {
+            crate::metrics::MVCC_TXN.inc();
+        }
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             let response = match &op.request {
-                Some(Op::RequestRange(r)) => OpResponse::ResponseRange(txn.range(r)?),
+                Some(Op::RequestRange(r)) => {
+                    crate::metrics::MVCC_RANGE.inc();
+                    OpResponse::ResponseRange(txn.range(r)?)
+                }
                 Some(Op::RequestPut(p)) => OpResponse::ResponsePut(self.put(txn, p.clone())?),
                 Some(Op::RequestDeleteRange(d)) => {
                     OpResponse::ResponseDeleteRange(self.delete_range(txn, d)?)

@@ -292,6 +292,7 @@ impl EtcdServer {
         if adds_data {
             self.check_quota(req.encoded_len()).await?;
         }
+        let _pending = crate::metrics::PendingProposal::start();
         match tokio::time::timeout(PROPOSE_TIMEOUT, self.propose_inner(req)).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout),
@@ -426,10 +427,12 @@ impl EtcdServer {
                 if trim {
                     crate::storage::memory::release_free_memory();
                 }
-                (storage.state_size_bytes(), storage.size_bytes(), storage.memory_usage())
+                let live = storage.live_data_bytes();
+                (storage.state_size_bytes(), storage.size_bytes(), storage.memory_usage(), live)
             });
-            if let Ok((state, on_disk, memory)) = sizes.await {
+            if let Ok((state, on_disk, memory, live)) = sizes.await {
                 self.inner.db_size.store(state, Ordering::Relaxed);
+                crate::metrics::DB_SIZE_IN_USE.set(live as i64);
                 crate::metrics::DB_SIZE.set(on_disk as i64);
                 let gauge = |kind: &str, bytes: u64| {
                     crate::metrics::STORAGE_MEMORY.with_label_values(&[kind]).set(bytes as i64);
@@ -439,6 +442,7 @@ impl EtcdServer {
                 gauge("block_cache", memory.block_cache);
             }
             crate::metrics::INDEX_REVISIONS.set(self.inner.mvcc.index_changes() as i64);
+            crate::metrics::KEYS_TOTAL.set(self.inner.mvcc.key_count() as i64);
         }
     }
 
@@ -666,6 +670,11 @@ impl EtcdServer {
             let is_leader = m.current_leader == Some(self.inner.member_id);
             crate::metrics::HAS_LEADER.set(i64::from(m.current_leader.is_some()));
             crate::metrics::IS_LEADER.set(i64::from(is_leader));
+            let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+            crate::metrics::PROPOSALS_APPLIED.set(i64::try_from(applied).unwrap_or(i64::MAX));
+            let is_learner =
+                m.membership_config.membership().learner_ids().any(|id| id == self.inner.member_id);
+            crate::metrics::IS_LEARNER.set(i64::from(is_learner));
             if is_leader && !was_leader {
                 self.inner.lessor.rearm_all();
                 crate::metrics::LEADER_CHANGES.inc();

@@ -1,16 +1,24 @@
 //! Prometheus metrics under etcd's names, in one registry served at `/metrics`.
+//!
+//! `mod.rs` holds the registry, rendering and the gRPC families (counted by a middleware);
+//! [`server`] the server, raft, backend, MVCC and peer families.
 
+pub mod server;
+
+pub use server::*;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// The one registry.
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
 
-fn register<T: prometheus::core::Collector + Clone + 'static>(metric: T) -> T {
+pub(crate) fn register<T: prometheus::core::Collector + Clone + 'static>(metric: T) -> T {
     // Registration fails only for duplicate names, which would be a bug caught by tests.
     let _ = REGISTRY.register(Box::new(metric.clone()));
     metric
@@ -133,12 +141,92 @@ pub static GRPC_HANDLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// RPCs started (grpc_server_started_total).
+pub static GRPC_STARTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new("grpc_server_started_total", "Total number of RPCs started on the server."),
+            &["grpc_type", "grpc_service", "grpc_method"],
+        )
+        .expect("valid metric"),
+    )
+});
+/// Request messages received (grpc_server_msg_received_total); a unary call is one message.
+pub static GRPC_MSG_RECEIVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "grpc_server_msg_received_total",
+                "Total number of RPC stream messages received on the server.",
+            ),
+            &["grpc_type", "grpc_service", "grpc_method"],
+        )
+        .expect("valid metric"),
+    )
+});
+/// Response messages sent (grpc_server_msg_sent_total); a successful unary call is one.
+pub static GRPC_MSG_SENT: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "grpc_server_msg_sent_total",
+                "Total number of gRPC stream messages sent by the server.",
+            ),
+            &["grpc_type", "grpc_service", "grpc_method"],
+        )
+        .expect("valid metric"),
+    )
+});
+/// Time to the response headers of each call (grpc_server_handling_seconds), registered only
+/// with `--metrics extensive`, as etcd does (go-grpc-prometheus's default buckets).
+pub static GRPC_HANDLING: LazyLock<HistogramVec> = LazyLock::new(|| {
+    HistogramVec::new(
+        HistogramOpts::new(
+            "grpc_server_handling_seconds",
+            "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+        ),
+        &["grpc_type", "grpc_service", "grpc_method"],
+    )
+    .expect("valid metric")
+});
+/// Whether `--metrics extensive` registered the handling-time histogram.
+static EXTENSIVE: AtomicBool = AtomicBool::new(false);
+
+/// Applies `--metrics`: `extensive` adds the per-call latency histogram, `basic` (the
+/// default) leaves it out. Also registers the process collector (`process_*`, as Go's
+/// client registers by default) and the member's identity gauges' initial values.
+pub fn init(level: &str) {
+    if level == "extensive" && !EXTENSIVE.swap(true, Ordering::SeqCst) {
+        let _ = register(GRPC_HANDLING.clone());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        static PROCESS: std::sync::Once = std::sync::Once::new();
+        PROCESS.call_once(|| {
+            let collector = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = REGISTRY.register(Box::new(collector));
+        });
+    }
+    // go-grpc-prometheus initializes every method's series at 0, so rates and "started minus
+    // handled" panels work before the first call.
+    for (service, methods) in KNOWN_METHODS {
+        for method in *methods {
+            let labels = [grpc_type(method), service, method];
+            GRPC_STARTED.with_label_values(&labels);
+            GRPC_MSG_RECEIVED.with_label_values(&labels);
+            GRPC_MSG_SENT.with_label_values(&labels);
+        }
+    }
+}
+
 /// Renders every metric in the text exposition format.
 pub fn render() -> String {
     // Touch the lazies so every metric appears even before its first event.
     let _ = (&*HAS_LEADER, &*IS_LEADER, &*LEADER_CHANGES, &*PROPOSALS_FAILED, &*DB_SIZE);
     let _ = (&*WAL_FSYNC, &*GRPC_RECEIVED_BYTES, &*GRPC_SENT_BYTES, &*GRPC_HANDLED);
     let _ = (&*STORAGE_MEMORY, &*INDEX_REVISIONS);
+    let _ = (&*GRPC_STARTED, &*GRPC_MSG_RECEIVED, &*GRPC_MSG_SENT);
+    server::touch();
     let mut buf = Vec::new();
     let encoder = prometheus::TextEncoder::new();
     if encoder.encode(&REGISTRY.gather(), &mut buf).is_err() {
@@ -155,12 +243,24 @@ pub async fn count_grpc(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let path = request.uri().path().to_string();
+    // Labels come from a fixed list, never from the client: made-up methods would
+    // otherwise each create a series of their own.
+    let call = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .filter(|(service, _)| service.contains('.'))
+        .map(|(service, method)| known_method(service, method).unwrap_or(UNKNOWN_METHOD));
+    let started = std::time::Instant::now();
+    if let Some((service, method)) = call {
+        let labels = [grpc_type(method), service, method];
+        GRPC_STARTED.with_label_values(&labels).inc();
+        if labels[0] == "unary" {
+            GRPC_MSG_RECEIVED.with_label_values(&labels).inc();
+        }
+    }
     let response = next.run(request).await;
-    if let Some((service, method)) = path.trim_start_matches('/').split_once('/') {
-        if service.contains('.') {
-            // Labels come from a fixed list, never from the client: made-up methods would
-            // otherwise each create a series of their own.
-            let (service, method) = known_method(service, method).unwrap_or(UNKNOWN_METHOD);
+    if let Some((service, method)) = call {
+        {
             let code = response
                 .headers()
                 .get("grpc-status")
@@ -168,20 +268,32 @@ pub async fn count_grpc(
                 .and_then(|v| v.parse::<i32>().ok())
                 .map(tonic::Code::from_i32)
                 .unwrap_or(tonic::Code::Ok);
-            let kind = match method {
-                "Watch" | "LeaseKeepAlive" => "bidi_stream",
-                "Snapshot" | "Observe" => "server_stream",
-                _ => "unary",
-            };
+            let kind = grpc_type(method);
+            if EXTENSIVE.load(Ordering::Relaxed) {
+                let elapsed = started.elapsed().as_secs_f64();
+                GRPC_HANDLING.with_label_values(&[kind, service, method]).observe(elapsed);
+            }
             // Go's names for the codes ("OK", "NotFound", ...), which dashboards expect.
             let code = match code {
                 tonic::Code::Ok => "OK".to_string(),
                 other => format!("{other:?}"),
             };
+            if kind == "unary" && code == "OK" {
+                GRPC_MSG_SENT.with_label_values(&[kind, service, method]).inc();
+            }
             GRPC_HANDLED.with_label_values(&[kind, service, method, &code]).inc();
         }
     }
     response
+}
+
+/// The `grpc_type` label of a method: its streaming kind.
+fn grpc_type(method: &str) -> &'static str {
+    match method {
+        "Watch" | "LeaseKeepAlive" => "bidi_stream",
+        "Snapshot" | "Observe" => "server_stream",
+        _ => "unary",
+    }
 }
 
 /// The labels every call to a method the member does not serve shares.

@@ -63,6 +63,7 @@ impl MvccStore {
     /// Serves a range outside any write: picks keys under the lock, reads values from a
     /// RocksDB snapshot taken under the same lock, after releasing it.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        crate::metrics::MVCC_RANGE.inc();
         let (plan, snapshot) = {
             let state = self.read_state();
             let plan =

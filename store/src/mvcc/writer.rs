@@ -121,7 +121,9 @@ impl<'a> MvccWriter<'a> {
         self.batch.put_cf(meta, meta_keys::REVISION, current.to_be_bytes());
         let mut opts = rocksdb::WriteOptions::default();
         opts.set_sync(false);
+        let timer = crate::metrics::BACKEND_COMMIT.start_timer();
         self.store.storage.db().write_opt(std::mem::take(&mut self.batch), &opts)?;
+        timer.observe_duration();
         Ok(std::mem::take(&mut self.events))
     }
 

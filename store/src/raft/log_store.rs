@@ -206,6 +206,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        let index = committed.map(|c| c.index).unwrap_or(0);
+        metrics::PROPOSALS_COMMITTED.set(i64::try_from(index).unwrap_or(i64::MAX));
         let mut batch = WriteBatch::default();
         let bytes = encode(&committed).map_err(|e| write_err(&e))?;
         batch.put_cf(self.storage.cf(Cf::RaftMeta), raft_meta_keys::COMMITTED, bytes);

@@ -90,6 +90,9 @@ impl PeerConnection {
             return Err(RPCError::Unreachable(Unreachable::new(&err)));
         };
         let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let peer = format!("{:x}", self.target);
+        crate::metrics::PEER_SENT_BYTES.with_label_values(&[&peer]).inc_by(data.len() as u64);
+        let started = std::time::Instant::now();
         let mut msg = tonic::Request::new(RaftBytes { data });
         if let Ok(v) = format!("{:x}", self.cluster_id).parse() {
             msg.metadata_mut().insert(CLUSTER_ID_HEADER, v);
@@ -99,6 +102,17 @@ impl PeerConnection {
             Method::Vote => client.vote(msg).await,
             Method::Snapshot => client.install_snapshot(msg).await,
         };
+        match &reply {
+            Ok(r) => {
+                let received = r.get_ref().data.len() as u64;
+                crate::metrics::PEER_RECEIVED_BYTES.with_label_values(&[&peer]).inc_by(received);
+                if matches!(method, Method::Append) {
+                    let rtt = started.elapsed().as_secs_f64();
+                    crate::metrics::PEER_ROUND_TRIP.with_label_values(&[&peer]).observe(rtt);
+                }
+            }
+            Err(_) => crate::metrics::PEER_SENT_FAILURES.with_label_values(&[&peer]).inc(),
+        }
         let reply = reply.map_err(|status| {
             if status.message() == MEMBER_REMOVED_MESSAGE {
                 tracing::warn!(peer = %format!("{:x}", self.target), "{MEMBER_REMOVED_MESSAGE}; shutting down");

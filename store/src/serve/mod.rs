@@ -41,6 +41,7 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// background roles and raft, and syncs the WAL.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
+    crate::metrics::init(&config.metrics);
     for (flag, value) in config.accepted.ignored() {
         tracing::warn!(
             flag,
@@ -78,6 +79,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
 
     let server = EtcdServer::start(config.clone()).await?;
+    crate::metrics::identify(server.member_id(), config.quota_bytes());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut roles = server.spawn_background(stop_rx.clone());
 
