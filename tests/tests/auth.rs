@@ -352,7 +352,9 @@ fn leader_index(cluster: &Cluster, ctl: &Etcdctl) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = root.run(&["endpoint", "status", "-w", "table"]);
-        for line in out.stdout.lines().filter(|l| l.contains("| true ")) {
+        // The IS LEADER column (table cells are padded).
+        let leads = |l: &&str| l.split('|').nth(5).is_some_and(|c| c.trim() == "true");
+        for line in out.stdout.lines().filter(leads) {
             if let Some(i) = cluster.members.iter().position(|m| line.contains(&m.client_addr())) {
                 return i;
             }
