@@ -12,7 +12,9 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== build the oxcd binary the end-to-end tests start"
-cargo build -p oxcd --bin oxcd
+echo "== build every target, the oxcd binary the end-to-end tests start among them"
+# The whole workspace at once: a build of one package resolves features differently and would
+# compile the dependencies a second time (measured: ~25 minutes on 2 cores).
+cargo build --workspace --all-targets
 echo "== cargo test"
 cargo test --workspace --no-fail-fast
