@@ -122,6 +122,7 @@ pub async fn reconcile(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<A
             .maintenance
             .defragment_every_minutes
             .map(|m| m.saturating_mul(60)),
+        volume_bytes: crate::quantity::bytes(&cluster.spec.storage.size),
     };
     let step = plan(&desired, &view);
     tracing::info!(step = %status::describe(&step), "planned");
@@ -151,7 +152,13 @@ pub async fn reconcile(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<A
         Step::FinishRecovery { ordinal } => ordinal + 1,
         _ => view.sts_replicas.unwrap_or(1),
     };
-    apply(client, &ns, &resources::statefulset(&wanted, replicas, bootstrap)).await?;
+    let mut sts = resources::statefulset(&wanted, replicas, bootstrap);
+    if let Some(existing) = &obs.sts {
+        // The API refuses changes to volumeClaimTemplates: a larger spec.storage.size grows
+        // the volumes themselves (ExpandVolume), the template keeps the size it was made with.
+        resources::keep_claim_templates(&mut sts, existing);
+    }
+    apply(client, &ns, &sts).await?;
 
     act(&ctx, &cluster, &obs, &step).await?;
 
@@ -190,6 +197,7 @@ async fn act(ctx: &Context, cluster: &EtcdCluster, obs: &Observation, step: &Ste
         Step::RemoveMember { .. } => "remove_member",
         Step::DeleteVolume { .. } => "delete_volume",
         Step::RestartPod { .. } => "restart_pod",
+        Step::ExpandVolume { .. } => "expand_volume",
         Step::Defragment { .. } => "defragment",
         Step::ForceNewCluster { .. } => "force_new_cluster",
         Step::FinishRecovery { .. } => "finish_recovery",
@@ -237,6 +245,14 @@ async fn act(ctx: &Context, cluster: &EtcdCluster, obs: &Observation, step: &Ste
         Step::RestartPod { ordinal } => {
             delete::<Pod>(client, ns, &names.pod(*ordinal)).await?;
             ("PodRestarted", false)
+        }
+        Step::ExpandVolume { ordinal } => {
+            let size = &cluster.spec.storage.size;
+            let patch = serde_json::json!({"spec": {"resources": {"requests": {"storage": size}}}});
+            Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+                .patch(&names.volume(*ordinal), &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            ("VolumeExpanded", false)
         }
         Step::Defragment { id } => {
             let (endpoint, _) = obs.statuses.get(id).ok_or(Error::Unreachable(*id))?;

@@ -10,6 +10,7 @@
 //! - [`plan`]: observed state → the ONE next safe step (pure, table-tested);
 //! - [`members`]: the etcd client calls to members (list, add learner, promote, remove,
 //!   move-leader, status, defragment);
+//! - [`quantity`]: storage sizes as bytes (growing volumes);
 //! - [`resources`]: builders for the Services, StatefulSet and PodDisruptionBudget;
 //! - [`status`]: the status the operator applies (members, conditions, phase);
 //! - [`leader`]: leader election on a `coordination.k8s.io` Lease;
@@ -26,6 +27,7 @@ pub mod members;
 pub mod metrics;
 pub mod observe;
 pub mod plan;
+pub mod quantity;
 pub mod resources;
 pub mod status;
 

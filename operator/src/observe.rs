@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
@@ -34,6 +35,9 @@ pub struct Observation {
     pub answered_by: BTreeMap<u32, u64>,
     /// The member list (from the leader if it answered, else any member).
     pub members: Option<Vec<Listed>>,
+    /// Whether each StorageClass of a volume smaller than `spec.storage.size` allows
+    /// expansion (read only for those; a missing class allows nothing).
+    pub expandable_classes: BTreeMap<String, bool>,
     /// When this was observed.
     pub now: Timestamp,
 }
@@ -91,7 +95,9 @@ pub async fn observe(client: &Client, cluster: &EtcdCluster) -> Result<Observati
             Err(e) => tracing::debug!(%endpoint, error = %e, "member list"),
         }
     }
+    let expandable_classes = expandable_classes(client, cluster, &volumes).await?;
     Ok(Observation {
+        expandable_classes,
         names,
         sts,
         pods,
@@ -103,7 +109,42 @@ pub async fn observe(client: &Client, cluster: &EtcdCluster) -> Result<Observati
     })
 }
 
+/// The requested storage of a volume, in bytes.
+pub fn requested_bytes(v: &PersistentVolumeClaim) -> Option<u64> {
+    let requests = v.spec.as_ref()?.resources.as_ref()?.requests.as_ref()?;
+    crate::quantity::bytes(&requests.get("storage")?.0)
+}
+
+/// `allowVolumeExpansion` of the classes of the volumes smaller than the spec asks for.
+async fn expandable_classes(
+    client: &Client,
+    cluster: &EtcdCluster,
+    volumes: &BTreeMap<u32, PersistentVolumeClaim>,
+) -> Result<BTreeMap<String, bool>> {
+    let Some(wanted) = crate::quantity::bytes(&cluster.spec.storage.size) else {
+        return Ok(BTreeMap::new());
+    };
+    let mut classes = BTreeMap::new();
+    for v in volumes.values() {
+        let small = requested_bytes(v).is_some_and(|has| has < wanted);
+        let class = v.spec.as_ref().and_then(|s| s.storage_class_name.clone());
+        let Some(class) = class.filter(|_| small) else { continue };
+        if classes.contains_key(&class) {
+            continue;
+        }
+        let sc = Api::<StorageClass>::all(client.clone()).get_opt(&class).await?;
+        classes.insert(class, sc.and_then(|sc| sc.allow_volume_expansion).unwrap_or(false));
+    }
+    Ok(classes)
+}
+
 impl Observation {
+    /// Whether a volume's StorageClass allows expansion (as far as it was read).
+    pub fn expandable(&self, v: &PersistentVolumeClaim) -> bool {
+        let class = v.spec.as_ref().and_then(|s| s.storage_class_name.as_ref());
+        class.and_then(|c| self.expandable_classes.get(c)).copied().unwrap_or(false)
+    }
+
     /// The leader's id and endpoint, as the members report it.
     pub fn leader(&self) -> Option<(u64, &str)> {
         self.statuses
@@ -152,6 +193,8 @@ impl Observation {
                 ordinal: *o,
                 uid: v.metadata.uid.clone().unwrap_or_default(),
                 terminating: v.metadata.deletion_timestamp.is_some(),
+                requested_bytes: requested_bytes(v),
+                expandable: self.expandable(v),
             })
             .collect();
         let members = self.members.as_ref().map(|list| {

@@ -31,6 +31,8 @@ pub struct Desired {
     pub delete_removed_volumes: bool,
     /// `spec.maintenance.defragmentEveryMinutes`, in seconds.
     pub defragment_every_secs: Option<i64>,
+    /// `spec.storage.size` in bytes (None: not a quantity the operator can compare).
+    pub volume_bytes: Option<u64>,
 }
 
 /// One pod of the StatefulSet.
@@ -58,6 +60,10 @@ pub struct VolumeObs {
     pub uid: String,
     /// Whether it is being deleted.
     pub terminating: bool,
+    /// The storage it requests, in bytes (None: unknown).
+    pub requested_bytes: Option<u64>,
+    /// Whether its StorageClass allows growing it (`allowVolumeExpansion`).
+    pub expandable: bool,
 }
 
 /// A member's own answer to a status call.
@@ -177,6 +183,12 @@ pub enum Step {
     Defragment {
         /// Member id.
         id: u64,
+    },
+    /// Raise a member volume's requested size to `spec.storage.size` (its StorageClass allows
+    /// expansion; the volume grows online).
+    ExpandVolume {
+        /// Its ordinal.
+        ordinal: u32,
     },
     /// Delete a pod so the StatefulSet recreates it from the current template.
     RestartPod {
@@ -440,7 +452,16 @@ pub fn plan(want: &Desired, obs: &Observed) -> Step {
         }
     }
 
-    // 7. Rolling restart onto the current template, one pod at a time, the leader last, only
+    // 7. Volumes smaller than spec.storage.size grow, one per step, where their class allows
+    //    (the others stay as they are; status says why).
+    let grows = |v: &&VolumeObs| {
+        needs_expansion(want, v) && v.expandable && v.ordinal < sts_replicas && !v.terminating
+    };
+    if let Some(v) = obs.volumes.iter().find(grows) {
+        return Step::ExpandVolume { ordinal: v.ordinal };
+    }
+
+    // 8. Rolling restart onto the current template, one pod at a time, the leader last, only
     //    while every voter is healthy.
     if obs.pods.iter().any(|p| p.terminating) {
         return Step::Wait(Waiting::PodsSettling);
@@ -469,7 +490,7 @@ pub fn plan(want: &Desired, obs: &Observed) -> Step {
         return Step::Wait(Waiting::Unhealthy);
     }
 
-    // 8. Scheduled defragmentation, one member per step, the leader last.
+    // 9. Scheduled defragmentation, one member per step, the leader last.
     if let Some(every) = want.defragment_every_secs {
         let due: Vec<&MemberObs> =
             members.iter().filter(|m| m.since_defragment_secs >= every).collect();
@@ -512,6 +533,12 @@ fn recovery(obs: &Observed, r: Recovering) -> Step {
         Some(p) if p.current_template && alone => Step::EndRecovery,
         _ => Step::Wait(Waiting::Recovering(ordinal)),
     }
+}
+
+/// Whether a volume requests less than `spec.storage.size` (a size the operator cannot read
+/// is never grown).
+pub fn needs_expansion(want: &Desired, v: &VolumeObs) -> bool {
+    matches!((v.requested_bytes, want.volume_bytes), (Some(has), Some(wanted)) if has < wanted)
 }
 
 fn lost_after(want: &Desired) -> i64 {

@@ -6,6 +6,9 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::ResourceExt;
+
 use crate::crd::{EtcdCluster, EtcdClusterStatus, MemberStatus, Target};
 use crate::observe::Observation;
 use crate::plan::{Step, Waiting};
@@ -129,16 +132,19 @@ pub fn compute(
         .cloned()
         .or_else(|| previous.current_version.clone().filter(|_| versions.is_empty()));
 
-    let quorum_lost = matches!(
-        step,
-        Step::Wait(Waiting::QuorumLost { .. } | Waiting::Recovering(_))
-            | Step::ForceNewCluster { .. }
-    );
+    // A recovery in flight: from the step that starts it until the step that ends it,
+    // whatever the steps between (volume deletions, survivor restarts).
+    let recovering = match step {
+        Step::ForceNewCluster { .. } | Step::FinishRecovery { .. } => true,
+        Step::EndRecovery => false,
+        _ => previous.recovery.is_some(),
+    };
+    let quorum_lost = recovering || matches!(step, Step::Wait(Waiting::QuorumLost { .. }));
     let progressing = !matches!(step, Step::Done);
     let degraded = quorum_lost || members.iter().any(|m| !m.healthy);
     let phase = if obs.members.is_none() && previous.cluster_id.is_none() {
         "Creating"
-    } else if matches!(step, Step::Wait(Waiting::Recovering(_)) | Step::ForceNewCluster { .. }) {
+    } else if recovering {
         "Recovering"
     } else if quorum_lost {
         "QuorumLost"
@@ -188,6 +194,7 @@ pub fn compute(
             generation,
             now,
         ),
+        volumes_condition(cluster, obs, &previous.conditions, generation),
     ];
     EtcdClusterStatus {
         phase: Some(phase.into()),
@@ -209,6 +216,40 @@ pub fn compute(
     }
 }
 
+/// `VolumesResized`: whether every member volume requests `spec.storage.size`; when not,
+/// whether they are growing or their StorageClass refuses expansion (then they stay as they
+/// are until a person moves the data).
+fn volumes_condition(
+    cluster: &EtcdCluster,
+    obs: &Observation,
+    previous: &[Condition],
+    generation: Option<i64>,
+) -> Condition {
+    let wanted = crate::quantity::bytes(&cluster.spec.storage.size);
+    let small: Vec<&PersistentVolumeClaim> = obs
+        .volumes
+        .values()
+        .filter(
+            |v| matches!((crate::observe::requested_bytes(v), wanted), (Some(h), Some(w)) if h < w),
+        )
+        .collect();
+    let refused: Vec<String> =
+        small.iter().filter(|v| !obs.expandable(v)).map(|v| v.name_any()).collect();
+    let size = &cluster.spec.storage.size;
+    let (ok, reason, message) = if small.is_empty() {
+        (true, "AtSize", format!("every member volume requests {size}"))
+    } else if refused.is_empty() {
+        (false, "Expanding", format!("{} volume(s) growing to {size}", small.len()))
+    } else {
+        let message = format!(
+            "{} cannot grow to {size}: their StorageClass does not allow volume expansion",
+            refused.join(", ")
+        );
+        (false, "ExpansionNotAllowed", message)
+    };
+    condition(previous, "VolumesResized", ok, reason, message, generation, obs.now)
+}
+
 /// A step in words, for status and Events.
 pub fn describe(step: &Step) -> String {
     match step {
@@ -222,6 +263,9 @@ pub fn describe(step: &Step) -> String {
         Step::RemoveMember { id, reason } => format!("removing member {id:x} ({reason:?})"),
         Step::DeleteVolume { ordinal } => format!("deleting the volume of removed pod {ordinal}"),
         Step::RestartPod { ordinal } => format!("restarting pod {ordinal} on the new template"),
+        Step::ExpandVolume { ordinal } => {
+            format!("growing the volume of pod {ordinal} to spec.storage.size")
+        }
         Step::Defragment { id } => format!("defragmenting member {id:x}"),
         Step::ForceNewCluster { ordinal, id } => format!(
             "quorum lost for good: restarting pod {ordinal} (member {id:x}, the most advanced \
@@ -300,6 +344,7 @@ mod tests {
             statuses,
             answered_by: BTreeMap::new(),
             members: Some(members),
+            expandable_classes: BTreeMap::new(),
             now,
         }
     }
@@ -358,6 +403,62 @@ mod tests {
         assert_eq!(s.phase.as_deref(), Some("QuorumLost"));
         assert_eq!(cond(&s, "Available").status, "False");
         assert_eq!(cond(&s, "Degraded").reason, "QuorumLost");
+    }
+
+    #[test]
+    fn volumes_smaller_than_the_spec_say_whether_they_can_grow() {
+        let mut c = demo();
+        let at_size = compute(&c, &observation(3, 100, &[0, 1, 2], t(0)), &Step::Done, None);
+        assert_eq!(cond(&at_size, "VolumesResized").reason, "AtSize");
+        c.spec.storage.size = "2Gi".into();
+        let mut obs = observation(3, 100, &[0, 1, 2], t(0));
+        for v in obs.volumes.values_mut() {
+            v.spec = Some(k8s_openapi::api::core::v1::PersistentVolumeClaimSpec {
+                storage_class_name: Some("fixed".into()),
+                resources: Some(k8s_openapi::api::core::v1::VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([(
+                        "storage".to_string(),
+                        k8s_openapi::apimachinery::pkg::api::resource::Quantity("1Gi".into()),
+                    )])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+        let refused = compute(&c, &obs, &Step::Done, None);
+        let cond_ = cond(&refused, "VolumesResized");
+        assert_eq!(
+            (cond_.status.as_str(), cond_.reason.as_str()),
+            ("False", "ExpansionNotAllowed")
+        );
+        assert!(cond_.message.contains("data-demo-0"), "{}", cond_.message);
+        obs.expandable_classes.insert("fixed".into(), true);
+        let growing = compute(&c, &obs, &Step::ExpandVolume { ordinal: 0 }, None);
+        assert_eq!(cond(&growing, "VolumesResized").reason, "Expanding");
+    }
+
+    #[test]
+    fn a_recovery_is_reported_from_its_first_step_to_its_last() {
+        let mut c = demo();
+        let start = Step::ForceNewCluster { ordinal: 2, id: 102 };
+        let s = compute(&c, &observation(3, 0, &[2], t(0)), &start, None);
+        assert_eq!(s.phase.as_deref(), Some("Recovering"));
+        assert_eq!(cond(&s, "Degraded").reason, "QuorumLost");
+        c.status = Some(EtcdClusterStatus {
+            recovery: Some(crate::crd::Recovery {
+                ordinal: 2,
+                member_id: "66".into(),
+                restarting: false,
+                started: Time(t(0)),
+            }),
+            ..s
+        });
+        for step in [Step::DeleteVolume { ordinal: 0 }, Step::RestartPod { ordinal: 2 }] {
+            let s = compute(&c, &observation(1, 102, &[2], t(5)), &step, None);
+            assert_eq!(s.phase.as_deref(), Some("Recovering"), "{step:?}");
+        }
+        let s = compute(&c, &observation(1, 102, &[2], t(9)), &Step::EndRecovery, None);
+        assert_ne!(s.phase.as_deref(), Some("Recovering"));
     }
 
     #[test]

@@ -11,8 +11,11 @@ fn want(replicas: u32) -> Desired {
         member_lost_after_secs: None,
         delete_removed_volumes: true,
         defragment_every_secs: None,
+        volume_bytes: Some(GI),
     }
 }
+
+const GI: u64 = 1 << 30;
 
 /// Member of ordinal `o` (id 100 + o), a started, healthy voter following `leader`'s ordinal.
 fn member(o: u32, leader: u32) -> MemberObs {
@@ -63,7 +66,13 @@ fn pod(o: u32) -> PodObs {
 }
 
 fn vol(o: u32) -> VolumeObs {
-    VolumeObs { ordinal: o, uid: format!("uid-{o}"), terminating: false }
+    VolumeObs {
+        ordinal: o,
+        uid: format!("uid-{o}"),
+        terminating: false,
+        requested_bytes: Some(GI),
+        expandable: false,
+    }
 }
 
 /// A bootstrapped cluster: `n` healthy voters (ordinals 0..n), leader `leader`, StatefulSet
@@ -218,7 +227,7 @@ fn the_volume_waits_for_its_pod_to_go() {
 #[test]
 fn a_retained_stale_volume_is_deleted_before_its_ordinal_is_reused() {
     let mut obs = cluster(2, 0);
-    obs.volumes.push(VolumeObs { ordinal: 2, uid: "old".into(), terminating: false });
+    obs.volumes.push(VolumeObs { uid: "old".into(), ..vol(2) });
     assert_eq!(plan(&want(3), &obs), Step::DeleteVolume { ordinal: 2 });
 }
 
@@ -485,4 +494,41 @@ fn a_pod_running_as_a_removed_member_is_reset_before_any_add() {
     // The recreated pod has no identity yet: now the learner is added.
     obs.pods[2] = pod(2);
     assert_eq!(plan(&want(3), &obs), Step::AddLearner { ordinal: 2 });
+}
+
+#[test]
+fn a_larger_storage_size_grows_each_volume_its_class_allows() {
+    let bigger = Desired { volume_bytes: Some(2 * GI), ..want(3) };
+    let mut obs = cluster(3, 0);
+    assert_eq!(plan(&bigger, &obs), Step::Done, "no class allows expansion: left as they are");
+    for v in &mut obs.volumes {
+        v.expandable = true;
+    }
+    assert_eq!(plan(&bigger, &obs), Step::ExpandVolume { ordinal: 0 });
+    obs.volumes[0].requested_bytes = Some(2 * GI);
+    assert_eq!(plan(&bigger, &obs), Step::ExpandVolume { ordinal: 1 });
+    obs.volumes[1].requested_bytes = Some(2 * GI);
+    obs.volumes[2].requested_bytes = Some(3 * GI);
+    assert_eq!(plan(&bigger, &obs), Step::Done, "a larger volume is never shrunk");
+    // A size the operator cannot read is never acted on.
+    obs.volumes[1].requested_bytes = None;
+    assert_eq!(plan(&bigger, &obs), Step::Done);
+}
+
+#[test]
+fn volumes_grow_only_once_membership_is_settled() {
+    let bigger = Desired { volume_bytes: Some(2 * GI), ..want(3) };
+    let mut obs = cluster(2, 0);
+    for v in &mut obs.volumes {
+        v.expandable = true;
+    }
+    assert_eq!(plan(&bigger, &obs), Step::AddLearner { ordinal: 2 });
+    // A removed member's leftover volume (policy Retain) is not grown.
+    let mut obs = cluster(3, 0);
+    let retain = Desired { delete_removed_volumes: false, ..bigger };
+    obs.volumes.push(VolumeObs { expandable: true, ..vol(3) });
+    for v in obs.volumes.iter_mut().take(3) {
+        v.requested_bytes = Some(2 * GI);
+    }
+    assert_eq!(plan(&retain, &obs), Step::Done);
 }

@@ -211,6 +211,25 @@ pub fn statefulset(cluster: &EtcdCluster, replicas: u32, bootstrap: Bootstrap) -
     }
 }
 
+/// Keeps `existing`'s volumeClaimTemplates in `built`: the API refuses any change to them, so
+/// a larger `spec.storage.size` is applied to the volumes themselves, never to the template
+/// (pods of later ordinals get the old size and are grown like the others).
+pub fn keep_claim_templates(built: &mut StatefulSet, existing: &StatefulSet) {
+    let old = existing.spec.as_ref().and_then(|s| s.volume_claim_templates.as_ref());
+    let (Some(spec), Some(old)) = (built.spec.as_mut(), old) else { return };
+    let Some(templates) = spec.volume_claim_templates.as_mut() else { return };
+    for t in templates.iter_mut() {
+        let before = old.iter().find(|o| o.metadata.name == t.metadata.name);
+        let size = before
+            .and_then(|o| o.spec.as_ref()?.resources.as_ref()?.requests.as_ref()?.get("storage"));
+        let requests =
+            t.spec.as_mut().and_then(|s| s.resources.as_mut()).and_then(|r| r.requests.as_mut());
+        if let (Some(size), Some(requests)) = (size, requests) {
+            requests.insert("storage".into(), size.clone());
+        }
+    }
+}
+
 /// The member pod template.
 fn pod_template(cluster: &EtcdCluster, bootstrap: Bootstrap) -> PodTemplateSpec {
     let names = Names::of(cluster);
@@ -397,6 +416,23 @@ mod tests {
         let sts = statefulset(&c, 3, Bootstrap::New);
         let annotations = sts.spec.unwrap().template.metadata.unwrap().annotations.unwrap();
         assert_eq!(annotations[TEMPLATE_HASH], template_hash(&c, Bootstrap::Existing));
+    }
+
+    #[test]
+    fn a_grown_size_leaves_the_existing_claim_template_alone() {
+        let old = statefulset(&demo(), 3, Bootstrap::Existing);
+        let mut bigger = demo();
+        bigger.spec.storage.size = "2Gi".into();
+        let mut built = statefulset(&bigger, 3, Bootstrap::Existing);
+        keep_claim_templates(&mut built, &old);
+        let size = |s: &StatefulSet| {
+            let t = &s.spec.as_ref().unwrap().volume_claim_templates.as_ref().unwrap()[0];
+            t.spec.as_ref().unwrap().resources.as_ref().unwrap().requests.as_ref().unwrap()
+                ["storage"]
+                .clone()
+        };
+        assert_eq!(size(&built), Quantity("1Gi".into()));
+        assert_eq!(built.spec, old.spec, "nothing else differs");
     }
 
     #[test]

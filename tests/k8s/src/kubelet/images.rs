@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 /// How an image reference is matched.
 #[derive(Clone, Debug)]
 pub struct ImageRule {
-    /// The repository's last component, e.g. `oxcd` matches `ghcr.io/x/oxcd:v1` and `oxcd`.
+    /// The repository's last component, e.g. `oxcd` matches `ghcr.io/x/oxcd:v1` and `oxcd`;
+    /// with a tag, e.g. `oxcd:v2`, only that tag (such a rule wins over the untagged one: two
+    /// builds of one image side by side, as an upgrade test needs).
     pub name: String,
     /// The binary playing the image's ENTRYPOINT; `None` for "shell" images (busybox…) whose
     /// containers always give a `command` that is found on the host.
@@ -87,11 +89,15 @@ impl ImageTable {
         self
     }
 
-    /// The rule for `image`.
+    /// The rule for `image`: its `name:tag` rule if there is one, else its `name` rule.
     pub fn rule(&self, image: &str) -> Result<&ImageRule, ImageError> {
         let repo = repository(image);
         let last = repo.rsplit('/').next().unwrap_or(repo);
-        self.rules.iter().find(|r| r.name == last).ok_or_else(|| ImageError::Unknown(image.into()))
+        let tagged = tag(image).map(|t| format!("{last}:{t}"));
+        let exact = tagged.and_then(|t| self.rules.iter().find(|r| r.name == t));
+        exact
+            .or_else(|| self.rules.iter().find(|r| r.name == last))
+            .ok_or_else(|| ImageError::Unknown(image.into()))
     }
 
     /// The argv a container runs, per Kubernetes' rules for `command`/`args` against the image's
@@ -158,6 +164,13 @@ pub fn repository(image: &str) -> &str {
     }
 }
 
+/// The tag of an image reference, if it has one.
+pub fn tag(image: &str) -> Option<&str> {
+    let no_digest = image.split('@').next().unwrap_or(image);
+    let repo = repository(image);
+    no_digest.get(repo.len()..)?.strip_prefix(':').filter(|t| !t.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +197,23 @@ mod tests {
         assert_eq!(repository("localhost:5000/oxcd"), "localhost:5000/oxcd");
         assert_eq!(repository("oxcd@sha256:abc"), "oxcd");
         assert_eq!(repository("r.io/oxcd:t@sha256:abc"), "r.io/oxcd");
+    }
+
+    #[test]
+    fn a_tagged_rule_wins_for_its_tag_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let second = dir.path().join("oxcd-v2");
+        std::fs::write(&second, "").unwrap();
+        let t = table(dir.path()).with_image("oxcd:v2", &second);
+        let oxcd = dir.path().join("oxcd").display().to_string();
+        assert_eq!(t.argv("oxcd:v1", &[], None).unwrap(), vec![oxcd.clone()]);
+        assert_eq!(t.argv("oxcd", &[], None).unwrap(), vec![oxcd]);
+        assert_eq!(
+            t.argv("r.io/x/oxcd:v2", &[], None).unwrap(),
+            vec![second.display().to_string()]
+        );
+        assert_eq!(tag("localhost:5000/oxcd:dev@sha256:abc"), Some("dev"));
+        assert_eq!(tag("localhost:5000/oxcd"), None);
     }
 
     #[test]
