@@ -107,6 +107,10 @@ pub struct Config {
     /// bcrypt cost of the password hashes made for `user add` and `user passwd`.
     #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = 10)]
     pub bcrypt_cost: u32,
+    /// Serve etcd's v2 keys API (`/v2/keys`, ...) on the client port, as etcd 3.4 does.
+    #[arg(long, env = "ETCD_ENABLE_V2", default_value = "false", action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
+    pub enable_v2: bool,
     /// etcd's other flags: accepted so unit files written for etcd start oxcd unchanged.
     #[command(flatten)]
     pub accepted: AcceptedFlags,
@@ -170,7 +174,6 @@ accepted_flags! {
     discovery_srv = "discovery-srv", "ETCD_DISCOVERY_SRV";
     discovery_srv_name = "discovery-srv-name", "ETCD_DISCOVERY_SRV_NAME";
     pre_vote = "pre-vote", "ETCD_PRE_VOTE";
-    enable_v2 = "enable-v2", "ETCD_ENABLE_V2";
     v2_deprecation = "v2-deprecation", "ETCD_V2_DEPRECATION";
     cert_file = "cert-file", "ETCD_CERT_FILE";
     key_file = "key-file", "ETCD_KEY_FILE";
@@ -491,7 +494,6 @@ mod tests {
     fn etcd_flags_are_accepted() {
         let c = Config::try_parse_from([
             "oxcd",
-            "--enable-v2",
             "--enable-v2=false",
             "--wal-dir=/tmp/w",
             "--pre-vote",
@@ -507,7 +509,8 @@ mod tests {
         assert!(!c.strict_reconfig_check);
         assert_eq!(c.experimental_watch_progress_notify_interval, Duration::from_secs(5));
         let ignored = c.accepted.ignored();
-        assert!(ignored.contains(&("enable-v2", "false")), "{ignored:?}");
+        assert!(!c.enable_v2);
+        assert!(Config::try_parse_from(["oxcd", "--enable-v2"]).unwrap().enable_v2);
         assert!(ignored.contains(&("pre-vote", "true")), "{ignored:?}");
         assert_eq!(c.metrics, "extensive");
         assert!(Config::try_parse_from(["oxcd", "--force-new-cluster"]).unwrap().force_new_cluster);

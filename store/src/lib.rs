@@ -12,6 +12,9 @@
 //!   leader hand-over, the auto-compactor, and the response header stamp.
 //! - `snapshot_file/` (etcd's bbolt snapshot files: export, status, restore, save) and
 //!   `migrate/` (v2 → v3): beside the request path.
+//! - `v2_api/`: etcd's v2 HTTP API (`--enable-v2`), the online v2 → v3 migration endpoint
+//!   and the leader's TTL expiry (SYNC); `v2/`: the v2 store itself, applied state beside
+//!   the v3 keys.
 //! - `raft/`: openraft's types (`types`), RocksDB log store, state machine, peer network, raft
 //!   state transfer between members (`transfer`).
 //! - `apply/`: committed commands → state, deterministically and atomically.
@@ -40,6 +43,8 @@ pub mod serve;
 pub mod snapshot_file;
 pub mod storage;
 pub mod tools;
+pub mod v2;
+pub mod v2_api;
 pub mod version;
 pub mod watch;
 

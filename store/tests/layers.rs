@@ -17,6 +17,8 @@ const LAYERS: &[&str] = &[
     "serve",
     "tools",
     "http",
+    // etcd's v2 HTTP API, oxcd's migration endpoint, the leader's v2 TTL expiry.
+    "v2_api",
     "api",
     // The member: the one interface the edge talks to, and its background roles.
     "member",
@@ -26,6 +28,8 @@ const LAYERS: &[&str] = &[
     // Consensus, then the deterministic apply of committed commands.
     "raft",
     "apply",
+    // The v2 keys store (`--enable-v2`), applied beside the v3 keys.
+    "v2",
     // Applied state, and the watch path fed by apply.
     "auth",
     "lease",

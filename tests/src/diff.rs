@@ -339,6 +339,12 @@ impl Differential {
         self
     }
 
+    /// Compares against this server (etcd 3.5.1 by default; etcd 3.4.23 for the v2 API).
+    pub fn reference(mut self, kind: Kind) -> Self {
+        self.reference = kind;
+        self
+    }
+
     /// Runs with these etcdctl versions only.
     pub fn versions(mut self, v: &[CtlVersion]) -> Self {
         self.versions = v.to_vec();

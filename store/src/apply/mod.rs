@@ -31,6 +31,7 @@ use crate::pb::oxcdpb::{Empty, InternalBatchResponse, InternalRequest, InternalR
 use crate::raft::types::{encode, Entry, LogId, Response, StorageError, StoredMembership};
 use crate::storage::schema::meta_keys;
 use crate::storage::{Cf, Storage};
+use crate::v2::{V2Command, V2Outcome, V2Store};
 use crate::watch::WatchHub;
 
 /// The applied state and what applying changes.
@@ -41,6 +42,8 @@ pub struct Applier {
     cluster: Arc<ClusterState>,
     hub: Arc<WatchHub>,
     auth: Arc<AuthStore>,
+    /// The v2 keys API's store, apart from the v3 keys.
+    v2: Arc<V2Store>,
     applied: Mutex<(Option<LogId>, StoredMembership)>,
     applied_index: tokio::sync::watch::Sender<u64>,
     /// The current command's lease attachment changes (see `apply_one`).
@@ -64,7 +67,9 @@ impl Applier {
         let index = applied.0.map(|l| l.index).unwrap_or(0);
         let applied_index = tokio::sync::watch::channel(index).0;
         auth.follow_applied(applied_index.subscribe());
+        let v2 = Arc::new(V2Store::open(storage.clone())?);
         Ok(Applier {
+            v2,
             storage,
             mvcc,
             lessor,
@@ -80,6 +85,11 @@ impl Applier {
     /// The auth store (reloaded with the rest after a snapshot install).
     pub fn auth(&self) -> &Arc<AuthStore> {
         &self.auth
+    }
+
+    /// The v2 store (reloaded with the rest after a snapshot install).
+    pub fn v2(&self) -> &Arc<V2Store> {
+        &self.v2
     }
 
     /// The last applied log id and membership, as raft asks on start-up.
@@ -100,6 +110,7 @@ impl Applier {
         let applied = load_applied(&self.storage)?;
         let index = applied.0.map(|l| l.index).unwrap_or(0);
         *self.applied.lock().unwrap_or_else(|e| e.into_inner()) = applied;
+        self.v2.reload()?;
         self.hub.restored();
         self.applied_index.send_replace(index);
         Ok(())
@@ -129,6 +140,8 @@ impl Applier {
                     }
                 }
                 EntryPayload::Membership(m) => {
+                    self.v2_first_members(&mut writer, membership.is_some(), &m)
+                        .map_err(|e| storage_err(&e))?;
                     membership = Some(StoredMembership::new(Some(entry.log_id), m));
                     Out::Empty(Empty {})
                 }
@@ -182,6 +195,50 @@ impl Applier {
                 Ok(out)
             }
         }
+    }
+
+    /// A v2 command; the online migration also writes v3 keys and grants leases.
+    fn apply_v2(&self, w: &mut MvccWriter<'_>, cmd: V2Command) -> Result<V2Outcome> {
+        let V2Command::MigrateToV3 { time, options } = cmd else {
+            return self.v2.apply(w.batch(), cmd);
+        };
+        let keys = self.v2.keys();
+        Ok(match crate::v2::convert::convert(w, &self.lessor, &keys, time, options)? {
+            Ok((done, moves)) => {
+                for (key, old, new) in moves {
+                    self.reattach(&key, old, new);
+                }
+                V2Outcome::Migrated(done)
+            }
+            Err(refused) => V2Outcome::Refused(refused),
+        })
+    }
+
+    /// The cluster's first membership (bootstrap) records its members in the v2 store, as
+    /// etcd's first conf changes do, so v2 indexes start where etcd's do.
+    fn v2_first_members(
+        &self,
+        w: &mut MvccWriter<'_>,
+        seen_in_batch: bool,
+        m: &openraft::Membership<u64, openraft::BasicNode>,
+    ) -> Result<()> {
+        let had_members = seen_in_batch
+            || self
+                .applied
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .1
+                .membership()
+                .nodes()
+                .next()
+                .is_some();
+        if had_members {
+            return Ok(());
+        }
+        for (id, node) in m.nodes() {
+            self.v2.member_added(w.batch(), *id, std::slice::from_ref(&node.addr))?;
+        }
+        Ok(())
     }
 
     /// Lease attachments changed by the command being applied, made only once it succeeds.
@@ -264,20 +321,30 @@ impl Applier {
                 })
             }
             Cmd::MemberAttributes(attrs) => {
+                self.v2.member_published(w.batch(), attrs.id, &attrs.name, &attrs.client_urls)?;
                 self.cluster.publish_member(w.batch(), attrs);
                 Out::Empty(Empty {})
             }
             Cmd::MemberAdded(added) => {
+                self.v2.member_added(w.batch(), added.id, &added.peer_urls)?;
                 self.cluster.add_member(w.batch(), added.id, added.peer_urls, added.pending_voter);
                 Out::Empty(Empty {})
             }
             Cmd::MemberPromoted(promoted) => {
+                let urls =
+                    self.cluster.member(promoted.id).map(|m| m.peer_urls).unwrap_or_default();
+                self.v2.member_added(w.batch(), promoted.id, &urls)?;
                 self.cluster.promoted(w.batch(), promoted.id);
                 Out::Empty(Empty {})
             }
             Cmd::MemberRemoved(removed) => {
                 self.cluster.remove_member(w.batch(), removed.id)?;
+                self.v2.member_removed(w.batch(), removed.id)?;
                 Out::Empty(Empty {})
+            }
+            Cmd::V2(cmd) => {
+                let cmd = V2Command::decode(&cmd).map_err(|e| Error::internal("decode v2", e))?;
+                Out::V2(self.apply_v2(w, cmd)?.encode())
             }
             Cmd::Batch(batch) => {
                 let mut responses = Vec::with_capacity(batch.requests.len());

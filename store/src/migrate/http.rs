@@ -1,4 +1,4 @@
-//! A small HTTP/1.1 GET client over hyper for the v2 API: one connection per request (a v2
+//! A small HTTP/1.1 client over hyper for the v2 API and oxcd's admin endpoints: one connection per request (a v2
 //! watch is a long poll that holds its connection), a body limit, and a timeout.
 
 use std::time::Duration;
@@ -28,13 +28,35 @@ pub async fn get(
     path_and_query: &str,
     timeout: Duration,
 ) -> Result<HttpResponse, String> {
-    match tokio::time::timeout(timeout, get_inner(base, path_and_query)).await {
+    send(base, hyper::Method::GET, path_and_query, timeout).await
+}
+
+/// POSTs an empty body to `path_and_query` (oxcd's admin endpoints), as `get` does.
+pub async fn post(
+    base: &str,
+    path_and_query: &str,
+    timeout: Duration,
+) -> Result<HttpResponse, String> {
+    send(base, hyper::Method::POST, path_and_query, timeout).await
+}
+
+async fn send(
+    base: &str,
+    method: hyper::Method,
+    path_and_query: &str,
+    timeout: Duration,
+) -> Result<HttpResponse, String> {
+    match tokio::time::timeout(timeout, send_inner(base, method, path_and_query)).await {
         Ok(r) => r,
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }
 
-async fn get_inner(base: &str, path_and_query: &str) -> Result<HttpResponse, String> {
+async fn send_inner(
+    base: &str,
+    method: hyper::Method,
+    path_and_query: &str,
+) -> Result<HttpResponse, String> {
     let authority = base
         .strip_prefix("http://")
         .ok_or_else(|| format!("{base:?}: only http:// URLs are supported"))?
@@ -49,13 +71,17 @@ async fn get_inner(base: &str, path_and_query: &str) -> Result<HttpResponse, Str
     let driver = tokio::spawn(async move {
         let _ = conn.await;
     });
-    let req = hyper::Request::get(path_and_query)
+    let req = hyper::Request::builder()
+        .method(method.clone())
+        .uri(path_and_query)
         .header(hyper::header::HOST, authority)
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
     let result = async {
-        let resp =
-            sender.send_request(req).await.map_err(|e| format!("GET {path_and_query}: {e}"))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("{method} {path_and_query}: {e}"))?;
         let status = resp.status().as_u16();
         let etcd_index = resp
             .headers()
@@ -65,7 +91,7 @@ async fn get_inner(base: &str, path_and_query: &str) -> Result<HttpResponse, Str
         let body = Limited::new(resp.into_body(), MAX_BODY)
             .collect()
             .await
-            .map_err(|e| format!("GET {path_and_query}: reading the body: {e}"))?
+            .map_err(|e| format!("{method} {path_and_query}: reading the body: {e}"))?
             .to_bytes();
         Ok(HttpResponse { status, etcd_index, body })
     }

@@ -9,9 +9,11 @@
 //! - `from_v2`: `oxcd migrate --from-v2-endpoint URL [--follow]`: copies a live etcd v2
 //!   tree and then keeps applying its changes (the v2 watch, `waitIndex`) until stopped, so
 //!   users cut over with seconds of downtime.
+//! - `offline`: `--data-dir`: a stopped member's v2 store converted in place.
 
 pub mod from_v2;
 pub mod http;
+pub mod offline;
 pub mod v2_json;
 pub mod writer;
 

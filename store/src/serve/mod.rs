@@ -82,6 +82,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     crate::metrics::identify(server.member_id(), config.quota_bytes());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut roles = server.spawn_background(stop_rx.clone());
+    let (v2_server, v2_stop) = (server.clone(), stop_rx.clone());
+    roles.spawn(async move {
+        crate::v2_api::expiry::run(v2_server, v2_stop).await;
+        "v2 ttl expiry"
+    });
 
     let max_recv = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let headers = server.headers().clone();
@@ -108,9 +113,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     .add_service(AuthServer::new(AuthService::new(server.clone())))
     .add_service(LockServer::new(LockService::new(server.clone())))
     .add_service(ElectionServer::new(ElectionService::new(server.clone())));
+    let mut http_routes =
+        crate::http::router(server.clone()).merge(crate::v2_api::admin::router(server.clone()));
+    if config.enable_v2 {
+        http_routes = http_routes.merge(crate::v2_api::http::router(server.clone()));
+    } else {
+        http_routes = http_routes.merge(crate::v2_api::http::disabled_router());
+    }
     let client_router = routes
         .into_axum_router()
-        .merge(crate::http::router(server.clone()))
+        .merge(http_routes)
         .layer(axum::middleware::from_fn(crate::metrics::count_grpc));
 
     let mut tasks = tokio::task::JoinSet::new();

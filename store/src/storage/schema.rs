@@ -17,15 +17,18 @@ pub enum Cf {
     Members,
     /// Auth users, roles, the enabled flag and the auth revision (keys in `auth_keys`).
     Auth,
+    /// The v2 keys API's store (etcd's v2store), apart from the v3 keys: nodes, index and
+    /// event history (keys in `v2_keys`).
+    V2,
 }
 
 impl Cf {
     /// All families, in creation order.
     pub const ALL: &'static [Cf] =
-        &[Cf::RaftLog, Cf::RaftMeta, Cf::Kv, Cf::Meta, Cf::Lease, Cf::Members, Cf::Auth];
+        &[Cf::RaftLog, Cf::RaftMeta, Cf::Kv, Cf::Meta, Cf::Lease, Cf::Members, Cf::Auth, Cf::V2];
 
     /// The families that make up the applied state (what a snapshot carries).
-    pub const STATE: &'static [Cf] = &[Cf::Kv, Cf::Meta, Cf::Lease, Cf::Members, Cf::Auth];
+    pub const STATE: &'static [Cf] = &[Cf::Kv, Cf::Meta, Cf::Lease, Cf::Members, Cf::Auth, Cf::V2];
 
     /// The on-disk name.
     pub fn name(self) -> &'static str {
@@ -37,6 +40,7 @@ impl Cf {
             Cf::Lease => "lease",
             Cf::Members => "members",
             Cf::Auth => "auth",
+            Cf::V2 => "v2",
         }
     }
 
@@ -91,4 +95,16 @@ pub mod auth_keys {
     pub const USER_PREFIX: &[u8] = b"user/";
     /// `role/<name>` → protobuf `authpb.Role`, permissions sorted by key.
     pub const ROLE_PREFIX: &[u8] = b"role/";
+}
+
+/// Keys of `Cf::V2`: one row per node, the index, and the last events (the watch window).
+pub mod v2_keys {
+    /// `n<path>` → JSON `v2::store::NodeRecord` (the path starts with `/`).
+    pub const NODE_PREFIX: &[u8] = b"n";
+    /// `e<index, u64 big-endian>` → JSON `v2::event::Event` (the last 1000 events).
+    pub const EVENT_PREFIX: &[u8] = b"e";
+    /// The store's current index (u64 big-endian), etcd's `CurrentIndex`.
+    pub const INDEX: &[u8] = b"mindex";
+    /// Set once the cluster version was written (`/0/version`), as etcd does once.
+    pub const VERSION_SET: &[u8] = b"mversion";
 }

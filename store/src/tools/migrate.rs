@@ -1,6 +1,6 @@
-//! `oxcd migrate`: v2 → v3 migration (see `crate::migrate`). Today: from a live etcd v2
-//! cluster (`--from-v2-endpoint`); oxcd's own v2 store (`--data-dir`, online `--endpoints`
-//! alone) waits for oxcd's v2 API.
+//! `oxcd migrate`: v2 → v3 migration (see `crate::migrate`): from a live etcd v2 cluster
+//! (`--from-v2-endpoint`), of a stopped oxcd member's own v2 store (`--data-dir`), or online
+//! on a running oxcd cluster (`--endpoints` alone: one replicated operation).
 
 use std::ffi::OsString;
 
@@ -9,6 +9,7 @@ use clap::Parser;
 use super::fail;
 use crate::migrate::from_v2::{copy, follow, FromV2};
 use crate::migrate::writer::V3Writer;
+use crate::v2::convert::{ConvertOptions, Converted};
 
 /// `oxcd migrate`.
 #[derive(Parser, Debug)]
@@ -43,11 +44,18 @@ pub async fn run(args: &[OsString]) -> i32 {
             return if e.use_stderr() { 1 } else { 0 };
         }
     };
+    let opts = ConvertOptions { no_ttl: cli.no_ttl, overwrite: cli.overwrite };
     let Some(source) = cli.from_v2_endpoint.clone() else {
-        return fail(
-            "oxcd has no v2 store of its own yet: migrate from a live etcd v2 cluster with \
-             --from-v2-endpoint URL",
-        );
+        return match &cli.data_dir {
+            Some(dir) => match crate::migrate::offline::convert_data_dir(dir, opts) {
+                Ok(done) => {
+                    report(&done, &format!("in {}", dir.display()));
+                    0
+                }
+                Err(e) => fail(e),
+            },
+            None => online(&cli.endpoints, opts).await,
+        };
     };
     if cli.data_dir.is_some() {
         return fail("--data-dir and --from-v2-endpoint exclude each other");
@@ -86,6 +94,67 @@ pub async fn run(args: &[OsString]) -> i32 {
             0
         }
         Err(e) => fail(e),
+    }
+}
+
+/// Prints what a conversion of oxcd's own v2 store did: each key, then a summary.
+fn report(done: &Converted, place: &str) {
+    for (key, lease) in &done.written {
+        if *lease == 0 {
+            println!("{key}");
+        } else {
+            println!("{key} (lease {lease:x})");
+        }
+    }
+    let with_ttl = done.written.iter().filter(|(_, l)| *l != 0).count();
+    println!(
+        "converted {} v2 keys into v3 keys ({} with a TTL, in {} leases; {} already converted) {} at revision {}",
+        done.written.len(),
+        with_ttl,
+        done.leases,
+        done.unchanged,
+        place,
+        done.revision
+    );
+}
+
+/// The online migration: one replicated operation on the member at `endpoint`.
+async fn online(endpoint: &str, opts: ConvertOptions) -> i32 {
+    let base = if endpoint.contains("://") {
+        endpoint.trim_end_matches('/').to_string()
+    } else {
+        format!("http://{endpoint}")
+    };
+    let mut path = crate::v2_api::admin::MIGRATE_PATH.to_string();
+    let mut query = Vec::new();
+    if opts.overwrite {
+        query.push("overwrite=true");
+    }
+    if opts.no_ttl {
+        query.push("no_ttl=true");
+    }
+    if !query.is_empty() {
+        path = format!("{path}?{}", query.join("&"));
+    }
+    let resp =
+        match crate::migrate::http::post(&base, &path, std::time::Duration::from_secs(60)).await {
+            Ok(r) => r,
+            Err(e) => return fail(format!("{base}: {e}")),
+        };
+    if resp.status == 200 {
+        match serde_json::from_slice::<Converted>(&resp.body) {
+            Ok(done) => {
+                report(&done, &format!("on {base}"));
+                0
+            }
+            Err(e) => fail(format!("{base}: unreadable answer: {e}")),
+        }
+    } else {
+        let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+        let msg = v["error"].as_str().map(str::to_string).unwrap_or_else(|| {
+            format!("HTTP {}: {}", resp.status, String::from_utf8_lossy(&resp.body).trim())
+        });
+        fail(msg)
     }
 }
 

@@ -1,0 +1,373 @@
+//! etcd's v2 keys API (`--enable-v2`), differentially against etcd 3.4.23: the same
+//! `ETCDCTL_API=2 etcdctl` 3.4.23 commands and the same raw HTTP requests against both, the
+//! transcripts compared (member ids, URLs and expiry timestamps normalized; indexes, status
+//! codes, `X-Etcd-Index` and error bodies compared as they are).
+
+use std::time::{Duration, Instant};
+
+use oxcd_e2e::http::{request, Answer};
+use oxcd_e2e::{CtlVersion, Differential, Etcdctl, Kind, Session};
+
+fn v2_differential(name: &str) -> Differential {
+    Differential::new(name)
+        .reference(Kind::Etcd34)
+        .versions(&[CtlVersion::V34])
+        .config(|c| c.arg("--enable-v2"))
+}
+
+fn ctl2(s: &mut Session) -> Etcdctl {
+    let urls = s.cluster().client_urls();
+    Etcdctl::new(CtlVersion::V34, urls).api2()
+}
+
+/// Runs v2 etcdctl commands, recording each.
+fn run(s: &mut Session, ctl: &Etcdctl, cmds: &[&[&str]]) {
+    for args in cmds {
+        s.ctl_with(ctl, args);
+    }
+}
+
+/// What an answer shows that must match etcd: status, `X-Etcd-Index`, content type, body
+/// (expiry timestamps masked: they are the clock's).
+fn shown(a: &Answer) -> String {
+    let body = mask_expirations(&a.body);
+    format!(
+        "{} x-etcd-index={} content-type={}\n{}",
+        a.status,
+        a.header("x-etcd-index"),
+        a.header("content-type"),
+        body.trim_end()
+    )
+}
+
+fn mask_expirations(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("\"expiration\":\"") {
+        let start = i + "\"expiration\":\"".len();
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('"').map(|e| start + e).unwrap_or(rest.len());
+        out.push_str("<T>");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn http(s: &mut Session, method: &str, path: &str, form: &str) -> Answer {
+    let addr = s.member().client_addr();
+    let a = request(&addr, method, path, form, Duration::from_secs(10));
+    let what = if form.is_empty() {
+        format!("{method} {path}")
+    } else {
+        format!("{method} {path} <<< {form}")
+    };
+    let text = shown(&a);
+    s.record(&what, &text);
+    a
+}
+
+#[test]
+fn etcdctl_v2_key_commands_match_etcd_34() {
+    v2_differential("etcdctl v2 keys").run(|s| {
+        let ctl = ctl2(s);
+        run(
+            s,
+            &ctl,
+            &[
+                &["set", "foo", "bar"],
+                &["get", "foo"],
+                &["-o", "json", "get", "foo"],
+                &["-o", "extended", "get", "foo"],
+                &["mk", "foo", "again"],
+                &["mk", "new", "v"],
+                &["mkdir", "dir"],
+                &["mkdir", "dir"],
+                &["set", "dir/a", "1"],
+                &["set", "dir/b", "2"],
+                &["mkdir", "dir/sub"],
+                &["set", "dir/sub/c", "3"],
+                &["set", "dir/_hidden", "h"],
+                &["ls", "--sort", "--recursive"],
+                &["ls", "--sort", "dir"],
+                &["ls", "--sort", "-p", "--recursive", "/dir"],
+                &["-o", "json", "ls", "--sort", "dir"],
+                &["get", "dir"],
+                &["get", "nope"],
+                &["set", "dir/a/deeper", "x"],
+                &["update", "foo", "baz"],
+                &["-o", "json", "update", "foo", "qux"],
+                &["update", "nokey", "x"],
+                &["set", "--swap-with-value", "wrong", "foo", "v"],
+                &["set", "--swap-with-index", "1", "foo", "v"],
+                &["set", "--swap-with-value", "qux", "foo", "swapped"],
+                &["rm", "--with-value", "wrong", "foo"],
+                &["rm", "--with-index", "99", "foo"],
+                &["-o", "json", "rm", "foo"],
+                &["rm", "foo"],
+                &["rm", "dir"],
+                &["rmdir", "dir"],
+                &["rmdir", "dir/sub"],
+                &["rm", "dir/sub/c"],
+                &["rmdir", "dir/sub"],
+                &["rm", "--recursive", "dir"],
+                &["ls", "--sort", "--recursive"],
+                &["setdir", "sd"],
+                &["updatedir", "--ttl", "100", "sd"],
+                &["set", "sd", "x"],
+                &["rm", "--dir", "sd"],
+                &["set", "--ttl", "100", "t", "v"],
+                &["get", "t"],
+                &["update", "t", "v2"],
+                &["-o", "json", "get", "t"],
+                &["set", "/", "root"],
+                &["rm", "--recursive", "/"],
+                &["member", "list"],
+            ],
+        );
+    });
+}
+
+#[test]
+fn etcdctl_v2_watch_matches_etcd_34() {
+    v2_differential("etcdctl v2 watch").run(|s| {
+        let ctl = ctl2(s);
+        run(s, &ctl, &[&["set", "foo", "1"], &["set", "foo", "2"], &["set", "other", "x"]]);
+        // From the history: the first change to foo after index 4.
+        run(s, &ctl, &[&["watch", "--after-index", "4", "foo"]]);
+        run(s, &ctl, &[&["-o", "json", "watch", "--after-index", "3", "foo"]]);
+        run(s, &ctl, &[&["watch", "--recursive", "--after-index", "5", "/"]]);
+        // A background watcher hears the next change only.
+        let mut w = ctl.spawn(&["watch", "foo"]);
+        s.wait_connected(&mut w);
+        run(s, &ctl, &[&["set", "unrelated", "u"], &["set", "foo", "3"]]);
+        s.watched(&mut w, 1);
+        let mut forever = ctl.spawn(&["watch", "--forever", "--recursive", "d"]);
+        s.wait_connected(&mut forever);
+        run(s, &ctl, &[&["set", "d/x", "1"], &["set", "d/y", "2"], &["rm", "d/x"]]);
+        s.watched(&mut forever, 6);
+        // Deleting a directory tells a watcher of a key inside it.
+        let mut inner = ctl.spawn(&["-o", "json", "watch", "d/y"]);
+        s.wait_connected(&mut inner);
+        run(s, &ctl, &[&["rm", "--recursive", "d"]]);
+        s.watched(&mut inner, 1);
+    });
+}
+
+#[test]
+fn raw_v2_requests_match_etcd_34() {
+    v2_differential("raw v2 requests").run(|s| {
+        http(s, "PUT", "/v2/keys/a", "value=1");
+        http(s, "PUT", "/v2/keys/a?prevExist=false", "value=2");
+        http(s, "PUT", "/v2/keys/a?prevExist=true", "value=2");
+        http(s, "PUT", "/v2/keys/a?prevIndex=4", "value=3");
+        http(s, "PUT", "/v2/keys/a?prevIndex=abc", "value=3");
+        http(s, "PUT", "/v2/keys/a", "value=4&prevValue=");
+        http(s, "PUT", "/v2/keys/a", "value=4&ttl=abc");
+        http(s, "PUT", "/v2/keys/a?refresh=true", "");
+        http(s, "PUT", "/v2/keys/a?refresh=true&ttl=100", "value=x");
+        http(s, "PUT", "/v2/keys/a?refresh=true&ttl=100&prevExist=true", "");
+        http(s, "GET", "/v2/keys/a", "");
+        http(s, "PUT", "/v2/keys/a?dir=maybe", "");
+        http(s, "PUT", "/v2/keys/a?wait=true", "value=1");
+        http(s, "GET", "/v2/keys/a?quorum=true", "");
+        http(s, "GET", "/v2/keys/a?wait=true&waitIndex=1", "");
+        http(s, "GET", "/v2/keys/a?wait=true&waitIndex=5", "");
+        http(s, "POST", "/v2/keys/queue", "value=j1");
+        http(s, "POST", "/v2/keys/queue", "value=j2");
+        http(s, "POST", "/v2/keys/queue?dir=true", "");
+        http(s, "GET", "/v2/keys/queue?recursive=true&sorted=true", "");
+        http(s, "GET", "/v2/keys/?recursive=true&sorted=true", "");
+        http(s, "GET", "/v2/keys", "");
+        http(s, "PUT", "/v2/keys/d?dir=true", "");
+        http(s, "PUT", "/v2/keys/d", "value=x");
+        http(s, "PUT", "/v2/keys/d?prevExist=true", "value=x");
+        http(s, "PUT", "/v2/keys/d?prevExist=true&dir=true&ttl=50", "");
+        http(s, "PUT", "/v2/keys/d?prevExist=true&ttl=", "");
+        http(s, "DELETE", "/v2/keys/d", "");
+        http(s, "DELETE", "/v2/keys/d?dir=true", "");
+        http(s, "DELETE", "/v2/keys/a?prevValue=nope", "");
+        http(s, "DELETE", "/v2/keys/a?prevIndex=1", "");
+        http(s, "DELETE", "/v2/keys/a?prevValue=1&prevIndex=4", "");
+        http(s, "DELETE", "/v2/keys/", "");
+        http(s, "PUT", "/v2/keys/", "value=x");
+        http(s, "PUT", "/v2/keys/x?noValueOnSuccess=true", "value=quiet");
+        http(s, "PUT", "/v2/keys/sp%20ace/k%2Fey", "value=encoded");
+        http(s, "GET", "/v2/keys/sp%20ace?recursive=true", "");
+        http(s, "PATCH", "/v2/keys/x", "");
+        http(s, "GET", "/v2/machines", "");
+        http(s, "GET", "/v2/members", "");
+        http(s, "GET", "/v2/members/leader", "");
+        let stats =
+            request(&s.member().client_addr(), "GET", "/v2/stats/self", "", Duration::from_secs(5));
+        let fields: Vec<String> = serde_json::from_str::<serde_json::Value>(&stats.body)
+            .ok()
+            .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect()))
+            .unwrap_or_default();
+        s.record("fields of /v2/stats/self", &fields.join(","));
+        let leader = request(
+            &s.member().client_addr(),
+            "GET",
+            "/v2/stats/leader",
+            "",
+            Duration::from_secs(5),
+        );
+        s.record("/v2/stats/leader status", &leader.status.to_string());
+        let store = request(
+            &s.member().client_addr(),
+            "GET",
+            "/v2/stats/store",
+            "",
+            Duration::from_secs(5),
+        );
+        let fields: Vec<String> = serde_json::from_str::<serde_json::Value>(&store.body)
+            .ok()
+            .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect()))
+            .unwrap_or_default();
+        s.record("fields of /v2/stats/store", &fields.join(","));
+    });
+}
+
+#[test]
+fn the_1000_event_window_and_event_index_cleared_match_etcd_34() {
+    v2_differential("v2 event window").run(|s| {
+        let addr = s.member().client_addr();
+        for i in 0..1010 {
+            let a =
+                request(&addr, "PUT", "/v2/keys/k", &format!("value={i}"), Duration::from_secs(10));
+            assert!(a.status == 200 || a.status == 201, "write {i}: {a:?}");
+        }
+        http(s, "GET", "/v2/keys/k", "");
+        http(s, "GET", "/v2/keys/k?wait=true&waitIndex=2", "");
+        http(s, "GET", "/v2/keys/k?wait=true&waitIndex=13", "");
+        http(s, "GET", "/v2/keys/k?wait=true&waitIndex=14", "");
+        http(s, "GET", "/v2/keys/k?wait=true&waitIndex=1013", "");
+    });
+}
+
+#[test]
+fn ttl_expiry_matches_etcd_34() {
+    v2_differential("v2 ttl expiry").run(|s| {
+        let ctl = ctl2(s);
+        run(s, &ctl, &[&["set", "--ttl", "1", "short", "v"], &["mkdir", "--ttl", "1", "tdir"]]);
+        run(s, &ctl, &[&["set", "tdir/inner", "x"], &["set", "keep", "k"]]);
+        // Both expire through the leader's SYNC: poll until they are gone.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let a = ctl.run(&["get", "short"]);
+            let b = ctl.run(&["ls", "tdir"]);
+            if !a.success() && !b.success() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never expired: {a} {b}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        run(
+            s,
+            &ctl,
+            &[
+                &["get", "short"],
+                &["ls", "--sort", "--recursive"],
+                &["watch", "--after-index", "4", "short"],
+                &["-o", "json", "watch", "--after-index", "7", "tdir/inner"],
+                &["set", "after", "a"],
+            ],
+        );
+        http(s, "PUT", "/v2/keys/r?ttl=100", "value=1");
+        http(s, "PUT", "/v2/keys/r?ttl=1&refresh=true&prevExist=true", "");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ctl.run(&["get", "r"]).success() {
+            assert!(Instant::now() < deadline, "r never expired");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        http(s, "GET", "/v2/keys/r?wait=true&waitIndex=11", "");
+    });
+}
+
+#[test]
+fn without_enable_v2_there_is_no_v2_api() {
+    Differential::new("v2 off").reference(Kind::Etcd34).versions(&[CtlVersion::V34]).run(|s| {
+        let a =
+            request(&s.member().client_addr(), "GET", "/v2/keys/foo", "", Duration::from_secs(5));
+        s.record("GET /v2/keys/foo status", &a.status.to_string());
+    });
+}
+
+/// Polls `addr` with `GET path` until `done` accepts the answer (bounded).
+fn poll(addr: &str, path: &str, what: &str, done: impl Fn(&Answer) -> bool) -> Answer {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let a = request(addr, "GET", path, "", Duration::from_secs(5));
+        if done(&a) {
+            return a;
+        }
+        assert!(Instant::now() < deadline, "{what}: last answer {a:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn ttl_expiry_and_v2_state_are_the_same_on_every_member_and_travel_in_raft_snapshots() {
+    let mut cluster = oxcd_e2e::Cluster::try_start(Kind::Oxcd, 3, |c| {
+        c.arg("--enable-v2")
+            .arg("--snapshot-count=20")
+            .arg("--experimental-snapshot-catchup-entries=5")
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let addrs: Vec<String> = cluster.members.iter().map(|m| m.client_addr()).collect();
+    // Writes through followers and the leader alike.
+    let t = request(&addrs[1], "PUT", "/v2/keys/t?ttl=1", "value=soon", Duration::from_secs(10));
+    assert_eq!(t.status, 201, "{t:?}");
+    let k = request(&addrs[2], "PUT", "/v2/keys/d/keep", "value=k", Duration::from_secs(10));
+    assert_eq!(k.status, 201, "{k:?}");
+    // The key expires on every member, at the same index (the leader's SYNC entry).
+    let mut indexes = Vec::new();
+    for addr in &addrs {
+        let gone = poll(addr, "/v2/keys/t", "t expires", |a| a.status == 404);
+        indexes.push(gone.header("x-etcd-index").to_string());
+    }
+    assert!(indexes.iter().all(|i| *i == indexes[0]), "indexes differ: {indexes:?}");
+    let created: u64 = t.header("x-etcd-index").parse().expect("an index");
+    let expired = request(
+        &addrs[0],
+        "GET",
+        &format!("/v2/keys/t?wait=true&waitIndex={}", created + 1),
+        "",
+        Duration::from_secs(10),
+    );
+    assert!(expired.body.starts_with(r#"{"action":"expire","node":{"key":"/t","#), "{expired:?}");
+
+    // A member that misses many writes catches up from a raft snapshot that carries the
+    // v2 store (the log it missed is purged).
+    cluster.members[2].stop();
+    for i in 0..100 {
+        // The stopped member may have been the leader: retry until a new one is elected.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let form = format!("value={i}");
+            let a = request(&addrs[0], "PUT", "/v2/keys/many", &form, Duration::from_secs(10));
+            if a.status / 100 == 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "write {i}: {a:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let last = request(&addrs[0], "GET", "/v2/keys/many", "", Duration::from_secs(5));
+    cluster.members[2].restart();
+    let caught_up = poll(&addrs[2], "/v2/keys/many", "member 3 catches up", |a| {
+        a.status == 200 && a.header("x-etcd-index") == last.header("x-etcd-index")
+    });
+    assert_eq!(caught_up.body, last.body);
+    let keep = request(&addrs[2], "GET", "/v2/keys/d?recursive=true", "", Duration::from_secs(5));
+    assert!(keep.body.contains(r#""key":"/d/keep","value":"k""#), "{keep:?}");
+    // And the snapshot's history serves old watches there too.
+    let w = request(
+        &addrs[2],
+        "GET",
+        "/v2/keys/many?wait=true&waitIndex=1",
+        "",
+        Duration::from_secs(5),
+    );
+    assert!(w.body.contains(r#""action":"set""#), "{w:?}");
+}
