@@ -546,6 +546,7 @@ fn auth_data_survives_etcd_to_oxcd_to_etcd() {
         &back.display().to_string(),
         "--endpoints",
         &oxcd_member.client_addr(),
+        "--user=root:rootpw",
     ]);
     assert!(out.success(), "{out}");
     let mut etcd = Member::create(MemberConfig::new(Kind::Etcd35));

@@ -11,8 +11,9 @@ use sha2::{Digest, Sha256};
 
 use super::file::HASH_LEN;
 use super::SnapshotError;
+use crate::pb::etcdserverpb::auth_client::AuthClient;
 use crate::pb::etcdserverpb::maintenance_client::MaintenanceClient;
-use crate::pb::etcdserverpb::SnapshotRequest;
+use crate::pb::etcdserverpb::{AuthenticateRequest, SnapshotRequest};
 
 /// What a save received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,10 +23,12 @@ pub struct Saved {
 }
 
 /// Saves the snapshot of the member at `endpoint` (`host:port` or a URL) to `path`.
+/// `user` is etcdctl's `--user name:password`, needed once auth is enabled (a snapshot needs root).
 pub async fn save(
     endpoint: &str,
     path: &Path,
     dial_timeout: Duration,
+    user: Option<&str>,
 ) -> Result<Saved, SnapshotError> {
     let url =
         if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
@@ -35,9 +38,17 @@ pub async fn save(
         .connect()
         .await
         .map_err(|e| SnapshotError::Config(format!("cannot connect to {url}: {e}")))?;
+    let mut request = tonic::Request::new(SnapshotRequest {});
+    if let Some(user) = user {
+        let token = authenticate(channel.clone(), user, &url).await?;
+        let value = token
+            .parse()
+            .map_err(|_| SnapshotError::Config(format!("{url} returned an unusable token")))?;
+        request.metadata_mut().insert("token", value);
+    }
     let mut client = MaintenanceClient::new(channel).max_decoding_message_size(usize::MAX);
     let mut stream = client
-        .snapshot(SnapshotRequest {})
+        .snapshot(request)
         .await
         .map_err(|s| SnapshotError::Config(format!("snapshot from {url}: {}", s.message())))?
         .into_inner();
@@ -84,4 +95,23 @@ fn part_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".part");
     PathBuf::from(name)
+}
+
+/// Logs in as etcdctl's `--user name:password` does and returns the token for later calls.
+async fn authenticate(
+    channel: tonic::transport::Channel,
+    user: &str,
+    url: &str,
+) -> Result<String, SnapshotError> {
+    let Some((name, password)) = user.split_once(':') else {
+        return Err(SnapshotError::Config(format!("--user {user:?}: expected name:password")));
+    };
+    let response = AuthClient::new(channel)
+        .authenticate(AuthenticateRequest {
+            name: name.to_string(),
+            password: password.to_string(),
+        })
+        .await
+        .map_err(|s| SnapshotError::Config(format!("authenticate to {url}: {}", s.message())))?;
+    Ok(response.into_inner().token)
 }

@@ -35,6 +35,9 @@ enum Command {
         /// How long to wait for the connection (a Go duration such as `2s`).
         #[arg(long, default_value = "2s")]
         dial_timeout: String,
+        /// `name:password`, as etcdctl's `--user`, for a member with auth enabled.
+        #[arg(long)]
+        user: Option<String>,
     },
     /// Prints a snapshot file's hash, revision, key count and size, as etcdutl does.
     Status {
@@ -79,7 +82,7 @@ pub async fn run(args: &[OsString]) -> i32 {
         }
     };
     match cli.command {
-        Command::Save { filename, endpoints, dial_timeout } => {
+        Command::Save { filename, endpoints, dial_timeout, user } => {
             if endpoints.len() != 1 {
                 return fail(format!(
                     "snapshot must be requested to one selected node, not multiple {endpoints:?}"
@@ -89,7 +92,9 @@ pub async fn run(args: &[OsString]) -> i32 {
                 return fail(format!("invalid --dial-timeout {dial_timeout:?}"));
             };
             let started = Instant::now();
-            match crate::snapshot_file::save::save(&endpoints[0], &filename, dial).await {
+            match crate::snapshot_file::save::save(&endpoints[0], &filename, dial, user.as_deref())
+                .await
+            {
                 Ok(saved) => {
                     eprintln!(
                         "fetched snapshot from {}: {} in {:.1?}",
