@@ -990,7 +990,19 @@ async fn join_existing(
         for url in &others {
             let Ok(channel) = peer_channel(url) else { continue };
             let mut client = RaftPeerClient::new(channel);
-            match client.cluster_info(Empty {}).await {
+            // Bounded per peer: a peer that accepts the connection but never answers (another
+            // member still joining, its listener bound before it serves) must not hold the
+            // whole join; the loop moves on to the next peer.
+            let answer =
+                tokio::time::timeout(Duration::from_secs(3), client.cluster_info(Empty {})).await;
+            let answer = match answer {
+                Ok(answer) => answer,
+                Err(_) => {
+                    last_err = format!("{url}: no answer within 3s");
+                    continue;
+                }
+            };
+            match answer {
                 Ok(resp) => {
                     let info = resp.into_inner();
                     if info.token != config.initial_cluster_token {
