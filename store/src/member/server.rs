@@ -793,8 +793,22 @@ impl EtcdServer {
                 .membership()
                 .learner_ids()
                 .any(|id| id == self.inner.member_id),
+            role: match m.state {
+                openraft::ServerState::Leader => RaftRole::Leader,
+                openraft::ServerState::Candidate => RaftRole::Candidate,
+                _ => RaftRole::Follower,
+            },
         };
         status
+    }
+
+    /// The ids of the members raft replicates to (voters and learners), as its membership
+    /// configuration has them.
+    pub fn raft_node_ids(&self) -> Vec<u64> {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        let ids = m.membership_config.membership().nodes().map(|(id, _)| *id).collect();
+        ids
     }
 
     /// The database's size on disk (etcd's `dbSize`).
@@ -859,6 +873,19 @@ pub struct RaftStatus {
     pub applied_index: u64,
     /// Whether this member is a learner.
     pub is_learner: bool,
+    /// Whether this member leads, campaigns or follows (`/v2/stats/self`'s state).
+    pub role: RaftRole,
+}
+
+/// A member's raft role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaftRole {
+    /// It leads.
+    Leader,
+    /// It campaigns for leadership.
+    Candidate,
+    /// It follows (learners too).
+    Follower,
 }
 
 /// Holds new proposals back while it lives (see `EtcdServer::hold_proposals`); dropping it,
