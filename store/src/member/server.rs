@@ -26,8 +26,7 @@ use crate::pb::oxcdpb::internal_response::Response as Out;
 use crate::pb::oxcdpb::raft_peer_client::RaftPeerClient;
 use crate::pb::oxcdpb::{Empty, InternalRequest, LeaseExpire, MemberAttributes};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::MEMBER_REMOVED_MESSAGE;
-use crate::raft::network::{peer_channel, Network};
+use crate::raft::network::{peer_channel, peer_error, Network};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::Raft;
 use crate::storage::schema::raft_meta_keys;
@@ -525,7 +524,7 @@ impl EtcdServer {
                         match client.read_index(Empty {}).await {
                             Ok(resp) => return Ok(resp.into_inner().index),
                             Err(status) if not_delivered(&status) => {}
-                            Err(_) => return Err(Error::LeaderChanged),
+                            Err(status) => return Err(leader_read_index_error(&status)),
                         }
                     }
                 }
@@ -683,7 +682,7 @@ impl EtcdServer {
             let membership = m.membership_config.membership();
             let is_member = membership.get_node(&self.inner.member_id).is_some();
             if m.membership_config.log_id().is_some() && !is_member && m.current_leader.is_some() {
-                tracing::warn!("{MEMBER_REMOVED_MESSAGE}; shutting down");
+                tracing::warn!("{}; shutting down", Error::MemberRemoved);
                 self.inner.removed.send_replace(true);
                 return;
             }
@@ -906,6 +905,18 @@ enum Forwarded {
     NotDelivered,
 }
 
+/// What a follower's linearizable read fails with when the leader refused its ReadIndex: the
+/// leader's own typed error (`peer_error`: e.g. `Timeout` when it cannot reach a quorum), but
+/// "leader changed" when the member asked is stopping or no longer leads, or when the answer
+/// carries no error code (the call broke on the way): the read may succeed with the next
+/// leader.
+fn leader_read_index_error(status: &tonic::Status) -> Error {
+    match peer_error(status) {
+        Some(Error::Stopped | Error::NoLeader | Error::NotLeader) | None => Error::LeaderChanged,
+        Some(e) => e,
+    }
+}
+
 /// Whether a failed peer call certainly never reached the peer: the connection could not be
 /// made (tonic keeps the cause, a `ConnectError`, in the status's source chain).
 fn not_delivered(status: &tonic::Status) -> bool {
@@ -1078,5 +1089,18 @@ mod tests {
         assert_eq!(check_apply_lag(5100, 100), Ok(()));
         assert_eq!(check_apply_lag(5101, 100), Err(Error::TooManyRequests));
         assert_eq!(Error::TooManyRequests.to_string(), "etcdserver: too many requests");
+    }
+
+    /// A follower's read fails with the leader's typed error, but with "leader changed" when
+    /// the leader is going away or the answer carries no code.
+    #[test]
+    fn leader_read_index_refusals_keep_their_type() {
+        use crate::raft::network::peer_status;
+        let status = |e: Error| peer_status(tonic::Code::Unavailable, &e);
+        assert_eq!(leader_read_index_error(&status(Error::Timeout)), Error::Timeout);
+        assert_eq!(leader_read_index_error(&status(Error::Stopped)), Error::LeaderChanged);
+        assert_eq!(leader_read_index_error(&status(Error::NoLeader)), Error::LeaderChanged);
+        let untyped = tonic::Status::unavailable("etcdserver: request timed out");
+        assert_eq!(leader_read_index_error(&untyped), Error::LeaderChanged);
     }
 }
