@@ -67,6 +67,8 @@ struct Inner {
     db_size: AtomicU64,
     /// Coalesces concurrent proposals into shared raft entries (group commit).
     batcher: crate::member::propose_batcher::ProposeBatcher,
+    /// The batcher's task, owned here: `batcher_failed` watches it, `shutdown` stops it.
+    batcher_task: tokio::sync::Mutex<crate::member::propose_batcher::BatcherTask>,
     /// Coalesces concurrent ReadIndex rounds.
     read_batcher: Arc<crate::member::read_index::ReadIndexBatcher>,
     /// Set once raft's membership no longer contains this member.
@@ -170,7 +172,8 @@ impl EtcdServer {
                 .unwrap_or(0)
                 & ((1 << 40) - 1))
                 << 8);
-        let batcher = crate::member::propose_batcher::ProposeBatcher::start(raft.clone());
+        let (batcher, batcher_task) =
+            crate::member::propose_batcher::ProposeBatcher::start(raft.clone());
         let server = EtcdServer {
             inner: Arc::new(Inner {
                 name: config.name.clone(),
@@ -193,6 +196,7 @@ impl EtcdServer {
                 holding: tokio::sync::watch::channel(false).0,
                 read_batcher: crate::member::read_index::ReadIndexBatcher::new(),
                 batcher,
+                batcher_task: tokio::sync::Mutex::new(batcher_task),
                 db_size: AtomicU64::new(0),
             }),
         };
@@ -848,10 +852,26 @@ impl EtcdServer {
         reason
     }
 
-    /// Stops raft; the database closes when the last handle drops.
+    /// Resolves, with the reason, if the propose batcher ends before `shutdown`: a batch's
+    /// task panicked, so no write could be answered any more. The caller stops the member
+    /// with an error rather than serve a member that cannot write. Cancel-safe.
+    pub async fn batcher_failed(&self) -> String {
+        let mut task = self.inner.batcher_task.lock().await;
+        match task.ended().await {
+            Ok(()) => String::from("the propose batcher stopped"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Stops raft, then the propose batcher (proposals still queued are answered "server
+    /// stopped"); the database closes when the last handle drops.
     pub async fn shutdown(&self) {
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
+        }
+        let mut batcher = self.inner.batcher_task.lock().await;
+        if let Err(e) = batcher.stop(Duration::from_secs(2)).await {
+            tracing::error!(error = %e, "propose batcher at shutdown");
         }
         if let Err(e) = self.inner.storage.sync_wal() {
             tracing::warn!(error = %e, "final WAL sync");

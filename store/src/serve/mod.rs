@@ -186,6 +186,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 tracing::error!(%reason, "raft stopped on a fatal error; the member exits");
                 break Err(anyhow::anyhow!("raft stopped on a fatal error: {reason}"));
             }
+            reason = server.batcher_failed() => {
+                tracing::error!(%reason, "the propose batcher failed; the member exits");
+                break Err(anyhow::anyhow!("the propose batcher failed: {reason}"));
+            }
             _ = server.removed() => {
                 tracing::warn!("removed from the cluster");
                 break Ok(());
