@@ -198,7 +198,16 @@ fn helm_lint_template_rbac_and_schema() {
 }
 
 /// Polls `f` every 500 ms until it gives Some; panics naming `what` after [`WAIT`].
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+async fn wait_for<T, F, Fut>(what: &str, f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    try_wait_for(f).await.unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
+/// Polls `f` every 500 ms until it gives Some; None after [`WAIT`].
+async fn try_wait_for<T, F, Fut>(mut f: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -206,11 +215,31 @@ where
     let deadline = Instant::now() + WAIT;
     loop {
         if let Some(v) = f().await {
-            return v;
+            return Some(v);
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// What the operator's pods are doing: their status and the tail of each container's log.
+async fn operator_pods_report(cp: &ControlPlane, kubelet: &Kubelet) -> String {
+    let mut report = cp.kubectl_run(&["get", "pods,events", "-n", OP_NS, "-o", "wide"]).to_string();
+    let pods: Api<Pod> = Api::namespaced(cp.client(), OP_NS);
+    for p in pods.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default() {
+        let name = p.name_any();
+        let status = serde_json::to_string_pretty(&p.status).unwrap_or_default();
+        report += &format!("\n--- pod {name} status: {status}\n");
+        if let Some(log) = kubelet.log_path(OP_NS, &name, "operator") {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            report += &format!("--- {}:\n", log.display());
+            tail.iter().rev().for_each(|l| report += &format!("{l}\n"));
+        }
+    }
+    report
 }
 
 /// The names of the operator's running, ready pods.
@@ -230,11 +259,11 @@ async fn ready_operator_pods(pods: &Api<Pod>) -> BTreeSet<String> {
 
 /// Waits until the Deployment has rolled out `n` ready replicas of its current template and the
 /// Lease is held by one of them; returns the holder.
-async fn wait_operator_rolled_out(cp: &ControlPlane, n: i32) -> String {
+async fn wait_operator_rolled_out(cp: &ControlPlane, kubelet: &Kubelet, n: i32) -> String {
     let deployments: Api<Deployment> = Api::namespaced(cp.client(), OP_NS);
     let pods: Api<Pod> = Api::namespaced(cp.client(), OP_NS);
     let leases: Api<Lease> = Api::namespaced(cp.client(), OP_NS);
-    wait_for("the operator Deployment to roll out", || async {
+    let rolled = try_wait_for(|| async {
         let d = deployments.get("oxcd").await.ok()?;
         let s = d.status?;
         let done = s.observed_generation >= d.metadata.generation
@@ -244,6 +273,10 @@ async fn wait_operator_rolled_out(cp: &ControlPlane, n: i32) -> String {
         done.then_some(())
     })
     .await;
+    if rolled.is_none() {
+        let report = operator_pods_report(cp, kubelet).await;
+        panic!("timed out waiting for the operator Deployment to roll out:\n{report}");
+    }
     wait_for("a ready operator pod holding the Lease", || async {
         let ready = ready_operator_pods(&pods).await;
         let holder = leases.get("oxcd-operator").await.ok()?.spec?.holder_identity?;
@@ -279,7 +312,6 @@ fn get(ctl: &Etcdctl, key: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fails on the rig: the operator Deployment does not reach 2 ready pods within 240 s (cause being investigated); run with --ignored"]
 async fn helm_install_example_upgrade_uninstall_on_the_rig() {
     let operator_bin = oxcd_e2e::bins::target_dir().join("debug/oxcd-operator");
     assert!(
@@ -292,7 +324,7 @@ async fn helm_install_example_upgrade_uninstall_on_the_rig() {
     let cp = ControlPlane::start(opts).await.expect("control plane");
     let mut kopts = KubeletOptions::new(cp.dir().join("kubelet"));
     kopts.api_server = Some(ApiServerAccess::from_kubeconfig(cp.kubeconfig()).expect("access"));
-    let _kubelet = Kubelet::start(cp.client(), kopts).await.expect("kubelet");
+    let kubelet = Kubelet::start(cp.client(), kopts).await.expect("kubelet");
     let helm = Helm::new(Some(cp.kubeconfig()));
     let chart_dir = chart().display().to_string();
 
@@ -313,7 +345,7 @@ async fn helm_install_example_upgrade_uninstall_on_the_rig() {
     // The real install: two operator replicas run under the process kubelet, one leads.
     let t = Instant::now();
     helm.run(&["install", "oxcd", &chart_dir, "-n", OP_NS]).assert_success();
-    let first_leader = wait_operator_rolled_out(&cp, 2).await;
+    let first_leader = wait_operator_rolled_out(&cp, &kubelet, 2).await;
     eprintln!("helm install → 2 ready operator pods, {first_leader} leads: {:.1} s", secs(t));
 
     // The example → a working cluster, data through the client Service.
@@ -340,7 +372,7 @@ async fn helm_install_example_upgrade_uninstall_on_the_rig() {
         "logLevel=debug",
     ])
     .assert_success();
-    let leader = wait_operator_rolled_out(&cp, 2).await;
+    let leader = wait_operator_rolled_out(&cp, &kubelet, 2).await;
     eprintln!("helm upgrade → rolled out, {leader} leads: {:.1} s", secs(t));
     let deploy: Deployment =
         Api::namespaced(cp.client(), OP_NS).get("oxcd").await.expect("Deployment");
