@@ -98,6 +98,9 @@ pub struct Config {
     #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m",
           value_parser = parse_duration_flag)]
     pub experimental_watch_progress_notify_interval: Duration,
+    /// etcd 3.6's name for the same interval; wins over the experimental one when given.
+    #[arg(long, env = "ETCD_WATCH_PROGRESS_NOTIFY_INTERVAL", value_parser = parse_duration_flag)]
+    pub watch_progress_notify_interval: Option<Duration>,
     /// Auth token type: `simple` (etcd's default). `jwt,...` is refused at start-up.
     #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
     pub auth_token: String,
@@ -284,6 +287,13 @@ pub const MAX_RETENTION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 pub const DEFAULT_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
 
 impl Config {
+    /// The progress-notify interval under either of etcd's names (3.6's, or 3.4/3.5's
+    /// experimental one), so a 3.6 command line or environment works unchanged.
+    pub fn progress_notify_interval(&self) -> Duration {
+        self.watch_progress_notify_interval
+            .unwrap_or(self.experimental_watch_progress_notify_interval)
+    }
+
     /// The data directory, defaulting to `${name}.oxcd` as etcd defaults to `${name}.etcd`.
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.oxcd", self.name)))
@@ -393,10 +403,8 @@ impl Config {
                 "--auth-token: unsupported token type {token_type:?} (oxcd supports \"simple\")"
             ));
         }
-        if self.experimental_watch_progress_notify_interval.is_zero() {
-            return Err(
-                "--experimental-watch-progress-notify-interval must be greater than 0".into()
-            );
+        if self.progress_notify_interval().is_zero() {
+            return Err("--watch-progress-notify-interval must be greater than 0".into());
         }
         Ok(())
     }
@@ -507,7 +515,10 @@ mod tests {
         .expect("etcd's flags parse");
         assert!(!c.force_new_cluster);
         assert!(!c.strict_reconfig_check);
-        assert_eq!(c.experimental_watch_progress_notify_interval, Duration::from_secs(5));
+        assert_eq!(c.progress_notify_interval(), Duration::from_secs(5));
+        let v36 = Config::try_parse_from(["oxcd", "--watch-progress-notify-interval=250ms"])
+            .expect("etcd 3.6's flag name parses");
+        assert_eq!(v36.progress_notify_interval(), Duration::from_millis(250));
         let ignored = c.accepted.ignored();
         assert!(!c.enable_v2);
         assert!(Config::try_parse_from(["oxcd", "--enable-v2"]).unwrap().enable_v2);

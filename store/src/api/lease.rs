@@ -8,7 +8,8 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::{Error, Result};
-use crate::member::handle::{unexpected, Member, MAX_LEASE_TTL};
+use crate::lease::{LeaseStatus, MAX_LEASE_TTL};
+use crate::member::server::EtcdServer;
 use crate::pb::etcdserverpb::lease_server::Lease;
 use crate::pb::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
@@ -17,16 +18,56 @@ use crate::pb::etcdserverpb::{
 };
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::internal_response::Response as Out;
+use crate::pb::oxcdpb::{KeepAliveRequest, TimeToLiveRequest};
+
+use super::kv::unexpected;
 
 /// etcd's Lease service.
 pub struct LeaseService {
-    server: Member,
+    server: EtcdServer,
 }
 
 impl LeaseService {
     /// The service over a member.
-    pub fn new(server: Member) -> LeaseService {
+    pub fn new(server: EtcdServer) -> LeaseService {
         LeaseService { server }
+    }
+}
+
+/// Renews a lease on the leader; returns its TTL, or 0 if it does not exist (etcd's answer).
+pub async fn keep_alive(server: &EtcdServer, id: i64) -> Result<i64> {
+    match server.leader_peer()? {
+        None => match server.lessor().renew(id) {
+            Ok(ttl) => Ok(ttl),
+            Err(Error::LeaseNotFound) => Ok(0),
+            Err(e) => Err(e),
+        },
+        Some(mut leader) => {
+            let resp = leader
+                .lease_keep_alive(KeepAliveRequest { id })
+                .await
+                .map_err(|_| Error::LeaderChanged)?;
+            Ok(resp.into_inner().ttl)
+        }
+    }
+}
+
+/// A lease's status as the leader's timers see it.
+pub async fn time_to_live(server: &EtcdServer, id: i64) -> Result<Option<LeaseStatus>> {
+    match server.leader_peer()? {
+        None => Ok(server.lessor().status(id)),
+        Some(mut leader) => {
+            let resp = leader
+                .lease_time_to_live(TimeToLiveRequest { id })
+                .await
+                .map_err(|_| Error::LeaderChanged)?
+                .into_inner();
+            Ok(resp.found.then_some(LeaseStatus {
+                remaining: resp.remaining,
+                granted: resp.granted,
+                keys: resp.keys,
+            }))
+        }
     }
 }
 
@@ -44,7 +85,7 @@ impl Lease for LeaseService {
             return Err(Error::LeaseTtlTooLarge.into());
         }
         if req.id == 0 {
-            req.id = self.server.next_lease_id();
+            req.id = self.server.next_id();
         }
         match self.server.propose_as(&caller, Cmd::LeaseGrant(req)).await? {
             Out::LeaseGrant(mut resp) => {
@@ -87,8 +128,8 @@ impl Lease for LeaseService {
                 };
                 let Some(req) = next else { break };
                 let req = req?;
-                let ttl = server.keep_alive(req.id).await?;
-                let header = Some(server.header());
+                let ttl = keep_alive(&server, req.id).await?;
+                let header = Some(server.headers().make(server.mvcc().current_revision()));
                 yield LeaseKeepAliveResponse { header, id: req.id, ttl };
             }
         };
@@ -100,8 +141,8 @@ impl Lease for LeaseService {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let req = request.into_inner();
-        let header = Some(self.server.header());
-        let resp = match self.server.time_to_live(req.id).await? {
+        let header = Some(self.server.headers().make(self.server.mvcc().current_revision()));
+        let resp = match time_to_live(&self.server, req.id).await? {
             Some(status) => LeaseTimeToLiveResponse {
                 header,
                 id: req.id,
@@ -125,8 +166,9 @@ impl Lease for LeaseService {
         &self,
         _request: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
-        let leases = self.server.lease_ids().into_iter().map(|id| PbLeaseStatus { id }).collect();
-        let header = Some(self.server.header());
+        let leases =
+            self.server.lessor().ids().into_iter().map(|id| PbLeaseStatus { id }).collect();
+        let header = Some(self.server.headers().make(self.server.mvcc().current_revision()));
         Ok(Response::new(LeaseLeasesResponse { header, leases }))
     }
 }

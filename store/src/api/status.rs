@@ -41,8 +41,7 @@ impl From<Error> for Status {
             | Error::PermissionNotGranted
             | Error::AuthNotEnabled
             | Error::RootUserNotExist
-            | Error::RootRoleNotExist
-            | Error::MemberRemoved => Code::FailedPrecondition,
+            | Error::RootRoleNotExist => Code::FailedPrecondition,
             Error::AuthFailed => Code::InvalidArgument,
             Error::PermissionDenied => Code::PermissionDenied,
             Error::InvalidAuthToken => Code::Unauthenticated,

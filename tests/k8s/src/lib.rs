@@ -8,6 +8,8 @@
 //! * [`control_plane`] — oxcd (or etcd 3.6) + kube-apiserver + kube-controller-manager.
 //! * [`kubelet`] — the process kubelet: a Node whose pods run as local processes, each on its
 //!   own loopback address, with volumes as directories and names resolvable.
+//! * [`storage_suite`] — Kubernetes' storage conformance suites (k8s.io/apiserver's etcd3 and
+//!   cacher tests) run against oxcd or etcd, built by `scripts/k8s-storage-suite.sh`.
 //!
 //! Start it by hand with `cargo run -p oxcd-k8s-rig --bin oxcd-rig` (see the README).
 
@@ -18,6 +20,7 @@ pub mod error;
 pub mod kubeconfig;
 pub mod kubelet;
 pub mod process;
+pub mod storage_suite;
 
 pub use control_plane::{ControlPlane, Options, StorageKind};
 pub use error::{Error, Result};
