@@ -41,15 +41,17 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
-use axum::http::uri::Authority;
 use bytes::{Buf, Bytes, BytesMut};
+use http::uri::Authority;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+
+// The listener is the only part that needs axum; `fuzz/` includes this file with
+// `--cfg fuzzing` and so builds without it (and without the oxcd crate and RocksDB).
+#[cfg(not(fuzzing))]
+pub use listener::FixingListener;
 
 /// The client connection preface that starts every HTTP/2 connection (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -74,8 +76,6 @@ const MAX_DECODED_BYTES: usize = 1024 * 1024;
 const HEADER_TABLE_SIZE: usize = 4096;
 /// Bytes read from the socket at a time while frames are parsed.
 const READ_CHUNK: usize = 8 * 1024;
-/// Pause after an accept error that is not about one connection (e.g. out of descriptors).
-const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// A socket whose client→server HTTP/2 header blocks get a valid `:authority`.
 ///
@@ -370,53 +370,67 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for AuthorityFix<S> {
     }
 }
 
-/// A TCP listener for `axum::serve` whose connections are wrapped in [`AuthorityFix`].
-pub struct FixingListener(TcpListener);
+#[cfg(not(fuzzing))]
+mod listener {
+    use std::io;
+    use std::net::SocketAddr;
+    use std::time::Duration;
 
-impl FixingListener {
-    /// Wraps a bound listener.
-    pub fn new(listener: TcpListener) -> Self {
-        Self(listener)
-    }
-}
+    use tokio::net::{TcpListener, TcpStream};
 
-impl axum::serve::Listener for FixingListener {
-    type Io = AuthorityFix<TcpStream>;
-    type Addr = SocketAddr;
+    use super::AuthorityFix;
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.0.accept().await {
-                Ok((stream, addr)) => {
-                    // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold small
-                    // gRPC frames back for ~40 ms whenever a connection multiplexes clients.
-                    if let Err(e) = stream.set_nodelay(true) {
-                        tracing::debug!(error = %e, "setting TCP_NODELAY on a client connection");
-                    }
-                    return (AuthorityFix::new(stream), addr);
-                }
-                // A connection that died before it was accepted concerns only that client.
-                Err(e) if is_connection_error(&e) => continue,
-                Err(e) => {
-                    tracing::error!(error = %e, "accepting a client connection failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            }
+    /// Pause after an accept error that is not about one connection (e.g. out of descriptors).
+    const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+    /// A TCP listener for `axum::serve` whose connections are wrapped in [`AuthorityFix`].
+    pub struct FixingListener(TcpListener);
+
+    impl FixingListener {
+        /// Wraps a bound listener.
+        pub fn new(listener: TcpListener) -> Self {
+            Self(listener)
         }
     }
 
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
-}
+    impl axum::serve::Listener for FixingListener {
+        type Io = AuthorityFix<TcpStream>;
+        type Addr = SocketAddr;
 
-fn is_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
+        async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+            loop {
+                match self.0.accept().await {
+                    Ok((stream, addr)) => {
+                        // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold small
+                        // gRPC frames back for ~40 ms whenever a connection multiplexes clients.
+                        if let Err(e) = stream.set_nodelay(true) {
+                            tracing::debug!(error = %e, "setting TCP_NODELAY on a client connection");
+                        }
+                        return (AuthorityFix::new(stream), addr);
+                    }
+                    // A connection that died before it was accepted concerns only that client.
+                    Err(e) if is_connection_error(&e) => continue,
+                    Err(e) => {
+                        tracing::error!(error = %e, "accepting a client connection failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                }
+            }
+        }
+
+        fn local_addr(&self) -> io::Result<SocketAddr> {
+            self.0.local_addr()
+        }
+    }
+
+    fn is_connection_error(e: &io::Error) -> bool {
+        matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionRefused
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::ConnectionReset
+        )
+    }
 }
 
 /// The priority fields and the HPACK fragment's range within a HEADERS payload, or `None` when
@@ -863,7 +877,9 @@ fn huffman_decode(src: &[u8]) -> Result<Vec<u8>, Malformed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
