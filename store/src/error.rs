@@ -120,6 +120,10 @@ pub enum Error {
     AuthUntranslated(&'static str),
     #[error("etcdserver: not capable")]
     NotCapable,
+    /// What a member answers to raft traffic from a member removed from the cluster (etcd's
+    /// `errMemberRemoved` of its peer transport, same text); the removed member stops on it.
+    #[error("the member has been permanently removed from the cluster")]
+    MemberRemoved,
     /// A request that is malformed in a way etcd reports with its own free-form text.
     #[error("{0}")]
     InvalidArgument(String),
@@ -190,6 +194,7 @@ const KNOWN: &[Error] = &[
     Error::NoPasswordUser,
     Error::AuthOldRevision,
     Error::NotCapable,
+    Error::MemberRemoved,
 ];
 
 /// How an error crosses raft and the peer link: a stable number per variant
@@ -250,6 +255,7 @@ impl Error {
             Error::NoPasswordUser => 48,
             Error::AuthOldRevision => 49,
             Error::NotCapable => 50,
+            Error::MemberRemoved => 51,
             Error::AuthUntranslated(_) => 100,
             Error::InvalidArgument(_) => 101,
             Error::Unimplemented(_) => 102,

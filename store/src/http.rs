@@ -7,11 +7,11 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 
-use crate::member::server::EtcdServer;
+use crate::member::handle::Member;
 use crate::version::{CLUSTER_VERSION, ETCD_VERSION};
 
 /// The HTTP routes, to be merged with the gRPC router.
-pub fn router(server: EtcdServer) -> Router {
+pub fn router(server: Member) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
@@ -19,11 +19,10 @@ pub fn router(server: EtcdServer) -> Router {
         .with_state(server)
 }
 
-async fn health(State(server): State<EtcdServer>) -> (StatusCode, String) {
-    let reason = if !server.cluster().alarms().is_empty() {
-        let names: Vec<String> = server
-            .cluster()
-            .alarms()
+async fn health(State(server): State<Member>) -> (StatusCode, String) {
+    let alarms = server.alarms();
+    let reason = if !alarms.is_empty() {
+        let names: Vec<String> = alarms
             .iter()
             .map(|a| {
                 crate::pb::etcdserverpb::AlarmType::try_from(a.alarm)
@@ -49,7 +48,7 @@ async fn version() -> String {
     format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{CLUSTER_VERSION}"}}"#)
 }
 
-async fn metrics(State(server): State<EtcdServer>) -> String {
+async fn metrics(State(server): State<Member>) -> String {
     crate::metrics::DB_SIZE.set(server.db_size_bytes() as i64);
     crate::metrics::render()
 }

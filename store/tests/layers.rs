@@ -54,10 +54,43 @@ const FOUNDATION: &[&str] = &[
     "raft::types",
 ];
 
-/// Member methods that hand out lower layers; the client-facing API (`api/`, `http.rs`) must
-/// not call them: it talks to the member's narrow interface (propose, reads, watch, status).
-/// (The peer service in `serve/` does drive raft: it is raft's transport.)
-const EDGE_FORBIDDEN_CALLS: &[&str] = &[".storage()", ".raft()", ".applier()", ".state_machine()"];
+/// The client-facing edge and the only paths below it each may use: the member's narrow
+/// interface (`member::handle`: propose, reads, watch, leases, auth, status, membership), and
+/// for the v2 HTTP API the v2 store's protocol types (never `v2::store`, the store itself).
+/// So a handler cannot reach the member's wiring (`member::server`), raft, the applier, the
+/// stores or RocksDB, even through a lower module that would re-export them. (The peer service
+/// in `serve/` does drive raft: it is raft's transport.)
+const EDGE: &[(&str, &[&str])] = &[
+    ("api", &["member::handle"]),
+    ("http", &["member::handle"]),
+    (
+        "v2_api",
+        &[
+            "member::handle",
+            "v2::command",
+            "v2::convert",
+            "v2::error",
+            "v2::event",
+            "v2::path",
+            "v2::KEYS_PREFIX",
+        ],
+    ),
+];
+
+/// Handles of lower layers; no edge code may call a method of these names (belt and braces
+/// with `EDGE`: the member's interface has none of them).
+const EDGE_FORBIDDEN_CALLS: &[&str] = &[
+    ".storage()",
+    ".raft()",
+    ".applier()",
+    ".state_machine()",
+    ".mvcc()",
+    ".hub()",
+    ".lessor()",
+    ".auth()",
+    ".cluster()",
+    ".v2()",
+];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("read store/src") {
@@ -81,23 +114,46 @@ fn module_of(src: &Path, file: &Path) -> String {
     name
 }
 
-/// The modules `code` names as `crate::x` (or `crate::raft::types`).
-fn uses(code: &str) -> BTreeSet<String> {
+/// Every path `code` names after `crate::`, as its first two segments (`member::handle`,
+/// `pb`); a grouped `crate::{…}` is returned as `{` so the caller can refuse it (it would
+/// hide what it imports from this line-based check).
+fn paths(code: &str) -> BTreeSet<String> {
+    let ident = |s: &str| s.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(s.len());
     let mut out = BTreeSet::new();
     for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
         let mut rest = line;
         while let Some(at) = rest.find("crate::") {
             rest = &rest[at + "crate::".len()..];
-            let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len());
-            let name = &rest[..end];
-            if name == "raft" && rest[end..].starts_with("::types") {
-                out.insert("raft::types".to_string());
-            } else if !name.is_empty() {
-                out.insert(name.to_string());
+            if rest.starts_with('{') {
+                out.insert("{".to_string());
+                continue;
+            }
+            let end = ident(rest);
+            let mut path = rest[..end].to_string();
+            if let Some(tail) = rest[end..].strip_prefix("::") {
+                let second = &tail[..ident(tail)];
+                if !second.is_empty() {
+                    path = format!("{path}::{second}");
+                }
+            }
+            if !path.is_empty() {
+                out.insert(path);
             }
         }
     }
     out
+}
+
+/// The modules `code` names as `crate::x` (or `crate::raft::types`).
+fn uses(code: &str) -> BTreeSet<String> {
+    paths(code)
+        .into_iter()
+        .map(|p| match p.split_once("::") {
+            Some(("raft", "types")) => p,
+            Some((first, _)) => first.to_string(),
+            None => p,
+        })
+        .collect()
 }
 
 fn rank(module: &str) -> Option<usize> {
@@ -130,7 +186,19 @@ fn layers_only_look_down() {
                 violations.push(format!("{}: {module} uses crate::{used}", file.display()));
             }
         }
-        if ["http", "api"].contains(&module.as_str()) {
+        if let Some((_, allowed)) = EDGE.iter().find(|(edge, _)| *edge == module) {
+            for path in paths(&code) {
+                let first = path.split("::").next().unwrap_or_default();
+                let ok = first == module
+                    || FOUNDATION.contains(&first)
+                    || allowed.iter().any(|a| path == *a);
+                if !ok {
+                    violations.push(format!(
+                        "{}: the edge uses crate::{path} (only {allowed:?} and the foundation)",
+                        file.display()
+                    ));
+                }
+            }
             for call in EDGE_FORBIDDEN_CALLS {
                 if code.lines().any(|l| !l.trim_start().starts_with("//") && l.contains(call)) {
                     violations.push(format!("{}: the API calls {call}", file.display()));
@@ -154,4 +222,20 @@ fn every_module_is_placed() {
         );
     }
     assert!(uses("use crate::raft::types::Entry; // crate::api").contains("raft::types"));
+}
+
+/// The checks themselves catch what they are for: an edge import below the member's
+/// interface, a grouped import that would hide one, a lower layer importing an upper one.
+#[test]
+fn the_checks_catch_violations() {
+    let p =
+        paths("use crate::member::server::EtcdServer;\nuse crate::{mvcc, pb};\nx(crate::pb::X)");
+    assert!(p.contains("member::server"));
+    assert!(p.contains("{"));
+    assert!(p.contains("pb::X"));
+    let edge_api = EDGE.iter().find(|(m, _)| *m == "api").expect("api is edge").1;
+    assert!(!edge_api.contains(&"member::server"));
+    assert!(uses("use crate::storage::Storage;").contains("storage"));
+    assert!(rank("api") < rank("member") && rank("member") < rank("raft"));
+    assert!(rank("raft") < rank("storage"));
 }

@@ -9,10 +9,8 @@
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use super::kv::unexpected;
-use crate::auth::{self, token, AuthInfo};
-use crate::error::{Error, Result};
-use crate::member::server::EtcdServer;
+use crate::error::Result;
+use crate::member::handle::{unexpected, AuthInfo, Member};
 use crate::pb::etcdserverpb::auth_server::Auth;
 use crate::pb::etcdserverpb::{
     AuthDisableRequest, AuthDisableResponse, AuthEnableRequest, AuthEnableResponse,
@@ -28,15 +26,10 @@ use crate::pb::etcdserverpb::{
 };
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::internal_response::Response as Out;
-use crate::pb::oxcdpb::AuthenticateCommand;
-
-/// How long `Authenticate` waits for this member to apply the token it hands out, so the
-/// client's next request here finds it.
-const TOKEN_APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// etcd's Auth service.
 pub struct AuthService {
-    server: EtcdServer,
+    server: Member,
 }
 
 /// Unwraps an apply result of the expected kind and stamps its header.
@@ -54,23 +47,23 @@ macro_rules! answer {
 
 impl AuthService {
     /// The service over a member.
-    pub fn new(server: EtcdServer) -> AuthService {
+    pub fn new(server: Member) -> AuthService {
         AuthService { server }
     }
 
     fn header(&self) -> Option<ResponseHeader> {
-        Some(self.server.headers().make(self.server.mvcc().current_revision()))
+        Some(self.server.header())
     }
 
     /// Proposes an auth change on behalf of the request's caller.
     async fn change(&self, metadata: &MetadataMap, cmd: Cmd) -> Result<Out> {
-        let caller = self.server.auth().user_from(metadata).await?;
+        let caller = self.server.caller(metadata).await?;
         self.server.propose_as(&caller, cmd).await
     }
 
     /// The caller of a read, once this member has caught up with the leader.
     async fn reader(&self, metadata: &MetadataMap) -> Result<AuthInfo> {
-        let caller = self.server.auth().user_from(metadata).await?;
+        let caller = self.server.caller(metadata).await?;
         self.server.linearizable_read().await?;
         Ok(caller)
     }
@@ -79,56 +72,24 @@ impl AuthService {
     /// member through raft; retry if the auth store changed meanwhile.
     async fn authenticate(&self, req: AuthenticateRequest) -> Result<AuthenticateResponse> {
         self.server.linearizable_read().await?;
-        loop {
-            let auth = self.server.auth().clone();
-            let (name, password) = (req.name.clone(), req.password.clone());
-            let checked =
-                tokio::task::spawn_blocking(move || auth.check_password(&name, &password))
-                    .await
-                    .map_err(|e| Error::internal("password check", e))?;
-            let checked = match checked {
-                Ok(revision) => revision,
-                Err(e) => {
-                    if e != Error::AuthNotEnabled {
-                        tracing::warn!(user = %req.name, error = %e, "invalid authentication was requested");
-                    }
-                    return Err(e);
-                }
-            };
-            let cmd = Cmd::Authenticate(AuthenticateCommand {
-                name: req.name.clone(),
-                token: token::random_prefix(),
-            });
-            let mut resp = match self.server.propose(cmd).await? {
-                Out::Authenticate(resp) => resp,
-                other => return Err(unexpected(other)),
-            };
-            if checked != self.server.auth().revision() {
-                tracing::info!("revision when password checked became stale; retrying");
-                continue;
-            }
-            if let Some(index) = token::index_of(&resp.token) {
-                let mut applied = self.server.subscribe_applied();
-                let _ =
-                    tokio::time::timeout(TOKEN_APPLY_WAIT, applied.wait_for(|a| *a >= index)).await;
-            }
-            self.server.headers().stamp(&mut resp.header);
-            return Ok(resp);
-        }
+        let mut resp = self.server.authenticate(req).await?;
+        self.server.headers().stamp(&mut resp.header);
+        Ok(resp)
     }
 }
 
 /// The bcrypt hash to store for a new password, base64-encoded as etcd's `hashedPassword`.
-/// A client may send the hash itself (etcdctl does not); otherwise the password is hashed
-/// here, off the async threads. The plain password never reaches the log.
-async fn hashed(password: &mut String, hashed_password: &mut String, cost: u32) -> Result<()> {
+/// A client may send the hash itself (etcdctl does not); otherwise the member hashes the
+/// password (off the async threads). The plain password never reaches the log.
+async fn hashed(
+    server: &Member,
+    password: &mut String,
+    hashed_password: &mut String,
+) -> Result<()> {
     if password.is_empty() && !hashed_password.is_empty() {
         return Ok(());
     }
-    let plain = std::mem::take(password);
-    *hashed_password = tokio::task::spawn_blocking(move || auth::hash_password(&plain, cost))
-        .await
-        .map_err(|e| Error::internal("password hash", e))??;
+    *hashed_password = server.hash_password(std::mem::take(password)).await?;
     Ok(())
 }
 
@@ -166,8 +127,8 @@ impl Auth for AuthService {
         request: Request<AuthStatusRequest>,
     ) -> Result<Response<AuthStatusResponse>, Status> {
         let caller = self.reader(request.metadata()).await?;
-        self.server.auth().check_admin(&caller)?;
-        let (enabled, auth_revision) = self.server.auth().status();
+        self.server.check_admin(&caller)?;
+        let (enabled, auth_revision) = self.server.auth_status();
         Ok(Response::new(AuthStatusResponse { header: self.header(), enabled, auth_revision }))
     }
 
@@ -187,8 +148,7 @@ impl Auth for AuthService {
         if req.options.as_ref().is_some_and(|o| o.no_password) {
             req.password.clear();
         } else {
-            hashed(&mut req.password, &mut req.hashed_password, self.server.config().bcrypt_cost)
-                .await?;
+            hashed(&self.server, &mut req.password, &mut req.hashed_password).await?;
         }
         answer!(self, self.change(&md, Cmd::AuthUserAdd(req)).await?, AuthUserAdd)
     }
@@ -199,12 +159,12 @@ impl Auth for AuthService {
     ) -> Result<Response<AuthUserGetResponse>, Status> {
         let caller = self.reader(request.metadata()).await?;
         let name = request.into_inner().name;
-        if let Err(e) = self.server.auth().check_admin(&caller) {
+        if let Err(e) = self.server.check_admin(&caller) {
             if name != caller.user {
                 return Err(e.into());
             }
         }
-        let roles = self.server.auth().user_roles(&name)?;
+        let roles = self.server.user_roles(&name)?;
         Ok(Response::new(AuthUserGetResponse { header: self.header(), roles }))
     }
 
@@ -213,8 +173,8 @@ impl Auth for AuthService {
         request: Request<AuthUserListRequest>,
     ) -> Result<Response<AuthUserListResponse>, Status> {
         let caller = self.reader(request.metadata()).await?;
-        self.server.auth().check_admin(&caller)?;
-        let users = self.server.auth().user_names();
+        self.server.check_admin(&caller)?;
+        let users = self.server.user_names();
         Ok(Response::new(AuthUserListResponse { header: self.header(), users }))
     }
 
@@ -231,8 +191,7 @@ impl Auth for AuthService {
         request: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
         let (md, _, mut req) = request.into_parts();
-        hashed(&mut req.password, &mut req.hashed_password, self.server.config().bcrypt_cost)
-            .await?;
+        hashed(&self.server, &mut req.password, &mut req.hashed_password).await?;
         answer!(
             self,
             self.change(&md, Cmd::AuthUserChangePassword(req)).await?,
@@ -270,13 +229,12 @@ impl Auth for AuthService {
     ) -> Result<Response<AuthRoleGetResponse>, Status> {
         let caller = self.reader(request.metadata()).await?;
         let role = request.into_inner().role;
-        let auth = self.server.auth();
-        if let Err(e) = auth.check_admin(&caller) {
-            if !auth.has_role(&caller.user, &role) {
+        if let Err(e) = self.server.check_admin(&caller) {
+            if !self.server.has_role(&caller.user, &role) {
                 return Err(e.into());
             }
         }
-        let perm = auth.role_permissions(&role)?;
+        let perm = self.server.role_permissions(&role)?;
         Ok(Response::new(AuthRoleGetResponse { header: self.header(), perm }))
     }
 
@@ -285,8 +243,8 @@ impl Auth for AuthService {
         request: Request<AuthRoleListRequest>,
     ) -> Result<Response<AuthRoleListResponse>, Status> {
         let caller = self.reader(request.metadata()).await?;
-        self.server.auth().check_admin(&caller)?;
-        let roles = self.server.auth().role_names();
+        self.server.check_admin(&caller)?;
+        let roles = self.server.role_names();
         Ok(Response::new(AuthRoleListResponse { header: self.header(), roles }))
     }
 

@@ -4,8 +4,7 @@
 use tonic::{Request, Response, Status};
 
 use super::auth::forwarded;
-use crate::member::membership;
-use crate::member::server::EtcdServer;
+use crate::member::handle::Member;
 use crate::pb::etcdserverpb::cluster_client::ClusterClient;
 use crate::pb::etcdserverpb::cluster_server::Cluster;
 use crate::pb::etcdserverpb::{
@@ -16,12 +15,12 @@ use crate::pb::etcdserverpb::{
 
 /// etcd's Cluster service.
 pub struct ClusterService {
-    server: EtcdServer,
+    server: Member,
 }
 
 impl ClusterService {
     /// The service over a member.
-    pub fn new(server: EtcdServer) -> ClusterService {
+    pub fn new(server: Member) -> ClusterService {
         ClusterService { server }
     }
 
@@ -33,7 +32,7 @@ impl ClusterService {
     /// etcd's `checkMembershipOperationPermission`: membership changes need the root role.
     async fn check_admin(&self, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
         let caller = super::caller(&self.server, metadata).await?;
-        Ok(self.server.auth().check_admin(&caller)?)
+        Ok(self.server.check_admin(&caller)?)
     }
 
     fn leader(&self) -> Result<Option<ClusterClient<tonic::transport::Channel>>, Status> {
@@ -53,8 +52,8 @@ impl Cluster for ClusterService {
             return leader.member_add(forwarded(&metadata, message)).await;
         }
         let req = request.into_inner();
-        let member = membership::add(&self.server, req.peer_ur_ls, req.is_learner).await?;
-        let mut members = membership::list(&self.server);
+        let member = self.server.add_member(req.peer_ur_ls, req.is_learner).await?;
+        let mut members = self.server.members();
         if !members.iter().any(|m| m.id == member.id) {
             members.push(member.clone());
         }
@@ -74,10 +73,10 @@ impl Cluster for ClusterService {
             let (metadata, _, message) = request.into_parts();
             return leader.member_remove(forwarded(&metadata, message)).await;
         }
-        membership::remove(&self.server, request.into_inner().id).await?;
+        self.server.remove_member(request.into_inner().id).await?;
         Ok(Response::new(MemberRemoveResponse {
             header: self.header(),
-            members: membership::list(&self.server),
+            members: self.server.members(),
         }))
     }
 
@@ -91,10 +90,10 @@ impl Cluster for ClusterService {
             return leader.member_update(forwarded(&metadata, message)).await;
         }
         let req = request.into_inner();
-        membership::update(&self.server, req.id, req.peer_ur_ls).await?;
+        self.server.update_member(req.id, req.peer_ur_ls).await?;
         Ok(Response::new(MemberUpdateResponse {
             header: self.header(),
-            members: membership::list(&self.server),
+            members: self.server.members(),
         }))
     }
 
@@ -107,7 +106,7 @@ impl Cluster for ClusterService {
         }
         Ok(Response::new(MemberListResponse {
             header: self.header(),
-            members: membership::list(&self.server),
+            members: self.server.members(),
         }))
     }
 
@@ -120,10 +119,10 @@ impl Cluster for ClusterService {
             let (metadata, _, message) = request.into_parts();
             return leader.member_promote(forwarded(&metadata, message)).await;
         }
-        membership::promote(&self.server, request.into_inner().id).await?;
+        self.server.promote_member(request.into_inner().id).await?;
         Ok(Response::new(MemberPromoteResponse {
             header: self.header(),
-            members: membership::list(&self.server),
+            members: self.server.members(),
         }))
     }
 }

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::queue;
 use crate::error::Error;
-use crate::member::server::EtcdServer;
+use crate::member::handle::Member;
 use crate::pb::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::pb::etcdserverpb::request_op::Request as Op;
 use crate::pb::etcdserverpb::{Compare, PutRequest, RequestOp, TxnRequest};
@@ -22,17 +22,17 @@ use crate::pb::v3electionpb::{
 
 /// etcd's Election service.
 pub struct ElectionService {
-    server: EtcdServer,
+    server: Member,
 }
 
 impl ElectionService {
     /// The service over a member.
-    pub fn new(server: EtcdServer) -> ElectionService {
+    pub fn new(server: Member) -> ElectionService {
         ElectionService { server }
     }
 
     fn header(&self) -> Option<crate::pb::etcdserverpb::ResponseHeader> {
-        Some(self.server.headers().make(self.server.mvcc().current_revision()))
+        Some(self.server.header())
     }
 }
 
@@ -107,7 +107,7 @@ impl Election for ElectionService {
                     let seen = (kv.key.clone(), kv.mod_revision);
                     if last.as_ref() != Some(&seen) {
                         last = Some(seen);
-                        let header = Some(server.headers().make(server.mvcc().current_revision()));
+                        let header = Some(server.header());
                         yield LeaderResponse { header, kv: Some(kv) };
                     }
                 }
@@ -133,8 +133,8 @@ impl Election for ElectionService {
 
 /// Updates the leader's value, only while it still holds the key it was elected with.
 async fn proclaim_value(
-    server: &EtcdServer,
-    caller: &crate::auth::AuthInfo,
+    server: &Member,
+    caller: &crate::member::handle::AuthInfo,
     key: &[u8],
     rev: i64,
     value: Vec<u8>,
@@ -160,6 +160,6 @@ async fn proclaim_value(
     match server.propose_as(caller, Cmd::Txn(txn)).await? {
         Out::Txn(resp) if resp.succeeded => Ok(()),
         Out::Txn(_) => Err(not_leader()),
-        other => Err(super::kv::unexpected(other).into()),
+        other => Err(crate::member::handle::unexpected(other).into()),
     }
 }

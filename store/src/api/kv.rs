@@ -3,11 +3,10 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::apply::{is_read_only, is_serializable};
-use crate::auth::AuthInfo;
 use crate::error::{Error, Result};
-use crate::member::server::EtcdServer;
-use crate::mvcc::KeyRange;
+use crate::member::handle::{
+    is_read_only, is_serializable, unexpected, AuthInfo, KeyRange, Member,
+};
 use crate::pb::etcdserverpb::kv_server::Kv;
 use crate::pb::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::pb::etcdserverpb::request_op::Request as Op;
@@ -20,12 +19,12 @@ use crate::pb::oxcdpb::internal_response::Response as Out;
 
 /// etcd's KV service.
 pub struct KvService {
-    server: EtcdServer,
+    server: Member,
 }
 
 impl KvService {
     /// The service over a member.
-    pub fn new(server: EtcdServer) -> KvService {
+    pub fn new(server: Member) -> KvService {
         KvService { server }
     }
 
@@ -36,17 +35,7 @@ impl KvService {
         if !req.serializable {
             self.server.linearizable_read().await?;
         }
-        let auth = self.server.auth();
-        auth.check_range(caller, &req.key, &req.range_end)?;
-        let mvcc = self.server.mvcc().clone();
-        let mut resp = if is_small_read(&req) {
-            mvcc.range(&req)?
-        } else {
-            tokio::task::spawn_blocking(move || mvcc.range(&req))
-                .await
-                .map_err(|e| Error::internal("range", e))??
-        };
-        auth.check_unchanged(caller)?;
+        let mut resp = self.server.range(caller, req).await?;
         self.server.headers().stamp(&mut resp.header);
         Ok(resp)
     }
@@ -87,11 +76,7 @@ impl KvService {
             if !is_serializable(&req) {
                 self.server.linearizable_read().await?;
             }
-            let auth = self.server.auth().clone();
-            auth.check_txn(caller, &req)?;
-            let resp = self.server.read_only_txn(req).await?;
-            auth.check_unchanged(caller)?;
-            resp
+            self.server.read_only_txn(caller, req).await?
         } else {
             match self.server.propose_as(caller, Cmd::Txn(req)).await? {
                 Out::Txn(resp) => resp,
@@ -118,36 +103,10 @@ impl KvService {
     }
 }
 
-/// Ranges returning at most this many keys read RocksDB on the calling task: a few point
-/// lookups (mostly from the block cache) cost less than the hop to a blocking thread and
-/// back, which would dominate the latency of `get`. Larger reads go to the blocking pool so
-/// they never hold an async worker.
-const INLINE_RANGE_KEYS: i64 = 16;
-
-/// Whether a range reads so few values that it may run inline (see `INLINE_RANGE_KEYS`).
-fn is_small_read(req: &RangeRequest) -> bool {
-    let single_key = req.range_end.is_empty();
-    let sorted = req.sort_order != SortOrder::None as i32
-        && !(req.sort_target == SortTarget::Key as i32
-            && req.sort_order == SortOrder::Ascend as i32);
-    let filtered = req.min_mod_revision != 0
-        || req.max_mod_revision != 0
-        || req.min_create_revision != 0
-        || req.max_create_revision != 0;
-    single_key
-        || req.count_only
-        || (!sorted && !filtered && req.limit > 0 && req.limit <= INLINE_RANGE_KEYS)
-}
-
 /// The caller of a request and its message.
-async fn parts<T>(server: &EtcdServer, request: Request<T>) -> Result<(AuthInfo, T)> {
+async fn parts<T>(server: &Member, request: Request<T>) -> Result<(AuthInfo, T)> {
     let caller = super::caller(server, request.metadata()).await?;
     Ok((caller, request.into_inner()))
-}
-
-/// An apply result of the wrong kind: a bug, reported rather than panicking.
-pub(crate) fn unexpected(out: Out) -> Error {
-    Error::Internal(format!("unexpected apply result {out:?}"))
 }
 
 fn check_range(req: &RangeRequest) -> Result<()> {

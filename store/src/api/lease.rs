@@ -8,8 +8,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::{Error, Result};
-use crate::lease::{LeaseStatus, MAX_LEASE_TTL};
-use crate::member::server::EtcdServer;
+use crate::member::handle::{unexpected, Member, MAX_LEASE_TTL};
 use crate::pb::etcdserverpb::lease_server::Lease;
 use crate::pb::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
@@ -18,56 +17,16 @@ use crate::pb::etcdserverpb::{
 };
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::internal_response::Response as Out;
-use crate::pb::oxcdpb::{KeepAliveRequest, TimeToLiveRequest};
-
-use super::kv::unexpected;
 
 /// etcd's Lease service.
 pub struct LeaseService {
-    server: EtcdServer,
+    server: Member,
 }
 
 impl LeaseService {
     /// The service over a member.
-    pub fn new(server: EtcdServer) -> LeaseService {
+    pub fn new(server: Member) -> LeaseService {
         LeaseService { server }
-    }
-}
-
-/// Renews a lease on the leader; returns its TTL, or 0 if it does not exist (etcd's answer).
-pub async fn keep_alive(server: &EtcdServer, id: i64) -> Result<i64> {
-    match server.leader_peer()? {
-        None => match server.lessor().renew(id) {
-            Ok(ttl) => Ok(ttl),
-            Err(Error::LeaseNotFound) => Ok(0),
-            Err(e) => Err(e),
-        },
-        Some(mut leader) => {
-            let resp = leader
-                .lease_keep_alive(KeepAliveRequest { id })
-                .await
-                .map_err(|_| Error::LeaderChanged)?;
-            Ok(resp.into_inner().ttl)
-        }
-    }
-}
-
-/// A lease's status as the leader's timers see it.
-pub async fn time_to_live(server: &EtcdServer, id: i64) -> Result<Option<LeaseStatus>> {
-    match server.leader_peer()? {
-        None => Ok(server.lessor().status(id)),
-        Some(mut leader) => {
-            let resp = leader
-                .lease_time_to_live(TimeToLiveRequest { id })
-                .await
-                .map_err(|_| Error::LeaderChanged)?
-                .into_inner();
-            Ok(resp.found.then_some(LeaseStatus {
-                remaining: resp.remaining,
-                granted: resp.granted,
-                keys: resp.keys,
-            }))
-        }
     }
 }
 
@@ -85,7 +44,7 @@ impl Lease for LeaseService {
             return Err(Error::LeaseTtlTooLarge.into());
         }
         if req.id == 0 {
-            req.id = self.server.next_id();
+            req.id = self.server.next_lease_id();
         }
         match self.server.propose_as(&caller, Cmd::LeaseGrant(req)).await? {
             Out::LeaseGrant(mut resp) => {
@@ -128,8 +87,8 @@ impl Lease for LeaseService {
                 };
                 let Some(req) = next else { break };
                 let req = req?;
-                let ttl = keep_alive(&server, req.id).await?;
-                let header = Some(server.headers().make(server.mvcc().current_revision()));
+                let ttl = server.keep_alive(req.id).await?;
+                let header = Some(server.header());
                 yield LeaseKeepAliveResponse { header, id: req.id, ttl };
             }
         };
@@ -141,8 +100,8 @@ impl Lease for LeaseService {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let req = request.into_inner();
-        let header = Some(self.server.headers().make(self.server.mvcc().current_revision()));
-        let resp = match time_to_live(&self.server, req.id).await? {
+        let header = Some(self.server.header());
+        let resp = match self.server.time_to_live(req.id).await? {
             Some(status) => LeaseTimeToLiveResponse {
                 header,
                 id: req.id,
@@ -166,9 +125,8 @@ impl Lease for LeaseService {
         &self,
         _request: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
-        let leases =
-            self.server.lessor().ids().into_iter().map(|id| PbLeaseStatus { id }).collect();
-        let header = Some(self.server.headers().make(self.server.mvcc().current_revision()));
+        let leases = self.server.lease_ids().into_iter().map(|id| PbLeaseStatus { id }).collect();
+        let header = Some(self.server.header());
         Ok(Response::new(LeaseLeasesResponse { header, leases }))
     }
 }

@@ -5,18 +5,18 @@ use tonic::{Request, Response, Status};
 
 use super::queue;
 use crate::error::Error;
-use crate::member::server::EtcdServer;
+use crate::member::handle::Member;
 use crate::pb::v3lockpb::lock_server::Lock;
 use crate::pb::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 
 /// etcd's Lock service.
 pub struct LockService {
-    server: EtcdServer,
+    server: Member,
 }
 
 impl LockService {
     /// The service over a member.
-    pub fn new(server: EtcdServer) -> LockService {
+    pub fn new(server: Member) -> LockService {
         LockService { server }
     }
 }
@@ -32,7 +32,7 @@ impl Lock for LockService {
         let lease = queue::session_lease(&self.server, &caller, req.lease).await?;
         let mine = queue::enqueue(&self.server, &caller, &req.name, lease, Vec::new()).await?;
         queue::wait_until_owner(&self.server, &caller, &req.name, &mine).await?;
-        let header = Some(self.server.headers().make(self.server.mvcc().current_revision()));
+        let header = Some(self.server.header());
         Ok(Response::new(LockResponse { header, key: mine.key }))
     }
 

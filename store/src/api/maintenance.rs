@@ -7,9 +7,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status};
 
-use crate::auth;
 use crate::error::{Error, Result};
-use crate::member::server::EtcdServer;
+use crate::member::handle::{unexpected, untranslated_auth_error as untranslated, Member};
 use crate::pb::etcdserverpb::alarm_request::AlarmAction;
 use crate::pb::etcdserverpb::maintenance_server::Maintenance;
 use crate::pb::etcdserverpb::{
@@ -21,8 +20,6 @@ use crate::pb::etcdserverpb::{
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::internal_response::Response as Out;
 
-use super::kv::unexpected;
-
 pub use crate::version::{CLUSTER_VERSION, ETCD_VERSION};
 /// Size of each snapshot chunk, as etcd's 32 KiB.
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
@@ -31,12 +28,12 @@ const SNAPSHOT_HASH_LEN: u64 = 32;
 
 /// etcd's Maintenance service.
 pub struct MaintenanceService {
-    server: EtcdServer,
+    server: Member,
 }
 
 impl MaintenanceService {
     /// The service over a member.
-    pub fn new(server: EtcdServer) -> MaintenanceService {
+    pub fn new(server: Member) -> MaintenanceService {
         MaintenanceService { server }
     }
 
@@ -44,22 +41,21 @@ impl MaintenanceService {
     /// need the root role. etcd returns these auth errors untranslated (code Unknown, the
     /// auth package's text), and so does this.
     async fn check_admin(&self, metadata: &tonic::metadata::MetadataMap) -> Result<()> {
-        let caller = super::caller(&self.server, metadata).await.map_err(auth::untranslated)?;
-        self.server.auth().check_admin(&caller).map_err(auth::untranslated)
+        let caller = super::caller(&self.server, metadata).await.map_err(untranslated)?;
+        self.server.check_admin(&caller).map_err(untranslated)
     }
 
     fn header(&self) -> Option<crate::pb::etcdserverpb::ResponseHeader> {
-        Some(self.server.headers().make(self.server.mvcc().current_revision()))
+        Some(self.server.header())
     }
 }
 
 /// Describes the member for `endpoint status` (also used by `/health`).
-pub fn status(server: &EtcdServer) -> StatusResponse {
+pub fn status(server: &Member) -> StatusResponse {
     let raft = server.raft_status();
     let size = server.db_size_bytes() as i64;
     crate::metrics::DB_SIZE.set(size);
     let errors = server
-        .cluster()
         .alarms()
         .iter()
         .map(|a| {
@@ -68,7 +64,7 @@ pub fn status(server: &EtcdServer) -> StatusResponse {
         })
         .collect();
     StatusResponse {
-        header: Some(server.headers().make(server.mvcc().current_revision())),
+        header: Some(server.header()),
         version: ETCD_VERSION.to_string(),
         db_size: size,
         leader: raft.leader,
@@ -93,7 +89,7 @@ impl Maintenance for MaintenanceService {
         let caller = super::caller(&self.server, request.metadata()).await?;
         let req = request.into_inner();
         if AlarmAction::try_from(req.action) == Ok(AlarmAction::Get) {
-            let mut alarms = self.server.cluster().alarms();
+            let mut alarms = self.server.alarms();
             if req.member_id != 0 {
                 alarms.retain(|a| a.member_id == req.member_id);
             }
@@ -130,10 +126,7 @@ impl Maintenance for MaintenanceService {
 
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         self.check_admin(request.metadata()).await?;
-        let mvcc = self.server.mvcc().clone();
-        let (hash, _, rev) = tokio::task::spawn_blocking(move || mvcc.hash_kv(0))
-            .await
-            .map_err(|e| Error::internal("hash", e))??;
+        let (hash, _, rev) = self.server.hash_kv(0).await?;
         Ok(Response::new(HashResponse { header: Some(self.server.headers().make(rev)), hash }))
     }
 
@@ -143,11 +136,7 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<HashKvResponse>, Status> {
         self.check_admin(request.metadata()).await?;
         let rev = request.into_inner().revision;
-        let mvcc = self.server.mvcc().clone();
-        let (hash, compact_revision, current) =
-            tokio::task::spawn_blocking(move || mvcc.hash_kv(rev))
-                .await
-                .map_err(|e| Error::internal("hash", e))??;
+        let (hash, compact_revision, current) = self.server.hash_kv(rev).await?;
         Ok(Response::new(HashKvResponse {
             header: Some(self.server.headers().make(current)),
             hash,
@@ -193,8 +182,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        crate::member::membership::move_leader(&self.server, request.into_inner().target_id)
-            .await?;
+        self.server.move_leader(request.into_inner().target_id).await?;
         Ok(Response::new(MoveLeaderResponse { header: None }))
     }
 

@@ -1,21 +1,21 @@
 //! The etcd v3 gRPC services, one file per service.
 //!
-//! Handlers validate requests, call the server or the stores, and return `crate::Error`; the
-//! only conversion to `tonic::Status` is in `status.rs`. Nothing here touches RocksDB.
+//! Handlers validate requests, call the member through its one interface
+//! (`member::handle::Member`: they never see its stores, raft or RocksDB), and return
+//! `crate::Error`; the only conversion to `tonic::Status` is in `status.rs`.
 
 use tonic::metadata::MetadataMap;
 
-pub use crate::member::headers::Headers;
+pub use crate::member::handle::Headers;
 
-use crate::auth::AuthInfo;
 use crate::error::Result;
-use crate::member::server::EtcdServer;
+use crate::member::handle::{AuthInfo, Member};
 
 /// Who sent a request (etcd's `AuthInfoFromCtx`): the user of its token, or no user. An
 /// unknown or expired token fails with `InvalidAuthToken`, whether or not auth is enabled,
 /// as in etcd. Every handler that etcd checks calls this first.
-pub async fn caller(server: &EtcdServer, metadata: &MetadataMap) -> Result<AuthInfo> {
-    server.auth().user_from(metadata).await
+pub async fn caller(server: &Member, metadata: &MetadataMap) -> Result<AuthInfo> {
+    server.caller(metadata).await
 }
 
 pub mod auth;

@@ -6,9 +6,8 @@
 //! through a client that carries the caller's token: with auth enabled, the caller needs
 //! WRITE on its waiter key and READ on the name's prefix.
 
-use crate::auth::AuthInfo;
 use crate::error::{Error, Result};
-use crate::member::server::EtcdServer;
+use crate::member::handle::{AuthInfo, Member};
 use crate::pb::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::pb::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::pb::etcdserverpb::request_op::Request as Op;
@@ -46,21 +45,21 @@ pub const SESSION_TTL: i64 = 60;
 /// The lease a waiter key is attached to: the caller's, or, when it names none (lease 0), a
 /// new lease of `SESSION_TTL` seconds that nobody keeps alive, as etcd's v3lock and
 /// v3election servers open an orphaned session for such callers.
-pub async fn session_lease(server: &EtcdServer, caller: &AuthInfo, lease: i64) -> Result<i64> {
+pub async fn session_lease(server: &Member, caller: &AuthInfo, lease: i64) -> Result<i64> {
     if lease != 0 {
         return Ok(lease);
     }
-    let id = server.next_id();
+    let id = server.next_lease_id();
     let grant = LeaseGrantRequest { ttl: SESSION_TTL, id };
     match server.propose_as(caller, Cmd::LeaseGrant(grant)).await? {
         Out::LeaseGrant(resp) => Ok(resp.id),
-        other => Err(super::kv::unexpected(other)),
+        other => Err(crate::member::handle::unexpected(other)),
     }
 }
 
 /// Creates (or finds) the caller's waiter key; returns it with its create revision.
 pub async fn enqueue(
-    server: &EtcdServer,
+    server: &Member,
     caller: &AuthInfo,
     name: &[u8],
     lease: i64,
@@ -102,7 +101,7 @@ pub async fn enqueue(
     };
     let resp = match server.propose_as(caller, Cmd::Txn(txn)).await? {
         Out::Txn(resp) => resp,
-        other => return Err(super::kv::unexpected(other)),
+        other => return Err(crate::member::handle::unexpected(other)),
     };
     waiter_in(resp).ok_or(Error::LeaseNotFound)
 }
@@ -116,11 +115,7 @@ fn waiter_in(resp: TxnResponse) -> Option<KeyValue> {
 }
 
 /// The current owner: the waiter with the lowest create revision.
-pub async fn owner(
-    server: &EtcdServer,
-    caller: &AuthInfo,
-    name: &[u8],
-) -> Result<Option<KeyValue>> {
+pub async fn owner(server: &Member, caller: &AuthInfo, name: &[u8]) -> Result<Option<KeyValue>> {
     let p = prefix(name);
     let req = RangeRequest {
         range_end: prefix_end(&p),
@@ -131,13 +126,12 @@ pub async fn owner(
         ..Default::default()
     };
     server.linearizable_read().await?;
-    server.auth().check_range(caller, &req.key, &req.range_end)?;
-    Ok(server.mvcc().range(&req)?.kvs.into_iter().next())
+    Ok(server.range(caller, req).await?.kvs.into_iter().next())
 }
 
 /// Waits until `mine` owns `name`. Fails if the key disappears (its lease ended).
 pub async fn wait_until_owner(
-    server: &EtcdServer,
+    server: &Member,
     caller: &AuthInfo,
     name: &[u8],
     mine: &KeyValue,
@@ -156,20 +150,19 @@ pub async fn wait_until_owner(
 }
 
 /// Reads one key linearizably.
-pub async fn get(server: &EtcdServer, caller: &AuthInfo, key: &[u8]) -> Result<Option<KeyValue>> {
+pub async fn get(server: &Member, caller: &AuthInfo, key: &[u8]) -> Result<Option<KeyValue>> {
     server.linearizable_read().await?;
-    server.auth().check_range(caller, key, &[])?;
     let req = RangeRequest { key: key.to_vec(), ..Default::default() };
-    Ok(server.mvcc().range(&req)?.kvs.into_iter().next())
+    Ok(server.range(caller, req).await?.kvs.into_iter().next())
 }
 
 /// Deletes a key; returns the revision after.
-pub async fn delete(server: &EtcdServer, caller: &AuthInfo, key: &[u8]) -> Result<i64> {
+pub async fn delete(server: &Member, caller: &AuthInfo, key: &[u8]) -> Result<i64> {
     let req =
         crate::pb::etcdserverpb::DeleteRangeRequest { key: key.to_vec(), ..Default::default() };
     match server.propose_as(caller, Cmd::DeleteRange(req)).await? {
         Out::DeleteRange(resp) => Ok(resp.header.map(|h| h.revision).unwrap_or_default()),
-        other => Err(super::kv::unexpected(other)),
+        other => Err(crate::member::handle::unexpected(other)),
     }
 }
 

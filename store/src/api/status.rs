@@ -41,7 +41,8 @@ impl From<Error> for Status {
             | Error::PermissionNotGranted
             | Error::AuthNotEnabled
             | Error::RootUserNotExist
-            | Error::RootRoleNotExist => Code::FailedPrecondition,
+            | Error::RootRoleNotExist
+            | Error::MemberRemoved => Code::FailedPrecondition,
             Error::AuthFailed => Code::InvalidArgument,
             Error::PermissionDenied => Code::PermissionDenied,
             Error::InvalidAuthToken => Code::Unauthenticated,

@@ -8,33 +8,27 @@
 //! its side keeps receiving events until it cancels the call.
 
 use std::pin::Pin;
-use std::sync::Arc;
 
 use futures::Stream;
 use tokio::sync::oneshot;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::Headers;
-use crate::auth::AuthStore;
 use crate::error::Error;
+use crate::member::handle::{fragment, Headers, Member, WatchControl, WatchReceiver};
 use crate::pb::etcdserverpb::watch_request::RequestUnion;
 use crate::pb::etcdserverpb::watch_server::Watch;
 use crate::pb::etcdserverpb::{WatchRequest, WatchResponse};
-use crate::watch::{fragment, WatchControl, WatchHub, WatchReceiver};
 
 /// Serves `etcdserverpb.Watch` from the member's watch hub.
 pub struct WatchService {
-    hub: Arc<WatchHub>,
-    headers: Headers,
-    auth: Arc<AuthStore>,
+    server: Member,
 }
 
 impl WatchService {
-    /// A service over `hub`, stamping responses with `headers`; each watch it creates must be
-    /// permitted by `auth`.
-    pub fn new(hub: Arc<WatchHub>, headers: Headers, auth: Arc<AuthStore>) -> WatchService {
-        WatchService { hub, headers, auth }
+    /// The service over a member; each watch it creates must be permitted to the caller.
+    pub fn new(server: Member) -> WatchService {
+        WatchService { server }
     }
 }
 
@@ -50,11 +44,12 @@ impl Watch for WatchService {
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
         let (metadata, _, inbound) = request.into_parts();
-        let (control, receiver) = self.hub.open_stream();
+        let (control, receiver) = self.server.open_watch_stream();
         let (failed_tx, failed_rx) = oneshot::channel();
-        let permits = Permits { auth: self.auth.clone(), metadata };
+        let permits = Permits { server: self.server.clone(), metadata };
         tokio::spawn(receive_loop(inbound, control, permits, failed_tx));
-        let output = respond(receiver, failed_rx, self.headers.clone(), self.hub.fragment_limit());
+        let headers = self.server.headers().clone();
+        let output = respond(receiver, failed_rx, headers, self.server.watch_fragment_limit());
         Ok(Response::new(output))
     }
 }
@@ -99,7 +94,7 @@ fn denied() -> String {
 /// checked against the stream's token when it arrives, so a token that expired or a
 /// permission revoked since the stream opened refuses new watches.
 struct Permits {
-    auth: Arc<AuthStore>,
+    server: Member,
     metadata: MetadataMap,
 }
 
@@ -108,7 +103,7 @@ impl Permits {
     /// may not read.
     fn refusal(&self, req: &WatchRequest) -> Option<i64> {
         let Some(RequestUnion::CreateRequest(create)) = &req.request_union else { return None };
-        let checked = self.auth.check_watch(&self.metadata, &create.key, &create.range_end);
+        let checked = self.server.check_watch(&self.metadata, &create.key, &create.range_end);
         checked.is_err().then_some(create.watch_id)
     }
 }

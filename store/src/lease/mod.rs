@@ -6,7 +6,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock (the OS clock outside tests), so tests can run timers on paused time.
+use tokio::time::Instant;
 
 use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
@@ -184,4 +187,101 @@ impl Lessor {
 
 fn secs(ttl: i64) -> Duration {
     Duration::from_secs(ttl.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Timers on tokio's paused clock, over a real RocksDB in a temporary directory.
+    use super::*;
+
+    fn lessor(min_ttl: i64) -> (tempfile::TempDir, Lessor) {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let storage = Storage::open(dir.path()).expect("storage");
+        let lessor = Lessor::open(storage, min_ttl, Vec::new()).expect("lessor");
+        (dir, lessor)
+    }
+
+    fn grant(l: &Lessor, id: i64, ttl: i64) -> i64 {
+        let mut batch = WriteBatch::default();
+        let ttl = l.grant(&mut batch, id, ttl).expect("grant");
+        l.storage.db().write(batch).expect("write");
+        ttl
+    }
+
+    async fn advance_ms(ms: u64) {
+        tokio::time::advance(Duration::from_millis(ms)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_expires_after_its_ttl_unless_kept_alive() {
+        let (_dir, l) = lessor(1);
+        assert_eq!(grant(&l, 1, 10), 10);
+        assert_eq!(grant(&l, 2, 5), 5);
+        advance_ms(4_999).await;
+        assert!(l.expired(10).is_empty());
+        advance_ms(1).await;
+        assert_eq!(l.expired(10), vec![2]);
+        // A keep-alive restarts lease 1's timer at its full TTL.
+        assert_eq!(l.renew(1), Ok(10));
+        advance_ms(9_999).await;
+        assert_eq!(l.expired(10), vec![2], "lease 1 was renewed 9.999 s ago");
+        advance_ms(1).await;
+        assert_eq!(l.expired(10), vec![2, 1], "oldest expiry first");
+        assert_eq!(l.expired(1), vec![2], "at most `limit`");
+        // Expired is not revoked: only a revoke (through raft) removes a lease.
+        assert!(l.exists(1) && l.exists(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_to_live_counts_whole_seconds_down_as_etcd() {
+        let (_dir, l) = lessor(1);
+        grant(&l, 7, 300);
+        let status = l.status(7).expect("lease");
+        assert_eq!((status.remaining, status.granted), (300, 300));
+        advance_ms(1).await;
+        assert_eq!(l.status(7).expect("lease").remaining, 299, "etcd rounds down");
+        advance_ms(299_999).await;
+        assert_eq!(l.status(7).expect("lease").remaining, 0);
+        advance_ms(5_000).await;
+        assert_eq!(l.status(7).expect("lease").remaining, 0, "never negative");
+        assert!(l.status(8).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn short_ttls_are_raised_and_a_new_leader_rearms_every_timer() {
+        let (_dir, l) = lessor(5);
+        assert_eq!(grant(&l, 1, 2), 5, "raised to the minimum TTL");
+        advance_ms(4_000).await;
+        l.rearm_all();
+        advance_ms(4_999).await;
+        assert!(l.expired(10).is_empty(), "the timer restarted at promotion");
+        advance_ms(1).await;
+        assert_eq!(l.expired(10), vec![1]);
+        assert_eq!(l.renew(9), Err(Error::LeaseNotFound));
+        let mut batch = WriteBatch::default();
+        assert_eq!(l.grant(&mut batch, 1, 60), Err(Error::LeaseExist));
+        assert_eq!(l.grant(&mut batch, 2, MAX_LEASE_TTL + 1), Err(Error::LeaseTtlTooLarge));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keys_follow_their_lease_and_a_reload_restarts_timers() {
+        let (_dir, l) = lessor(1);
+        grant(&l, 1, 10);
+        grant(&l, 2, 20);
+        l.reattach(b"k", 0, 1);
+        l.reattach(b"k", 1, 2);
+        l.reattach(b"j", 0, 2);
+        assert!(l.status(1).expect("lease 1").keys.is_empty());
+        assert_eq!(l.status(2).expect("lease 2").keys, vec![b"j".to_vec(), b"k".to_vec()]);
+        advance_ms(15_000).await;
+        assert_eq!(l.expired(10), vec![1]);
+        // A restart (or a snapshot install) reloads with fresh timers, keys from the store.
+        l.reload(vec![(b"k".to_vec(), 2)]).expect("reload");
+        assert!(l.expired(10).is_empty());
+        assert_eq!(l.status(2).expect("lease 2").keys, vec![b"k".to_vec()]);
+        let mut batch = WriteBatch::default();
+        assert_eq!(l.revoke(&mut batch, 2), Ok(vec![b"k".to_vec()]));
+        l.storage.db().write(batch).expect("write");
+        assert_eq!(l.ids(), vec![1]);
+    }
 }

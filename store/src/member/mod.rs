@@ -1,6 +1,8 @@
-//! The member: what API handlers talk to (`server::EtcdServer`), and the roles it runs.
+//! The member: its wiring (`server::EtcdServer`), the one interface the client-facing edge
+//! talks to (`handle::Member`), and the roles it runs.
 
 pub mod compactor;
+pub mod handle;
 pub mod headers;
 pub mod membership;
 pub mod propose_batcher;

@@ -26,8 +26,7 @@ use crate::pb::oxcdpb::internal_response::Response as Out;
 use crate::pb::oxcdpb::raft_peer_client::RaftPeerClient;
 use crate::pb::oxcdpb::{Empty, InternalRequest, LeaseExpire, MemberAttributes};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::MEMBER_REMOVED_MESSAGE;
-use crate::raft::network::{peer_channel, Network};
+use crate::raft::network::{peer_channel, peer_error, Network};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::Raft;
 use crate::storage::schema::raft_meta_keys;
@@ -68,6 +67,8 @@ struct Inner {
     db_size: AtomicU64,
     /// Coalesces concurrent proposals into shared raft entries (group commit).
     batcher: crate::member::propose_batcher::ProposeBatcher,
+    /// The batcher's task, owned here: `batcher_failed` watches it, `shutdown` stops it.
+    batcher_task: tokio::sync::Mutex<crate::member::propose_batcher::BatcherTask>,
     /// Coalesces concurrent ReadIndex rounds.
     read_batcher: Arc<crate::member::read_index::ReadIndexBatcher>,
     /// Set once raft's membership no longer contains this member.
@@ -171,7 +172,8 @@ impl EtcdServer {
                 .unwrap_or(0)
                 & ((1 << 40) - 1))
                 << 8);
-        let batcher = crate::member::propose_batcher::ProposeBatcher::start(raft.clone());
+        let (batcher, batcher_task) =
+            crate::member::propose_batcher::ProposeBatcher::start(raft.clone());
         let server = EtcdServer {
             inner: Arc::new(Inner {
                 name: config.name.clone(),
@@ -194,6 +196,7 @@ impl EtcdServer {
                 holding: tokio::sync::watch::channel(false).0,
                 read_batcher: crate::member::read_index::ReadIndexBatcher::new(),
                 batcher,
+                batcher_task: tokio::sync::Mutex::new(batcher_task),
                 db_size: AtomicU64::new(0),
             }),
         };
@@ -525,7 +528,7 @@ impl EtcdServer {
                         match client.read_index(Empty {}).await {
                             Ok(resp) => return Ok(resp.into_inner().index),
                             Err(status) if not_delivered(&status) => {}
-                            Err(_) => return Err(Error::LeaderChanged),
+                            Err(status) => return Err(leader_read_index_error(&status)),
                         }
                     }
                 }
@@ -683,7 +686,7 @@ impl EtcdServer {
             let membership = m.membership_config.membership();
             let is_member = membership.get_node(&self.inner.member_id).is_some();
             if m.membership_config.log_id().is_some() && !is_member && m.current_leader.is_some() {
-                tracing::warn!("{MEMBER_REMOVED_MESSAGE}; shutting down");
+                tracing::warn!("{}; shutting down", Error::MemberRemoved);
                 self.inner.removed.send_replace(true);
                 return;
             }
@@ -793,8 +796,22 @@ impl EtcdServer {
                 .membership()
                 .learner_ids()
                 .any(|id| id == self.inner.member_id),
+            role: match m.state {
+                openraft::ServerState::Leader => RaftRole::Leader,
+                openraft::ServerState::Candidate => RaftRole::Candidate,
+                _ => RaftRole::Follower,
+            },
         };
         status
+    }
+
+    /// The ids of the members raft replicates to (voters and learners), as its membership
+    /// configuration has them.
+    pub fn raft_node_ids(&self) -> Vec<u64> {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        let ids = m.membership_config.membership().nodes().map(|(id, _)| *id).collect();
+        ids
     }
 
     /// The database's size on disk (etcd's `dbSize`).
@@ -835,10 +852,26 @@ impl EtcdServer {
         reason
     }
 
-    /// Stops raft; the database closes when the last handle drops.
+    /// Resolves, with the reason, if the propose batcher ends before `shutdown`: a batch's
+    /// task panicked, so no write could be answered any more. The caller stops the member
+    /// with an error rather than serve a member that cannot write. Cancel-safe.
+    pub async fn batcher_failed(&self) -> String {
+        let mut task = self.inner.batcher_task.lock().await;
+        match task.ended().await {
+            Ok(()) => String::from("the propose batcher stopped"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Stops raft, then the propose batcher (proposals still queued are answered "server
+    /// stopped"); the database closes when the last handle drops.
     pub async fn shutdown(&self) {
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
+        }
+        let mut batcher = self.inner.batcher_task.lock().await;
+        if let Err(e) = batcher.stop(Duration::from_secs(2)).await {
+            tracing::error!(error = %e, "propose batcher at shutdown");
         }
         if let Err(e) = self.inner.storage.sync_wal() {
             tracing::warn!(error = %e, "final WAL sync");
@@ -859,6 +892,19 @@ pub struct RaftStatus {
     pub applied_index: u64,
     /// Whether this member is a learner.
     pub is_learner: bool,
+    /// Whether this member leads, campaigns or follows (`/v2/stats/self`'s state).
+    pub role: RaftRole,
+}
+
+/// A member's raft role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaftRole {
+    /// It leads.
+    Leader,
+    /// It campaigns for leadership.
+    Candidate,
+    /// It follows (learners too).
+    Follower,
 }
 
 /// Holds new proposals back while it lives (see `EtcdServer::hold_proposals`); dropping it,
@@ -877,6 +923,18 @@ enum Forwarded {
     Answered(Result<Out>),
     /// It certainly never reached the leader: sending it again cannot apply it twice.
     NotDelivered,
+}
+
+/// What a follower's linearizable read fails with when the leader refused its ReadIndex: the
+/// leader's own typed error (`peer_error`: e.g. `Timeout` when it cannot reach a quorum), but
+/// "leader changed" when the member asked is stopping or no longer leads, or when the answer
+/// carries no error code (the call broke on the way): the read may succeed with the next
+/// leader.
+fn leader_read_index_error(status: &tonic::Status) -> Error {
+    match peer_error(status) {
+        Some(Error::Stopped | Error::NoLeader | Error::NotLeader) | None => Error::LeaderChanged,
+        Some(e) => e,
+    }
 }
 
 /// Whether a failed peer call certainly never reached the peer: the connection could not be
@@ -1051,5 +1109,18 @@ mod tests {
         assert_eq!(check_apply_lag(5100, 100), Ok(()));
         assert_eq!(check_apply_lag(5101, 100), Err(Error::TooManyRequests));
         assert_eq!(Error::TooManyRequests.to_string(), "etcdserver: too many requests");
+    }
+
+    /// A follower's read fails with the leader's typed error, but with "leader changed" when
+    /// the leader is going away or the answer carries no code.
+    #[test]
+    fn leader_read_index_refusals_keep_their_type() {
+        use crate::raft::network::peer_status;
+        let status = |e: Error| peer_status(tonic::Code::Unavailable, &e);
+        assert_eq!(leader_read_index_error(&status(Error::Timeout)), Error::Timeout);
+        assert_eq!(leader_read_index_error(&status(Error::Stopped)), Error::LeaderChanged);
+        assert_eq!(leader_read_index_error(&status(Error::NoLeader)), Error::LeaderChanged);
+        let untyped = tonic::Status::unavailable("etcdserver: request timed out");
+        assert_eq!(leader_read_index_error(&untyped), Error::LeaderChanged);
     }
 }

@@ -234,3 +234,112 @@ pub(crate) fn decode_i64(bytes: &[u8]) -> Result<i64> {
     let arr: [u8; 8] = bytes.try_into().map_err(|_| Error::Internal("bad i64 in meta".into()))?;
     Ok(i64::from_be_bytes(arr))
 }
+
+#[cfg(test)]
+mod tests {
+    //! Ranges against a real RocksDB in a temporary directory, with etcd's semantics.
+    use super::*;
+    use crate::pb::etcdserverpb::range_request::{SortOrder, SortTarget};
+
+    /// Keys a..e put at revisions 2..6 ("va".."ve"), then a again at 7 ("again").
+    fn store() -> (tempfile::TempDir, MvccStore) {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let store = MvccStore::open(Storage::open(dir.path()).expect("storage")).expect("mvcc");
+        let mut w = store.writer();
+        for k in ["a", "b", "c", "d", "e"] {
+            let mut t = w.txn();
+            t.put(k.as_bytes(), format!("v{k}").into_bytes(), 0);
+            t.finish();
+        }
+        let mut t = w.txn();
+        t.put(b"a", b"again".to_vec(), 0);
+        assert_eq!(t.finish(), 7);
+        w.commit().expect("commit");
+        (dir, store)
+    }
+
+    fn all() -> RangeRequest {
+        RangeRequest { key: b"a".to_vec(), range_end: b"z".to_vec(), ..Default::default() }
+    }
+
+    fn keys(resp: &RangeResponse) -> Vec<String> {
+        resp.kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect()
+    }
+
+    #[test]
+    fn a_range_counts_every_key_and_returns_up_to_its_limit() {
+        let (_dir, s) = store();
+        let resp = s.range(&RangeRequest { limit: 2, ..all() }).expect("range");
+        assert_eq!((keys(&resp), resp.count, resp.more), (vec!["a".into(), "b".into()], 5, true));
+        assert_eq!(resp.header.expect("header").revision, 7);
+        let resp = s.range(&RangeRequest { limit: 5, ..all() }).expect("range");
+        assert_eq!((resp.kvs.len(), resp.more), (5, false));
+        let resp = s.range(&RangeRequest { count_only: true, ..all() }).expect("range");
+        assert_eq!((resp.kvs.len(), resp.count), (0, 5));
+        let resp = s.range(&RangeRequest { keys_only: true, ..all() }).expect("range");
+        assert_eq!(keys(&resp).len(), 5);
+        assert!(resp.kvs.iter().all(|kv| kv.value.is_empty()), "keys only");
+        let a = &s.range(&RangeRequest { key: b"a".to_vec(), ..Default::default() }).unwrap().kvs;
+        assert_eq!(
+            (a[0].value.as_slice(), a[0].create_revision, a[0].mod_revision, a[0].version),
+            (&b"again"[..], 2, 7, 2)
+        );
+    }
+
+    #[test]
+    fn a_range_reads_history_and_refuses_future_and_compacted_revisions() {
+        let (_dir, s) = store();
+        let resp = s.range(&RangeRequest { revision: 3, ..all() }).expect("range at 3");
+        assert_eq!(keys(&resp), vec!["a".to_string(), "b".into()]);
+        assert_eq!(resp.kvs[0].value, b"va", "a as it was at revision 3");
+        assert_eq!(s.range(&RangeRequest { revision: 8, ..all() }), Err(Error::FutureRev));
+        let mut w = s.writer();
+        w.compact(5).expect("compact");
+        w.commit().expect("commit");
+        assert_eq!(s.range(&RangeRequest { revision: 4, ..all() }), Err(Error::Compacted));
+        let resp = s.range(&RangeRequest { revision: 5, ..all() }).expect("range at 5");
+        assert_eq!(keys(&resp), vec!["a".to_string(), "b".into(), "c".into(), "d".into()]);
+        assert_eq!(resp.kvs[0].value, b"va", "the compaction kept a's value as of 5");
+    }
+
+    #[test]
+    fn a_range_sorts_and_filters_as_etcd() {
+        let (_dir, s) = store();
+        let desc = RangeRequest { sort_order: SortOrder::Descend as i32, ..all() };
+        assert_eq!(keys(&s.range(&desc).expect("range")), ["e", "d", "c", "b", "a"]);
+        let by_mod = RangeRequest {
+            sort_order: SortOrder::Ascend as i32,
+            sort_target: SortTarget::Mod as i32,
+            limit: 4,
+            ..all()
+        };
+        let resp = s.range(&by_mod).expect("range");
+        assert_eq!(
+            (keys(&resp), resp.more),
+            (vec!["b".into(), "c".into(), "d".into(), "e".into()], true)
+        );
+        let recent = RangeRequest { min_mod_revision: 4, ..all() };
+        assert_eq!(keys(&s.range(&recent).expect("range")), ["a", "c", "d", "e"]);
+        let old = RangeRequest { max_create_revision: 3, ..all() };
+        assert_eq!(keys(&s.range(&old).expect("range")), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_txn_reads_its_own_writes_and_a_delete_keeps_history() {
+        let (_dir, s) = store();
+        let mut w = s.writer();
+        let mut t = w.txn();
+        t.put(b"x", b"new".to_vec(), 0);
+        let deleted = t.delete_range(&KeyRange::new(b"b", b"d"));
+        assert_eq!(deleted.len(), 2, "b and c");
+        let seen = t.range(&all()).expect("range in txn");
+        assert_eq!(keys(&seen), ["a", "d", "e", "x"]);
+        assert_eq!(seen.kvs[3].mod_revision, 8, "the txn's own revision");
+        assert_eq!(t.finish(), 8, "one revision for the whole txn");
+        let events = w.commit().expect("commit");
+        assert_eq!(events.len(), 3, "one put, two deletes");
+        assert_eq!(keys(&s.range(&all()).expect("range")), ["a", "d", "e", "x"]);
+        let before = s.range(&RangeRequest { revision: 7, ..all() }).expect("range at 7");
+        assert_eq!(keys(&before), ["a", "b", "c", "d", "e"]);
+    }
+}

@@ -12,21 +12,38 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
+use prost::Message;
 use tonic::transport::{Channel, Endpoint};
 
 use super::{decode, encode, TypeConfig};
+use crate::error::Error;
 use crate::pb::oxcdpb::raft_peer_client::RaftPeerClient;
-use crate::pb::oxcdpb::RaftBytes;
+use crate::pb::oxcdpb::{InternalError, RaftBytes};
 
 /// Metadata key naming the sender's cluster on every raft message, so members of another
 /// cluster (e.g. a mismatched --initial-cluster-token) are refused, as etcd refuses them.
 pub const CLUSTER_ID_HEADER: &str = "oxcd-cluster-id";
 
-/// What a member answers to raft traffic from a member removed from the cluster; the removed
-/// member stops on hearing it (etcd's `ErrMemberRemoved` over its peer transport). The leader
-/// stops replicating to a member as soon as it is removed, so without this answer the removed
-/// member would never learn it and would campaign forever.
-pub const MEMBER_REMOVED_MESSAGE: &str = "the member has been permanently removed from the cluster";
+/// How a member refuses a peer call with one of our errors: the gRPC status carries the typed
+/// error (`oxcdpb.InternalError`, `Error::code`) in its details, so the caller rebuilds the
+/// very error with `peer_error` instead of matching the text; the message is the error's
+/// (etcd's) text, for logs. E.g. raft traffic from a member removed from the cluster is
+/// answered with `Error::MemberRemoved` and the removed member stops on it (etcd's
+/// `errMemberRemoved`): the leader stops replicating to a member as soon as it is removed, so
+/// without this answer it would never learn it and would campaign forever.
+pub fn peer_status(code: tonic::Code, err: &Error) -> tonic::Status {
+    let details = InternalError::from(err).encode_to_vec();
+    tonic::Status::with_details(code, err.to_string(), details.into())
+}
+
+/// The typed error a peer refused a call with (see `peer_status`); `None` when the status
+/// carries none (a transport failure, or a peer that sent no code).
+pub fn peer_error(status: &tonic::Status) -> Option<Error> {
+    if status.details().is_empty() {
+        return None;
+    }
+    InternalError::decode(status.details()).ok().map(Error::from)
+}
 
 /// How long to wait before retrying a peer that did not answer.
 const PEER_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
@@ -114,8 +131,8 @@ impl PeerConnection {
             Err(_) => crate::metrics::PEER_SENT_FAILURES.with_label_values(&[&peer]).inc(),
         }
         let reply = reply.map_err(|status| {
-            if status.message() == MEMBER_REMOVED_MESSAGE {
-                tracing::warn!(peer = %format!("{:x}", self.target), "{MEMBER_REMOVED_MESSAGE}; shutting down");
+            if peer_error(&status) == Some(Error::MemberRemoved) {
+                tracing::warn!(peer = %format!("{:x}", self.target), "{}; shutting down", Error::MemberRemoved);
                 self.removed.send_replace(true);
             }
             RPCError::Unreachable(Unreachable::new(&status))
@@ -161,5 +178,25 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         _option: RPCOption,
     ) -> RpcResult<VoteResponse<u64>, openraft::error::Infallible> {
         self.call(Method::Vote, &rpc).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refusal crosses the peer link as a code: the caller gets the very error back, and a
+    /// status that only has the text (no code) is not taken for it.
+    #[test]
+    fn peer_errors_cross_as_codes_not_text() {
+        let removed = peer_status(tonic::Code::FailedPrecondition, &Error::MemberRemoved);
+        assert_eq!(removed.message(), "the member has been permanently removed from the cluster");
+        assert_eq!(peer_error(&removed), Some(Error::MemberRemoved));
+        let timeout = peer_status(tonic::Code::Unavailable, &Error::Timeout);
+        assert_eq!(peer_error(&timeout), Some(Error::Timeout));
+        let text_only = tonic::Status::failed_precondition(Error::MemberRemoved.to_string());
+        assert_eq!(peer_error(&text_only), None);
+        let garbage = tonic::Status::with_details(tonic::Code::Unknown, "x", vec![0xff; 3].into());
+        assert_eq!(peer_error(&garbage), None);
     }
 }

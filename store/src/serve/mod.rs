@@ -22,6 +22,7 @@ use crate::api::lock::LockService;
 use crate::api::maintenance::MaintenanceService;
 use crate::api::watch::WatchService;
 use crate::config::Config;
+use crate::member::handle::Member;
 use crate::member::server::EtcdServer;
 use crate::pb::etcdserverpb::auth_server::AuthServer;
 use crate::pb::etcdserverpb::cluster_server::ClusterServer;
@@ -82,41 +83,41 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     crate::metrics::identify(server.member_id(), config.quota_bytes());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut roles = server.spawn_background(stop_rx.clone());
-    let (v2_server, v2_stop) = (server.clone(), stop_rx.clone());
+    let (v2_server, v2_stop) = (Member::new(server.clone()), stop_rx.clone());
     roles.spawn(async move {
         crate::v2_api::expiry::run(v2_server, v2_stop).await;
         "v2 ttl expiry"
     });
 
     let max_recv = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
-    let headers = server.headers().clone();
+    // The client-facing edge sees the member only through its narrow interface.
+    let member = Member::new(server.clone());
     let routes = Routes::new(
-        KvServer::new(KvService::new(server.clone()))
+        KvServer::new(KvService::new(member.clone()))
             .max_decoding_message_size(max_recv)
             .max_encoding_message_size(usize::MAX),
     )
     .add_service(
-        WatchServer::new(WatchService::new(server.hub().clone(), headers, server.auth().clone()))
-            .max_decoding_message_size(max_recv),
+        WatchServer::new(WatchService::new(member.clone())).max_decoding_message_size(max_recv),
     )
     .add_service(
-        LeaseServer::new(LeaseService::new(server.clone())).max_decoding_message_size(max_recv),
+        LeaseServer::new(LeaseService::new(member.clone())).max_decoding_message_size(max_recv),
     )
     .add_service(
-        MaintenanceServer::new(MaintenanceService::new(server.clone()))
+        MaintenanceServer::new(MaintenanceService::new(member.clone()))
             .max_decoding_message_size(max_recv)
             .max_encoding_message_size(usize::MAX),
     )
     .add_service(
-        ClusterServer::new(ClusterService::new(server.clone())).max_decoding_message_size(max_recv),
+        ClusterServer::new(ClusterService::new(member.clone())).max_decoding_message_size(max_recv),
     )
-    .add_service(AuthServer::new(AuthService::new(server.clone())))
-    .add_service(LockServer::new(LockService::new(server.clone())))
-    .add_service(ElectionServer::new(ElectionService::new(server.clone())));
+    .add_service(AuthServer::new(AuthService::new(member.clone())))
+    .add_service(LockServer::new(LockService::new(member.clone())))
+    .add_service(ElectionServer::new(ElectionService::new(member.clone())));
     let mut http_routes =
-        crate::http::router(server.clone()).merge(crate::v2_api::admin::router(server.clone()));
+        crate::http::router(member.clone()).merge(crate::v2_api::admin::router(member.clone()));
     if config.enable_v2 {
-        http_routes = http_routes.merge(crate::v2_api::http::router(server.clone()));
+        http_routes = http_routes.merge(crate::v2_api::http::router(member.clone()));
     } else {
         http_routes = http_routes.merge(crate::v2_api::http::disabled_router());
     }
@@ -144,7 +145,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         });
     }
     for listener in metrics_listeners {
-        let router = crate::http::router(server.clone());
+        let router = crate::http::router(member.clone());
         let stop = wait_stop(stop_rx.clone());
         let listener = listener.tap_io(set_nodelay);
         tasks
@@ -184,6 +185,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             reason = server.raft_failed() => {
                 tracing::error!(%reason, "raft stopped on a fatal error; the member exits");
                 break Err(anyhow::anyhow!("raft stopped on a fatal error: {reason}"));
+            }
+            reason = server.batcher_failed() => {
+                tracing::error!(%reason, "the propose batcher failed; the member exits");
+                break Err(anyhow::anyhow!("the propose batcher failed: {reason}"));
             }
             _ = server.removed() => {
                 tracing::warn!("removed from the cluster");

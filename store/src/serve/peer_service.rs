@@ -10,7 +10,7 @@ use crate::pb::oxcdpb::{
     ClusterInfoResponse, Empty, InternalRequest, InternalResponse, KeepAliveRequest,
     KeepAliveResponse, RaftBytes, ReadIndexResponse, TimeToLiveRequest, TimeToLiveResponse,
 };
-use crate::raft::network::{CLUSTER_ID_HEADER, MEMBER_REMOVED_MESSAGE};
+use crate::raft::network::{peer_status, CLUSTER_ID_HEADER};
 use crate::raft::{decode, encode, TypeConfig};
 
 /// The peer service of a member.
@@ -50,7 +50,7 @@ impl PeerService {
     /// Answers a removed member's raft traffic with etcd's "removed" error, which stops it.
     fn check_not_removed(&self, sender: u64) -> Result<(), Status> {
         if self.server.cluster().is_removed(sender) {
-            return Err(Status::failed_precondition(MEMBER_REMOVED_MESSAGE));
+            return Err(peer_status(tonic::Code::FailedPrecondition, &Error::MemberRemoved));
         }
         Ok(())
     }
@@ -119,10 +119,12 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<ReadIndexResponse>, Status> {
         // Bounded like a proposal: a follower asking has its own deadline, this keeps a
         // member without a leader from holding the call forever.
+        // A refusal is typed (`peer_status`): the follower hands the very error on.
         let index =
             tokio::time::timeout(crate::member::server::PROPOSE_TIMEOUT, self.server.read_index())
                 .await
-                .unwrap_or(Err(Error::Timeout))?;
+                .unwrap_or(Err(Error::Timeout))
+                .map_err(|e| peer_status(tonic::Code::Unavailable, &e))?;
         Ok(Response::new(ReadIndexResponse { index }))
     }
 

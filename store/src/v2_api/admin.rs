@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 
-use crate::member::server::EtcdServer;
+use crate::member::handle::Member;
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::internal_response::Response as Out;
 use crate::v2::command::{V2Command, V2Outcome};
@@ -22,12 +22,12 @@ use crate::v2::event::now_ns;
 pub const MIGRATE_PATH: &str = "/oxcd/v2/migrate";
 
 /// The admin routes.
-pub fn router(server: EtcdServer) -> Router {
+pub fn router(server: Member) -> Router {
     Router::new().route(MIGRATE_PATH, post(migrate)).with_state(server)
 }
 
-async fn migrate(State(server): State<EtcdServer>, req: Request) -> (StatusCode, String) {
-    if server.auth().is_enabled() {
+async fn migrate(State(server): State<Member>, req: Request) -> (StatusCode, String) {
+    if server.auth_enabled() {
         return answer(
             StatusCode::UNAUTHORIZED,
             "auth is enabled: disable it to migrate online, or migrate offline",

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::member::server::EtcdServer;
+use crate::member::handle::Member;
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::v2::command::V2Command;
 use crate::v2::event::now_ns;
@@ -13,18 +13,18 @@ use crate::v2::event::now_ns;
 const SYNC_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Runs until `shutdown` changes: on the leader, proposes a SYNC when a node has expired.
-pub async fn run(server: EtcdServer, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(server: Member, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(SYNC_INTERVAL);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        if server.raft().metrics().borrow().current_leader != Some(server.member_id()) {
+        if !server.is_leader() {
             continue;
         }
         let now = now_ns();
-        let due = server.applier().v2().next_expiry().is_some_and(|at| at <= now);
+        let due = server.v2_next_expiry().is_some_and(|at| at <= now);
         if !due {
             continue;
         }

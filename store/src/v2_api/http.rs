@@ -9,13 +9,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 
-use crate::member::server::EtcdServer;
+use crate::member::handle::{Member, RaftRole, V2Watch as Watch};
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::internal_response::Response as Out;
 use crate::v2::command::{V2Command, V2Outcome};
 use crate::v2::error::{self as code, V2Error};
 use crate::v2::event::{now_ns, rfc3339_nano, Event};
-use crate::v2::store::Watch;
 use crate::v2::KEYS_PREFIX;
 
 /// Without `--enable-v2`, etcd 3.4 answers every `/v2/...` path with Go's 404.
@@ -32,7 +31,7 @@ pub fn disabled_router() -> Router {
 const MAX_BODY: usize = 4 << 20;
 
 /// The v2 routes, merged into the client router when `--enable-v2` is set.
-pub fn router(server: EtcdServer) -> Router {
+pub fn router(server: Member) -> Router {
     Router::new()
         .route("/v2/keys", any(keys))
         .route("/v2/keys/", any(keys))
@@ -218,7 +217,7 @@ async fn read_form(req: Request) -> (Method, String, Form) {
 }
 
 /// Headers every v2 answer carries.
-fn base_headers(server: &EtcdServer) -> HeaderMap {
+fn base_headers(server: &Member) -> HeaderMap {
     let mut h = HeaderMap::new();
     // etcd's v2 handlers allow any origin (its default `--cors`).
     h.insert(
@@ -237,17 +236,14 @@ fn base_headers(server: &EtcdServer) -> HeaderMap {
     h
 }
 
-fn raft_headers(server: &EtcdServer, h: &mut HeaderMap) {
-    let (index, term) = {
-        let m = server.raft().metrics();
-        let m = m.borrow();
-        (m.last_applied.map(|l| l.index).unwrap_or(0), m.current_term)
-    };
+fn raft_headers(server: &Member, h: &mut HeaderMap) {
+    let raft = server.raft_status();
+    let (index, term) = (raft.applied_index, raft.term);
     h.insert("x-raft-index", HeaderValue::from(index));
     h.insert("x-raft-term", HeaderValue::from(term));
 }
 
-fn error_response(server: &EtcdServer, mut e: V2Error) -> Response {
+fn error_response(server: &Member, mut e: V2Error) -> Response {
     if let Some(rest) = e.cause.strip_prefix(KEYS_PREFIX) {
         e.cause = rest.to_string();
     }
@@ -257,7 +253,7 @@ fn error_response(server: &EtcdServer, mut e: V2Error) -> Response {
     (status, h, e.body()).into_response()
 }
 
-fn event_response(server: &EtcdServer, event: Event, etcd_index: u64, no_value: bool) -> Response {
+fn event_response(server: &Member, event: Event, etcd_index: u64, no_value: bool) -> Response {
     let mut h = base_headers(server);
     h.insert("x-etcd-index", HeaderValue::from(etcd_index));
     raft_headers(server, &mut h);
@@ -280,7 +276,7 @@ fn method_not_allowed(allowed: &str) -> Response {
     (StatusCode::METHOD_NOT_ALLOWED, h, "Method Not Allowed\n").into_response()
 }
 
-async fn keys(State(server): State<EtcdServer>, req: Request) -> Response {
+async fn keys(State(server): State<Member>, req: Request) -> Response {
     if ![Method::HEAD, Method::GET, Method::PUT, Method::POST, Method::DELETE]
         .contains(req.method())
     {
@@ -292,10 +288,9 @@ async fn keys(State(server): State<EtcdServer>, req: Request) -> Response {
         Ok(r) => r,
         Err(e) => return error_response(&server, e),
     };
-    let v2 = server.applier().v2().clone();
     let cmd = match r.method {
         Method::GET | Method::HEAD if r.wait => {
-            return match v2.watch(&r.path, r.recursive, r.stream, r.wait_index) {
+            return match server.v2_watch(&r.path, r.recursive, r.stream, r.wait_index) {
                 Ok((watch, index)) => watch_response(&server, watch, index, r.stream),
                 Err(e) => error_response(&server, e),
             };
@@ -304,7 +299,7 @@ async fn keys(State(server): State<EtcdServer>, req: Request) -> Response {
             V2Command::QGet { path: r.path, recursive: r.recursive, sorted: r.sorted }
         }
         Method::GET | Method::HEAD => {
-            return match v2.get(&r.path, r.recursive) {
+            return match server.v2_get(&r.path, r.recursive) {
                 Ok((event, index)) => event_response(&server, event, index, false),
                 Err(e) => error_response(&server, e),
             };
@@ -352,7 +347,7 @@ async fn keys(State(server): State<EtcdServer>, req: Request) -> Response {
 }
 
 /// etcd's `handleKeyWatch`: headers at once, then one event (or a stream of them).
-fn watch_response(server: &EtcdServer, watch: Watch, index: u64, stream: bool) -> Response {
+fn watch_response(server: &Member, watch: Watch, index: u64, stream: bool) -> Response {
     let mut h = base_headers(server);
     h.insert("x-etcd-index", HeaderValue::from(index));
     raft_headers(server, &mut h);
@@ -399,12 +394,12 @@ fn member_json(m: &crate::pb::etcdserverpb::Member) -> MemberJson {
 }
 
 /// A JSON answer as Go's encoder writes it (fields in declaration order, a newline).
-fn json_line<T: serde::Serialize>(server: &EtcdServer, status: StatusCode, v: &T) -> Response {
+fn json_line<T: serde::Serialize>(server: &Member, status: StatusCode, v: &T) -> Response {
     let body = serde_json::to_string(v).unwrap_or_default() + "\n";
     (status, base_headers(server), body).into_response()
 }
 
-async fn members(State(server): State<EtcdServer>, req: Request) -> Response {
+async fn members(State(server): State<Member>, req: Request) -> Response {
     if req.method() != Method::GET {
         return method_not_allowed("GET");
     }
@@ -412,17 +407,16 @@ async fn members(State(server): State<EtcdServer>, req: Request) -> Response {
     struct Members {
         members: Vec<MemberJson>,
     }
-    let members = crate::member::membership::list(&server).iter().map(member_json).collect();
+    let members = server.members().iter().map(member_json).collect();
     json_line(&server, StatusCode::OK, &Members { members })
 }
 
-async fn leader(State(server): State<EtcdServer>, req: Request) -> Response {
+async fn leader(State(server): State<Member>, req: Request) -> Response {
     if req.method() != Method::GET {
         return method_not_allowed("GET");
     }
-    let leader = server.raft().metrics().borrow().current_leader;
-    let found = leader
-        .and_then(|id| crate::member::membership::list(&server).into_iter().find(|m| m.id == id));
+    let leader = Some(server.raft_status().leader).filter(|id| *id != 0);
+    let found = leader.and_then(|id| server.members().into_iter().find(|m| m.id == id));
     match found {
         Some(m) => json_line(&server, StatusCode::OK, &member_json(&m)),
         None => json_line(
@@ -433,12 +427,11 @@ async fn leader(State(server): State<EtcdServer>, req: Request) -> Response {
     }
 }
 
-async fn machines(State(server): State<EtcdServer>, req: Request) -> Response {
+async fn machines(State(server): State<Member>, req: Request) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return method_not_allowed("GET,HEAD");
     }
-    let mut urls: Vec<String> =
-        crate::member::membership::list(&server).into_iter().flat_map(|m| m.client_ur_ls).collect();
+    let mut urls: Vec<String> = server.members().into_iter().flat_map(|m| m.client_ur_ls).collect();
     urls.sort();
     urls.join(", ").into_response()
 }
@@ -449,17 +442,18 @@ fn start_time() -> i64 {
     *START.get_or_init(now_ns)
 }
 
-async fn stats_self(State(server): State<EtcdServer>, req: Request) -> Response {
+async fn stats_self(State(server): State<Member>, req: Request) -> Response {
     if req.method() != Method::GET {
         return method_not_allowed("GET");
     }
-    let m = server.raft().metrics().borrow().clone();
-    let state = match m.state {
-        openraft::ServerState::Leader => "StateLeader",
-        openraft::ServerState::Candidate => "StateCandidate",
-        _ => "StateFollower",
+    let raft = server.raft_status();
+    let state = match raft.role {
+        RaftRole::Leader => "StateLeader",
+        RaftRole::Candidate => "StateCandidate",
+        RaftRole::Follower => "StateFollower",
     };
-    let leader = m.current_leader.map(|id| format!("{id:x}")).unwrap_or_default();
+    let leader = Some(raft.leader).filter(|id| *id != 0).map(|id| format!("{id:x}"));
+    let leader = leader.unwrap_or_default();
     let started = start_time();
     let uptime = std::time::Duration::from_nanos((now_ns() - started).max(0) as u64);
     #[derive(serde::Serialize)]
@@ -496,12 +490,11 @@ async fn stats_self(State(server): State<EtcdServer>, req: Request) -> Response 
     json_line(&server, StatusCode::OK, &body)
 }
 
-async fn stats_leader(State(server): State<EtcdServer>, req: Request) -> Response {
+async fn stats_leader(State(server): State<Member>, req: Request) -> Response {
     if req.method() != Method::GET {
         return method_not_allowed("GET");
     }
-    let m = server.raft().metrics().borrow().clone();
-    if m.current_leader != Some(server.member_id()) {
+    if !server.is_leader() {
         return json_line(
             &server,
             StatusCode::FORBIDDEN,
@@ -509,8 +502,8 @@ async fn stats_leader(State(server): State<EtcdServer>, req: Request) -> Respons
         );
     }
     let mut followers = serde_json::Map::new();
-    for (id, _) in m.membership_config.membership().nodes() {
-        if *id == server.member_id() {
+    for id in server.raft_node_ids() {
+        if id == server.member_id() {
             continue;
         }
         followers.insert(
@@ -531,11 +524,11 @@ async fn stats_leader(State(server): State<EtcdServer>, req: Request) -> Respons
     json_line(&server, StatusCode::OK, &body)
 }
 
-async fn stats_store(State(server): State<EtcdServer>, req: Request) -> Response {
+async fn stats_store(State(server): State<Member>, req: Request) -> Response {
     if req.method() != Method::GET {
         return method_not_allowed("GET");
     }
-    json_line(&server, StatusCode::OK, &server.applier().v2().stats())
+    json_line(&server, StatusCode::OK, &server.v2_stats())
 }
 
 #[cfg(test)]
