@@ -63,16 +63,21 @@ impl ReadIndexBatcher {
         result.1.clone()
     }
 
+    /// Runs rounds while readers want them. Owned by the readers (spawned on demand, ends
+    /// when none waits); if it dies (a panic in `confirm`), its guard fails the waiting
+    /// readers and lets the next reader start rounds again.
     async fn run_rounds<F, Fut>(self: Arc<Self>, confirm: F)
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<u64>>,
     {
+        let mut guard = RoundsGuard { batcher: self.clone(), armed: true };
         loop {
             let round = {
                 let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 if st.wanted < st.next_round {
                     st.running = false;
+                    guard.armed = false;
                     return;
                 }
                 let round = st.next_round;
@@ -83,6 +88,29 @@ impl ReadIndexBatcher {
             // The previous round's outcome is superseded, never needed again.
             let _previous = self.done.send_replace((round, result));
         }
+    }
+}
+
+/// Fails the readers of a round task that ended without finishing (it panicked, or the
+/// runtime dropped it): without it `running` would stay set and every later linearizable
+/// read on the member would wait for rounds no task runs, until its deadline, for ever.
+struct RoundsGuard {
+    batcher: Arc<ReadIndexBatcher>,
+    armed: bool,
+}
+
+impl Drop for RoundsGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut st = self.batcher.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.running = false;
+        // Every reader waiting now wants a round <= `last`; later readers get later rounds.
+        let last = st.wanted.max(st.next_round.saturating_sub(1));
+        st.next_round = last + 1;
+        let failed = Err(Error::Internal("a read index round failed".into()));
+        let _superseded = self.batcher.done.send_replace((last, failed));
     }
 }
 
@@ -124,5 +152,23 @@ mod tests {
             assert!(index > before, "served by round {index}, which started before the read");
         }
         assert_eq!(starts.load(Ordering::SeqCst), 2, "50 reads in two rounds");
+    }
+
+    /// A round that panics fails its readers instead of leaving them (and every later read)
+    /// waiting for ever; the next read starts rounds again.
+    #[tokio::test]
+    async fn a_failed_round_fails_its_readers_and_the_next_read_works() {
+        let batcher = ReadIndexBatcher::new();
+        let limit = Duration::from_secs(10);
+        let panicking = || async {
+            if true {
+                panic!("openraft blew up");
+            }
+            Ok(0)
+        };
+        let first = tokio::time::timeout(limit, batcher.read_index(panicking)).await;
+        assert!(matches!(first, Ok(Err(Error::Internal(_)))), "{first:?}");
+        let next = tokio::time::timeout(limit, batcher.read_index(|| async { Ok(42) })).await;
+        assert_eq!(next.expect("not stuck"), Ok(42));
     }
 }
