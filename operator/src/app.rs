@@ -75,6 +75,9 @@ pub async fn run(
     tracing::info!(lease = %format!("{lease_ns}/{}", opts.lease_name), "leading");
     metrics.is_leader.set(1);
 
+    // Backups run beside the controller, only while leading.
+    let backups =
+        tokio::spawn(crate::backup::runner::run(client.clone(), opts.namespace.clone(), stopped()));
     let ctx = Arc::new(Context::new(client, metrics.clone(), &opts.identity));
     // On shutdown the controller finishes its running reconciles; one stuck on a member that
     // does not answer is cut off after SHUTDOWN_GRACE (its step is re-planned by the next
@@ -89,6 +92,7 @@ pub async fn run(
         _ = grace => false,
     };
     metrics.is_leader.set(0);
+    backups.abort();
     signal.abort();
     if lost {
         // Another replica may act now: stop at once (a Deployment restarts us as a standby).

@@ -73,6 +73,12 @@ pub struct EtcdClusterSpec {
     /// Routine maintenance.
     #[serde(default)]
     pub maintenance: MaintenanceSpec,
+    /// Scheduled snapshots (`EtcdSnapshot` objects) and how many to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<crate::backup::api::BackupSpec>,
+    /// Bootstrap the cluster from a snapshot file (read only when the cluster is created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<crate::backup::api::RestoreSpec>,
 }
 
 /// Routine maintenance the operator schedules.
@@ -406,6 +412,17 @@ const RULES: &[Rule] = &[
         path: &["maintenance"],
         rule: "!has(self.defragmentEveryMinutes) || self.defragmentEveryMinutes >= 1",
         message: "spec.maintenance.defragmentEveryMinutes must be at least 1",
+    },
+    Rule {
+        path: &["backup"],
+        rule: "self.retention >= 1",
+        message: "spec.backup.retention must be at least 1",
+    },
+    Rule {
+        path: &[],
+        rule: "has(self.restore) == has(oldSelf.restore) && \
+               (!has(self.restore) || self.restore == oldSelf.restore)",
+        message: "spec.restore cannot be changed once the cluster exists",
     },
     Rule {
         path: &["server"],

@@ -14,12 +14,14 @@
 //! - [`resources`]: builders for the Services, StatefulSet and PodDisruptionBudget;
 //! - [`status`]: the status the operator applies (members, conditions, phase);
 //! - [`leader`]: leader election on a `coordination.k8s.io` Lease;
-//! - [`metrics`]: the Prometheus registry served on `/metrics`.
+//! - [`metrics`]: the Prometheus registry served on `/metrics`;
+//! - [`backup`]: `EtcdSnapshot`s to S3-compatible storage, scheduled backups, restores.
 //!
 //! No state lives in the operator's memory: a restarted operator plans from the cluster and
 //! the objects alone (the change in flight is recorded in `status.target`).
 
 pub mod app;
+pub mod backup;
 pub mod controller;
 pub mod crd;
 pub mod leader;

@@ -18,7 +18,48 @@ enum Command {
     /// Run the controller.
     Run(RunArgs),
     /// Print the EtcdCluster CustomResourceDefinition (YAML).
-    Crd,
+    Crd {
+        /// Print the EtcdSnapshot CRD instead.
+        #[arg(long)]
+        snapshot: bool,
+    },
+    /// Restore a member's data dir from a snapshot in S3 (the init container of a cluster with
+    /// spec.restore; credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
+    RestoreMember(RestoreArgs),
+}
+
+#[derive(Parser)]
+struct RestoreArgs {
+    /// The member's data dir; when it exists and is not empty, nothing is done.
+    #[arg(long)]
+    data_dir: std::path::PathBuf,
+    /// The member's name.
+    #[arg(long)]
+    name: String,
+    /// The cluster the restored member founds (`name=peer-url`).
+    #[arg(long)]
+    initial_cluster: String,
+    /// The cluster token.
+    #[arg(long)]
+    initial_cluster_token: String,
+    /// The member's peer URL.
+    #[arg(long)]
+    initial_advertise_peer_urls: String,
+    /// Bucket of the snapshot file.
+    #[arg(long)]
+    s3_bucket: String,
+    /// Key of the snapshot file.
+    #[arg(long)]
+    s3_key: String,
+    /// Endpoint of an S3-compatible store other than AWS.
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    /// Region.
+    #[arg(long)]
+    s3_region: Option<String>,
+    /// Expected SHA-256 (hex) of the file.
+    #[arg(long)]
+    sha256: Option<String>,
 }
 
 #[derive(Parser)]
@@ -42,9 +83,17 @@ struct RunArgs {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crd => {
+        Command::Crd { snapshot: false } => {
             print!("{}", oxcd_operator::crd::crd_yaml());
             Ok(())
+        }
+        Command::Crd { snapshot: true } => {
+            print!("{}", oxcd_operator::backup::api::snapshot_crd_yaml());
+            Ok(())
+        }
+        Command::RestoreMember(args) => {
+            install_crypto();
+            tokio::runtime::Runtime::new()?.block_on(restore_member(args))
         }
         Command::Run(args) => {
             tracing_subscriber::fmt()
@@ -53,9 +102,47 @@ fn main() -> anyhow::Result<()> {
                         .unwrap_or_else(|_| "info".into()),
                 )
                 .init();
+            install_crypto();
             tokio::runtime::Runtime::new()?.block_on(run(args))
         }
     }
+}
+
+/// rustls' process-wide crypto (ring), which HTTPS to an S3 store needs.
+fn install_crypto() {
+    // Already installed (by a dependency) is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+async fn restore_member(a: RestoreArgs) -> anyhow::Result<()> {
+    use oxcd_operator::backup::{api::S3Bucket, restore};
+    let r = restore::MemberRestore {
+        data_dir: a.data_dir,
+        name: a.name,
+        initial_cluster: a.initial_cluster,
+        initial_cluster_token: a.initial_cluster_token,
+        initial_advertise_peer_urls: a.initial_advertise_peer_urls,
+        s3: S3Bucket {
+            bucket: a.s3_bucket,
+            endpoint: a.s3_endpoint,
+            region: a.s3_region,
+            credentials_secret: String::new(),
+        },
+        key: a.s3_key.clone(),
+        sha256: a.sha256,
+        oxcd: None,
+    };
+    match restore::restore_member(&r).await? {
+        restore::Restored::AlreadyPresent => {
+            println!("{} exists: nothing to restore", r.data_dir.display())
+        }
+        restore::Restored::Restored { size, sha256 } => println!(
+            "restored {} ({size} bytes, sha256 {sha256}) into {}",
+            a.s3_key,
+            r.data_dir.display()
+        ),
+    }
+    Ok(())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -30,6 +30,7 @@ pub mod linearizability;
 pub mod normalize;
 pub mod ports;
 pub mod rng;
+pub mod s3;
 pub mod server;
 
 pub use diff::{describe, differential, lease_id, Differential, Session, Step};

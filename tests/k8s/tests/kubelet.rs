@@ -306,6 +306,8 @@ async fn shell_pods_env_volumes_and_termination() {
                                     "volumeMounts": [{"name": "scratch", "mountPath": "/init"}]}],
                 "containers": [{
                     "name": "main", "image": "busybox:1.36", "command": ["sh", "-c", script],
+                    // Requests make the pod Burstable: its status must still be reported.
+                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
                     "env": [
                         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                         {"name": "GREETING", "value": "hello $(POD_NAME) $$(POD_NAME)"},

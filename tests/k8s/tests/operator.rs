@@ -531,7 +531,6 @@ async fn lease_holder(client: &Client) -> Option<String> {
 /// standby finishes it once the Lease expires; then the new leader stops gracefully mid-way
 /// (5→3) and a third replica takes over at once. Every acknowledged write is read back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "rewritten this session and not yet run on the rig (no time before the merge deadline)"]
 async fn operator_scales_under_writes_while_its_replicas_crash_and_hand_over() {
     let mut rig = Rig::start().await;
     let name = "scale";
@@ -625,7 +624,6 @@ async fn operator_scales_under_writes_while_its_replicas_crash_and_hand_over() {
 /// `--force-new-cluster` and grows back learner-first; every key the survivor had is served,
 /// and status and Events say what happened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "rewritten this session and not yet run on the rig (no time before the merge deadline)"]
 async fn operator_recovers_from_quorum_loss_from_the_surviving_member() {
     let rig = Rig::start().await;
     let name = "quorum";
@@ -650,18 +648,45 @@ async fn operator_recovers_from_quorum_loss_from_the_surviving_member() {
     for pod in &lost {
         rig.kubelet.lose_claim(NS, &format!("data-{pod}")).expect("lose the volume");
         assert!(rig.kubelet.kill_container(NS, pod, "oxcd"), "no process to kill in {pod}");
+        // A restarted container keeps its pod's mount of the old directory: only a new pod
+        // sees the lost (empty) volume.
+        rig.cp.kubectl_run(&["delete", "pod", "-n", NS, pod, "--wait=false"]).assert_success();
     }
 
     let t = Instant::now();
-    wait_for(WAIT, || async { rig.status(name).await?.recovery.is_some().then_some(()) })
-        .await
-        .expect("the operator starts a recovery once the majority is gone past the policy");
+    let started =
+        wait_for(WAIT, || async { rig.status(name).await?.recovery.is_some().then_some(()) }).await;
+    if started.is_none() {
+        let s = rig.status(name).await;
+        let pods = rig.cp.kubectl_run(&["get", "pods", "-o", "wide"]);
+        panic!("no recovery started; status {s:#?}\n{}", pods.stdout);
+    }
     eprintln!("quorum loss → recovery started: {}", seconds(t));
     let recovering = rig.status(name).await.expect("status");
     assert_eq!(recovering.phase.as_deref(), Some("Recovering"), "{recovering:#?}");
     let degraded = recovering.conditions.iter().find(|c| c.type_ == "Degraded").expect("Degraded");
     assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "QuorumLost"));
 
+    let grown = wait_for(Duration::from_secs(150), || async {
+        let s = rig.status(name).await?;
+        (s.ready_replicas == 3 && s.members.len() == 3).then_some(())
+    })
+    .await;
+    if grown.is_none() {
+        let out = rig.cp.kubectl_run(&["get", "pods,pvc,pv", "-o", "wide"]);
+        eprintln!("{}\n{}", out.stdout, out.stderr);
+        for o in 0..2 {
+            if let Some(log) = rig.kubelet.log_path(NS, &format!("{name}-{o}"), "oxcd") {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                eprintln!(
+                    "== {name}-{o} {}:\n{}",
+                    log.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        }
+    }
     let after_status = rig.wait_ready(name, 3).await;
     eprintln!("quorum loss → 3 healthy members again: {}", seconds(t));
     assert!(after_status.recovery.is_none());

@@ -803,7 +803,12 @@ impl Worker {
             .await
         {
             Ok(_) => self.last_status = Some(status),
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 || s.code == 422 => {
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
+                self.last_status = Some(status);
+            }
+            // Refused as invalid: retrying the same status cannot help, but say why.
+            Err(kube::Error::Api(s)) if s.code == 422 => {
+                tracing::warn!(pod = %self.name, error = %s.message, "pod status refused");
                 self.last_status = Some(status);
             }
             Err(e) => tracing::warn!(pod = %self.name, error = %e, "patching pod status"),
@@ -864,7 +869,9 @@ impl Worker {
             "startTime": Time(self.start_time),
             "initContainerStatuses": self.init.iter().map(container_status).collect::<Vec<_>>(),
             "containerStatuses": self.main.iter().map(container_status).collect::<Vec<_>>(),
-            "qosClass": "BestEffort",
+            // No qosClass: the API server sets it at creation from the resources and refuses
+            // any other value (a fixed "BestEffort" made every status patch of a pod with
+            // requests fail with 422, so such pods stayed Pending forever).
         });
         if let Some(ip) = ip {
             status["podIP"] = json!(ip);
