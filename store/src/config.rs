@@ -101,7 +101,8 @@ pub struct Config {
     /// etcd 3.6's name for the same interval; wins over the experimental one when given.
     #[arg(long, env = "ETCD_WATCH_PROGRESS_NOTIFY_INTERVAL", value_parser = parse_duration_flag)]
     pub watch_progress_notify_interval: Option<Duration>,
-    /// Auth token type: `simple` (etcd's default). `jwt,...` is refused at start-up.
+    /// Auth token type: `simple` (etcd's default) or
+    /// `jwt,pub-key=<pem>,priv-key=<pem>,sign-method=<RS256|ES256|...>,ttl=<duration>`.
     #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
     pub auth_token: String,
     /// Seconds a simple token lives without being used.
@@ -114,6 +115,9 @@ pub struct Config {
     #[arg(long, env = "ETCD_ENABLE_V2", default_value = "false", action = ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
     pub enable_v2: bool,
+    /// Client and peer TLS (`--cert-file`, `--peer-auto-tls`, ...).
+    #[command(flatten)]
+    pub tls: crate::tls::TlsFlags,
     /// etcd's other flags: accepted so unit files written for etcd start oxcd unchanged.
     #[command(flatten)]
     pub accepted: AcceptedFlags,
@@ -178,23 +182,12 @@ accepted_flags! {
     discovery_srv_name = "discovery-srv-name", "ETCD_DISCOVERY_SRV_NAME";
     pre_vote = "pre-vote", "ETCD_PRE_VOTE";
     v2_deprecation = "v2-deprecation", "ETCD_V2_DEPRECATION";
-    cert_file = "cert-file", "ETCD_CERT_FILE";
-    key_file = "key-file", "ETCD_KEY_FILE";
-    client_cert_auth = "client-cert-auth", "ETCD_CLIENT_CERT_AUTH";
     client_crl_file = "client-crl-file", "ETCD_CLIENT_CRL_FILE";
     client_cert_allowed_hostname = "client-cert-allowed-hostname",
         "ETCD_CLIENT_CERT_ALLOWED_HOSTNAME";
-    trusted_ca_file = "trusted-ca-file", "ETCD_TRUSTED_CA_FILE";
-    auto_tls = "auto-tls", "ETCD_AUTO_TLS";
-    peer_cert_file = "peer-cert-file", "ETCD_PEER_CERT_FILE";
-    peer_key_file = "peer-key-file", "ETCD_PEER_KEY_FILE";
-    peer_client_cert_auth = "peer-client-cert-auth", "ETCD_PEER_CLIENT_CERT_AUTH";
-    peer_trusted_ca_file = "peer-trusted-ca-file", "ETCD_PEER_TRUSTED_CA_FILE";
     peer_cert_allowed_cn = "peer-cert-allowed-cn", "ETCD_PEER_CERT_ALLOWED_CN";
     peer_cert_allowed_hostname = "peer-cert-allowed-hostname",
         "ETCD_PEER_CERT_ALLOWED_HOSTNAME";
-    peer_auto_tls = "peer-auto-tls", "ETCD_PEER_AUTO_TLS";
-    self_signed_cert_validity = "self-signed-cert-validity", "ETCD_SELF_SIGNED_CERT_VALIDITY";
     peer_crl_file = "peer-crl-file", "ETCD_PEER_CRL_FILE";
     cipher_suites = "cipher-suites", "ETCD_CIPHER_SUITES";
     cors = "cors", "ETCD_CORS";
@@ -398,10 +391,8 @@ impl Config {
             return Err(format!("--bcrypt-cost: invalid bcrypt-cost {}", self.bcrypt_cost));
         }
         let token_type = self.auth_token.split(',').next().unwrap_or_default();
-        if token_type != "simple" {
-            return Err(format!(
-                "--auth-token: unsupported token type {token_type:?} (oxcd supports \"simple\")"
-            ));
+        if token_type != "simple" && token_type != "jwt" {
+            return Err(format!("--auth-token: unknown token type: {token_type}"));
         }
         if self.progress_notify_interval().is_zero() {
             return Err("--watch-progress-notify-interval must be greater than 0".into());

@@ -42,6 +42,7 @@ pub mod raft;
 pub mod serve;
 pub mod snapshot_file;
 pub mod storage;
+pub mod tls;
 pub mod tools;
 pub mod v2;
 pub mod v2_api;

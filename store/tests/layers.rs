@@ -51,6 +51,7 @@ const FOUNDATION: &[&str] = &[
     "metrics",
     "version",
     "logging",
+    "tls",
     "raft::types",
 ];
 

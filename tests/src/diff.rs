@@ -69,7 +69,7 @@ impl Session {
             norm.literal(m.client_addr(), format!("<CLIENT{i}-ADDR>"));
             norm.literal(m.peer_url(), format!("<PEER{i}>"));
             norm.literal(
-                m.peer_url().trim_start_matches("http://").to_string(),
+                m.peer_url().replace("https://", "").replace("http://", ""),
                 format!("<PEER{i}-ADDR>"),
             );
         }

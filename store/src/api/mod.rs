@@ -21,6 +21,7 @@ pub async fn caller(server: &Member, metadata: &MetadataMap) -> Result<AuthInfo>
 pub mod auth;
 pub mod cluster;
 pub mod election;
+pub mod gateway;
 pub mod kv;
 pub mod lease;
 pub mod lock;

@@ -16,11 +16,12 @@
 //! Owns `Cf::Auth` only; never touches the MVCC store or the network. The only tonic type it
 //! sees is the request metadata that carries the token.
 
+pub mod jwt;
 pub mod perm;
 pub mod token;
 
 use std::collections::BTreeMap;
-use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -101,6 +102,8 @@ pub struct AuthStore {
     /// Read by every permission check, written only by apply (one entry at a time).
     state: RwLock<State>,
     tokens: token::Tokens,
+    /// `--auth-token jwt,...`: tokens are signed JWTs instead of `tokens` entries.
+    jwt: Option<Arc<jwt::Jwt>>,
     /// `--client-cert-auth`: a request without a token is made by the user its client
     /// certificate names (etcd's `AuthInfoFromTLS`).
     cert_users: bool,
@@ -116,6 +119,7 @@ impl AuthStore {
             storage,
             state: RwLock::new(state),
             tokens: token::Tokens::new(token::TOKEN_TTL),
+            jwt: None,
             cert_users: false,
             applied: OnceLock::new(),
         })
@@ -124,6 +128,12 @@ impl AuthStore {
     /// Sets how long a simple token lives unused (`--auth-token-ttl`).
     pub fn with_token_ttl(mut self, ttl: Duration) -> AuthStore {
         self.tokens = token::Tokens::new(ttl);
+        self
+    }
+
+    /// Hands out and accepts JWTs (`--auth-token jwt,...`) instead of simple tokens.
+    pub fn with_jwt(mut self, jwt: Option<jwt::Jwt>) -> AuthStore {
+        self.jwt = jwt.map(Arc::new);
         self
     }
 
@@ -176,6 +186,9 @@ impl AuthStore {
     /// is checked even while auth is disabled (then every token is unknown).
     pub async fn user_from(&self, metadata: &MetadataMap) -> Result<AuthInfo> {
         let Some(token) = token_of(metadata) else { return Ok(self.cert_user(metadata)) };
+        if self.jwt.is_some() {
+            return self.token_info(token);
+        }
         let index = token::index_of(token).ok_or(Error::InvalidAuthToken)?;
         if let Some(applied) = self.applied.get() {
             let mut applied = applied.clone();
@@ -199,6 +212,10 @@ impl AuthStore {
     }
 
     fn token_info(&self, token: &str) -> Result<AuthInfo> {
+        if let Some(jwt) = &self.jwt {
+            let (user, revision) = jwt.verify(token).ok_or(Error::InvalidAuthToken)?;
+            return Ok(AuthInfo { user, revision });
+        }
         let user = self.tokens.lookup(token, Instant::now()).ok_or(Error::InvalidAuthToken)?;
         Ok(AuthInfo { user, revision: self.revision() })
     }
@@ -606,6 +623,13 @@ impl<'a> Tx<'a> {
         let user = self.state.users.get(&name).ok_or(Error::AuthFailed)?;
         if no_password(user) {
             return Err(Error::AuthFailed);
+        }
+        if let Some(jwt) = &self.store.jwt {
+            // Signed here, at the auth revision this entry applies at (etcd's `assign`).
+            return jwt.sign(&name, self.state.revision).map_err(|e| {
+                tracing::warn!(error = %e, "signing a JWT");
+                Error::AuthFailed
+            });
         }
         let token = token::make(prefix, index);
         // The token's idle clock is this member's own: not applied state.

@@ -101,7 +101,13 @@ impl EtcdServer {
         hub.set_max_request_bytes(config.max_request_bytes);
         hub.set_progress_interval(config.progress_notify_interval());
         let token_ttl = Duration::from_secs(config.auth_token_ttl);
-        let auth = AuthStore::open(storage.clone())?.with_token_ttl(token_ttl);
+        let auth = AuthStore::open(storage.clone())?
+            .with_token_ttl(token_ttl)
+            .with_cert_users(config.tls.client_cert_auth)
+            .with_jwt(
+                crate::auth::jwt::Jwt::from_flag(&config.auth_token)
+                    .map_err(|e| anyhow::anyhow!("--auth-token: {e}"))?,
+            );
         let auth = Arc::new(auth);
         let applier = Arc::new(Applier::open(
             storage.clone(),
@@ -594,7 +600,9 @@ impl EtcdServer {
             .member(leader)
             .and_then(|m| m.client_urls.first().cloned())
             .ok_or(Error::NoLeader)?;
-        peer_channel(&url).map(Some).map_err(|e| Error::internal("leader client url", e))
+        crate::tls::client::channel(&url, crate::tls::client::Dial::Client)
+            .map(Some)
+            .map_err(|e| Error::internal("leader client url", e))
     }
 
     /// A fresh id for a lease the client did not name: etcd's scheme (member bits, time,

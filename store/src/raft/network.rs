@@ -13,7 +13,7 @@ use openraft::raft::{
 };
 use openraft::BasicNode;
 use prost::Message;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::{decode, encode, TypeConfig};
 use crate::error::Error;
@@ -67,11 +67,9 @@ pub struct PeerConnection {
 }
 
 /// Opens a lazily-connecting gRPC channel to a peer URL.
+/// https peer URLs use the peer TLS files (`crate::tls::client`).
 pub fn peer_channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(addr.to_string())?
-        .connect_timeout(std::time::Duration::from_secs(1))
-        .tcp_nodelay(true)
-        .connect_lazy())
+    crate::tls::client::channel(addr, crate::tls::client::Dial::Peer)
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {

@@ -4,9 +4,11 @@
 pub mod conn_limit;
 pub mod h2_authority;
 pub mod peer_service;
+pub mod tls_listener;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use axum::serve::ListenerExt;
@@ -34,6 +36,7 @@ use crate::pb::oxcdpb::raft_peer_server::RaftPeerServer;
 use crate::pb::v3electionpb::election_server::ElectionServer;
 use crate::pb::v3lockpb::lock_server::LockServer;
 use crate::serve::peer_service::PeerService;
+use crate::serve::tls_listener::{Peer, TlsListener};
 
 /// gRPC overhead etcd allows on top of `--max-request-bytes`.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
@@ -50,25 +53,30 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             "etcd flag accepted for compatibility; it has no effect in oxcd"
         );
     }
-    let client_addrs = resolve_all(&config.listen_client_urls, "--listen-client-urls")?;
-    let peer_addrs = resolve_all(&config.listen_peer_urls, "--listen-peer-urls")?;
+    let client_urls = resolve_all(&config.listen_client_urls, "--listen-client-urls")?;
+    let peer_urls = resolve_all(&config.listen_peer_urls, "--listen-peer-urls")?;
     let metrics_addrs = resolve_all(&config.listen_metrics_urls, "--listen-metrics-urls")?;
+    let client_addrs: Vec<SocketAddr> = client_urls.iter().map(|(a, _)| *a).collect();
+    let peer_addrs: Vec<SocketAddr> = peer_urls.iter().map(|(a, _)| *a).collect();
+    if metrics_addrs.iter().any(|(_, https)| *https) {
+        bail!("--listen-metrics-urls: https is not supported by oxcd yet");
+    }
+    let metrics_addrs: Vec<SocketAddr> = metrics_addrs.iter().map(|(a, _)| *a).collect();
+    let tls = listener_tls(&config, &client_urls, &peer_urls)?;
     // Bind before starting raft so a taken port fails fast with a clear message.
     let mut client_listeners = Vec::new();
-    for addr in &client_addrs {
-        client_listeners.push(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listen on client address {addr}"))?,
-        );
+    for (addr, https) in &client_urls {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listen on client address {addr}"))?;
+        client_listeners.push((listener, https.then(|| tls.client.clone()).flatten()));
     }
     let mut peer_listeners = Vec::new();
-    for addr in &peer_addrs {
-        peer_listeners.push(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listen on peer address {addr}"))?,
-        );
+    for (addr, https) in &peer_urls {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listen on peer address {addr}"))?;
+        peer_listeners.push((listener, https.then(|| tls.peer.clone()).flatten()));
     }
     let mut metrics_listeners = Vec::new();
     for addr in &metrics_addrs {
@@ -121,13 +129,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     } else {
         http_routes = http_routes.merge(crate::v2_api::http::disabled_router());
     }
-    let client_router = routes
-        .into_axum_router()
+    let grpc_router = routes.into_axum_router();
+    // etcd's JSON gateway: a gRPC client of these same services, in process.
+    let gateway = crate::api::gateway::router(
+        grpc_router.clone().layer(axum::middleware::from_fn(crate::metrics::count_grpc)),
+    );
+    let client_router = grpc_router
         .merge(http_routes)
-        .layer(axum::middleware::from_fn(crate::metrics::count_grpc));
+        .merge(gateway)
+        .layer(axum::middleware::from_fn(crate::metrics::count_grpc))
+        .layer(axum::middleware::from_fn(tls_listener::client_identity));
 
     let mut tasks = tokio::task::JoinSet::new();
-    for listener in client_listeners {
+    for (listener, tls) in client_listeners {
         let router = client_router.clone();
         let stop = wait_stop(stop_rx.clone());
         let stopped_early = wait_stop(stop_rx.clone());
@@ -137,9 +151,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 _ = server.ready() => {}
                 _ = stopped_early => return Ok(()),
             }
-            let listener = crate::serve::conn_limit::LimitedListener::new(
+            let max = conn_limit::MAX_CLIENT_CONNECTIONS;
+            if let Some(tls) = tls {
+                let listener = TlsListener::new(listener, tls)?;
+                let listener = conn_limit::LimitedListener::new(listener, max);
+                let router = router.into_make_service_with_connect_info::<Peer>();
+                return axum::serve(listener, router).with_graceful_shutdown(stop).await;
+            }
+            let listener = conn_limit::LimitedListener::new(
                 crate::serve::h2_authority::FixingListener::new(listener),
-                crate::serve::conn_limit::MAX_CLIENT_CONNECTIONS,
+                max,
             );
             axum::serve(listener, router).with_graceful_shutdown(stop).await
         });
@@ -151,12 +172,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tasks
             .spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop).await });
     }
-    for listener in peer_listeners {
+    for (listener, tls) in peer_listeners {
         let svc = RaftPeerServer::new(PeerService::new(server.clone()))
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
         let router = Routes::new(svc).into_axum_router();
         let stop = wait_stop(stop_rx.clone());
+        if let Some(tls) = tls {
+            let listener = TlsListener::new(listener, tls)?;
+            tasks.spawn(
+                async move { axum::serve(listener, router).with_graceful_shutdown(stop).await },
+            );
+            continue;
+        }
         let listener = listener.tap_io(set_nodelay);
         tasks
             .spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop).await });
@@ -241,13 +269,60 @@ async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// Turns a comma-separated URL flag into socket addresses (`localhost` → 127.0.0.1).
-fn resolve_all(flag: &str, name: &str) -> anyhow::Result<Vec<SocketAddr>> {
+/// The rustls configurations of the https client and peer listeners (`None`: no https URL on
+/// that side). Also installs what this member dials other members' https URLs with.
+struct ListenerTls {
+    client: Option<Arc<rustls::ServerConfig>>,
+    peer: Option<Arc<rustls::ServerConfig>>,
+}
+
+fn listener_tls(
+    config: &Config,
+    client_urls: &[(SocketAddr, bool)],
+    peer_urls: &[(SocketAddr, bool)],
+) -> anyhow::Result<ListenerTls> {
+    let data_dir = config.data_dir();
+    let client_https = client_urls.iter().any(|(_, https)| *https);
+    let peer_https = peer_urls.iter().any(|(_, https)| *https);
+    let hosts = |urls: &[(SocketAddr, bool)]| -> Vec<String> {
+        let mut hosts = vec!["localhost".to_string()];
+        hosts.extend(urls.iter().map(|(a, _)| a.ip().to_string()));
+        hosts.dedup();
+        hosts
+    };
+    let flags = &config.tls;
+    let client = flags.resolve_client(&data_dir, &hosts(client_urls))?;
+    let peer = flags.resolve_peer(&data_dir, &hosts(peer_urls))?;
+    crate::tls::client::install(&peer, &client)?;
+    let side_config = |side: &crate::tls::Side, https: bool, what: &str, flags: &str| match (
+        https,
+        side.has_cert(),
+    ) {
+        (false, has_cert) => {
+            if has_cert {
+                tracing::warn!("{what} URLs are http while {flags} are given; ignoring them for {what} traffic");
+            }
+            Ok(None)
+        }
+        (true, false) => {
+            bail!("TLS key/cert ({flags}) must be provided for {what} URLs with HTTPS scheme")
+        }
+        (true, true) => Ok(Some(crate::tls::server::config(side)?)),
+    };
+    Ok(ListenerTls {
+        client: side_config(&client, client_https, "client", "--cert-file, --key-file")?,
+        peer: side_config(&peer, peer_https, "peer", "--peer-cert-file, --peer-key-file")?,
+    })
+}
+
+/// Turns a comma-separated URL flag into socket addresses (`localhost` → 127.0.0.1), each
+/// with whether it is https.
+fn resolve_all(flag: &str, name: &str) -> anyhow::Result<Vec<(SocketAddr, bool)>> {
     let mut out = Vec::new();
     for url in Config::urls(flag) {
-        let rest = match url.split_once("://") {
-            Some(("http", rest)) => rest,
-            Some(("https", _)) => bail!("{name}: TLS ({url}) is not supported yet"),
+        let (rest, https) = match url.split_once("://") {
+            Some(("http", rest)) => (rest, false),
+            Some(("https", rest)) => (rest, true),
             Some((scheme, _)) => bail!("{name}: unsupported scheme {scheme:?} in {url}"),
             None => bail!("{name}: {url:?} is not a URL (expected http://host:port)"),
         };
@@ -262,7 +337,7 @@ fn resolve_all(flag: &str, name: &str) -> anyhow::Result<Vec<SocketAddr>> {
                 .parse()
                 .with_context(|| format!("{name}: {h:?} is not an IP address or localhost"))?,
         };
-        out.push(SocketAddr::new(ip, port));
+        out.push((SocketAddr::new(ip, port), https));
     }
     Ok(out)
 }
@@ -273,10 +348,9 @@ mod tests {
 
     #[test]
     fn resolves_etcd_urls() {
-        let addrs = resolve_all("http://localhost:2379,http://0.0.0.0:4001", "x").unwrap();
-        assert_eq!(addrs[0].to_string(), "127.0.0.1:2379");
-        assert_eq!(addrs[1].to_string(), "0.0.0.0:4001");
-        assert!(resolve_all("https://localhost:2379", "x").is_err());
+        let addrs = resolve_all("http://localhost:2379,https://0.0.0.0:4001", "x").unwrap();
+        assert_eq!(addrs[0], ("127.0.0.1:2379".parse().unwrap(), false));
+        assert_eq!(addrs[1], ("0.0.0.0:4001".parse().unwrap(), true));
         assert!(resolve_all("localhost:2379", "x").is_err());
     }
 }

@@ -25,7 +25,7 @@ pub enum Error {
     },
     /// Certificate generation failed.
     #[error("certificate generation: {0}")]
-    Cert(#[from] rcgen::Error),
+    Cert(#[from] oxcd_e2e::certs::Error),
     /// A component did not start or did not become ready.
     #[error("{what}: {message}\n--- {} (tail) ---\n{log_tail}", .log.display())]
     Start {

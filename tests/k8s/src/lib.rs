@@ -14,7 +14,7 @@
 //! Start it by hand with `cargo run -p oxcd-k8s-rig --bin oxcd-rig` (see the README).
 
 pub mod bins;
-pub mod certs;
+pub use oxcd_e2e::certs;
 pub mod control_plane;
 pub mod error;
 pub mod kubeconfig;

@@ -1,6 +1,6 @@
-//! The rig's own PKI, made fresh for every control plane with rcgen: a CA, the
-//! kube-apiserver's serving certificate, client certificates (Kubernetes reads the user from
-//! the CN and the group from the O), and the service-account token signing key pair.
+//! A test PKI made fresh with rcgen: a CA, serving certificates, client certificates (etcd's
+//! `--client-cert-auth` and Kubernetes read the user from the CN, Kubernetes the group from
+//! the O), and the service-account token signing key pair of the k8s rig.
 //!
 //! Everything is ECDSA P-256, which Go's TLS and Kubernetes' token signer (ES256) accept.
 //! Files are written into the rig's directory; the CA key stays in memory so that more client
@@ -13,7 +13,31 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 
-use crate::error::{Error, Result};
+/// What can fail while making certificates: generating them, or writing their files.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// rcgen refused the parameters or failed to sign.
+    #[error("certificate generation: {0}")]
+    Cert(#[from] rcgen::Error),
+    /// A file could not be written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io { context: context.into(), source }
+    }
+}
+
+/// Result of certificate operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The names kube-apiserver's serving certificate is valid for: loopback, and the in-cluster
 /// names of the `kubernetes` Service (10.0.0.1 is the first address of the rig's service
@@ -91,6 +115,18 @@ impl Pki {
         params.distinguished_name.push(DnType::CommonName, name);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.issue(name, params)
+    }
+
+    /// Issues a certificate `<name>.crt`/`<name>.key` for `sans` usable both to serve and to
+    /// dial (etcd's peer certificates: a member presents the same one either way).
+    pub fn peer(&self, name: &str, sans: &[&str]) -> Result<CertFiles> {
+        let mut params =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         self.issue(name, params)
     }
 
