@@ -318,6 +318,24 @@ fn peer_tls_cluster_matches_etcd() {
         });
 }
 
+/// `--peer-auto-tls`: members make self-signed peer certificates and talk over https without
+/// verifying each other, as etcd 3.5.1 does with the same flag.
+#[test]
+fn peer_auto_tls_cluster_matches_etcd() {
+    Differential::new("peer_auto_tls_cluster")
+        .members(3)
+        .versions(&[oxcd_e2e::CtlVersion::V35])
+        .mask_revisions()
+        .config(|c| c.peer_tls().arg("--peer-auto-tls"))
+        .run(|s| {
+            s.ctl(&["put", "k", "v"]);
+            s.ctl(&["get", "k", "--consistency=l", "--print-value-only"]);
+            let health = s.etcdctl().run(&["endpoint", "health", "--cluster"]);
+            let healthy = health.stdout.lines().filter(|l| l.contains("is healthy")).count();
+            s.record("endpoint health --cluster: healthy members", &healthy.to_string());
+        });
+}
+
 /// Peer TLS with client certificates, on oxcd: a peer port refuses a client certificate from
 /// another CA (and none at all); a member killed with -9 rejoins over TLS and catches up.
 #[test]
