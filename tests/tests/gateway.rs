@@ -100,6 +100,14 @@ const SCRIPT: &[Call] = &[
     authed("/v3/auth/disable", r#"{}"#),
     call("/v3/kv/range", r#"{"key":"Zm9v","keys_only":true}"#),
     call("/v3/maintenance/status", r#"{}"#),
+    call("/v3/maintenance/alarm", r#"{"action":"GET"}"#),
+    call("/v3/maintenance/defragment", r#"{}"#),
+    call("/v3/maintenance/hash", r#"{}"#),
+    call("/v3/maintenance/hashkv", r#"{"revision":"0"}"#),
+    call("/v3/cluster/member/list", r#"{}"#),
+    call("/v3/cluster/member/remove", r#"{"ID":"1234"}"#),
+    call("/v3/cluster/member/update", r#"{"ID":"1234","peerURLs":["http://127.0.0.1:1"]}"#),
+    call("/v3/cluster/member/promote", r#"{"ID":"1234"}"#),
     call("/v3/no/such/path", r#"{}"#),
 ];
 
@@ -188,6 +196,12 @@ fn mask(body: &str) -> String {
     let token = Regex::new(r#""token":"[^"]*""#).unwrap();
     let ttl = Regex::new(r#""TTL":"(\d+)""#).unwrap();
     let s = ids.replace_all(body, "\"$1\":\"<X>\"");
+    let member_ids = Regex::new(r#""ID":"\d{6,}""#).unwrap();
+    let s = member_ids.replace_all(&s, "\"ID\":\"<ID>\"");
+    let hashes = Regex::new(r#""hash":\d+"#).unwrap();
+    let s = hashes.replace_all(&s, "\"hash\":<HASH>");
+    let urls = Regex::new(r"http://127\.0\.0\.1:\d+").unwrap();
+    let s = urls.replace_all(&s, "<URL>");
     let s = token.replace_all(&s, "\"token\":\"<TOKEN>\"");
     ttl.replace_all(&s, |c: &regex::Captures| {
         // A granted or kept-alive TTL is 60; what remains of it depends on timing.
@@ -233,6 +247,40 @@ fn v3beta_prefix_as_etcd_34() {
     };
     let (reference, subject) = std::thread::scope(|s| {
         let r = s.spawn(|| run(Kind::Etcd34));
+        let o = s.spawn(|| run(Kind::Oxcd));
+        (r.join().unwrap(), o.join().unwrap())
+    });
+    assert_eq!(reference, subject);
+}
+
+/// `/v3/cluster/member/add` (a learner that never starts) then `remove` of the id it got, as
+/// etcd 3.5.1 answers them.
+#[test]
+fn member_add_and_remove_as_etcd() {
+    let run = |kind: Kind| {
+        let member = Member::start(kind);
+        let base = member.client_url();
+        let add = curl(
+            &format!("{base}/v3/cluster/member/add"),
+            r#"{"peerURLs":["http://127.0.0.1:1"],"isLearner":true}"#,
+            None,
+        )
+        .output()
+        .expect("curl");
+        let added = String::from_utf8_lossy(&add.stdout).to_string();
+        let id = Regex::new(r#""member":\{"ID":"(\d+)""#)
+            .unwrap()
+            .captures(&added)
+            .map(|c| c[1].to_string())
+            .unwrap_or_default();
+        let remove =
+            curl(&format!("{base}/v3/cluster/member/remove"), &format!(r#"{{"ID":"{id}"}}"#), None)
+                .output()
+                .expect("curl");
+        [added, String::from_utf8_lossy(&remove.stdout).to_string()].map(|s| mask(&s))
+    };
+    let (reference, subject) = std::thread::scope(|s| {
+        let r = s.spawn(|| run(Kind::Etcd35));
         let o = s.spawn(|| run(Kind::Oxcd));
         (r.join().unwrap(), o.join().unwrap())
     });

@@ -60,6 +60,14 @@ impl Obj {
         self
     }
 
+    /// A 32-bit unsigned integer (a number), left out when 0.
+    pub fn u32(&mut self, name: &str, v: u32) -> &mut Obj {
+        if v != 0 {
+            self.raw(name, &v.to_string());
+        }
+        self
+    }
+
     /// `true`, or nothing.
     pub fn bool(&mut self, name: &str, v: bool) -> &mut Obj {
         if v {
@@ -260,22 +268,53 @@ pub fn status(r: &StatusResponse) -> String {
         .done()
 }
 
+/// `etcdserverpb.Member`.
+fn member(m: &Member) -> String {
+    Obj::new()
+        .i64("ID", m.id)
+        .str("name", &m.name)
+        .list("peerURLs", strings(&m.peer_ur_ls))
+        .list("clientURLs", strings(&m.client_ur_ls))
+        .bool("isLearner", m.is_learner)
+        .done()
+}
+
+/// A response with a header and the member list (`MemberList`, `MemberRemove`,
+/// `MemberUpdate`, `MemberPromote`).
+pub fn members(h: &Option<ResponseHeader>, v: &[Member]) -> String {
+    Obj::new().msg("header", header(h)).list("members", v.iter().map(member).collect()).done()
+}
+
 /// `MemberListResponse`.
 pub fn member_list(r: &MemberListResponse) -> String {
-    let members = r
-        .members
+    members(&r.header, &r.members)
+}
+
+/// `MemberAddResponse`.
+pub fn member_add(r: &MemberAddResponse) -> String {
+    Obj::new()
+        .msg("header", header(&r.header))
+        .msg("member", r.member.as_ref().map(member))
+        .list("members", r.members.iter().map(member).collect())
+        .done()
+}
+
+/// `AlarmResponse`.
+pub fn alarm(r: &AlarmResponse) -> String {
+    let alarms = r
+        .alarms
         .iter()
-        .map(|m| {
-            Obj::new()
-                .i64("ID", m.id)
-                .str("name", &m.name)
-                .list("peerURLs", strings(&m.peer_ur_ls))
-                .list("clientURLs", strings(&m.client_ur_ls))
-                .bool("isLearner", m.is_learner)
-                .done()
+        .map(|a| {
+            let label = AlarmType::try_from(a.alarm).map(|t| t.as_str_name()).unwrap_or("");
+            Obj::new().i64("memberID", a.member_id).enumeration("alarm", a.alarm, label).done()
         })
         .collect();
-    Obj::new().msg("header", header(&r.header)).list("members", members).done()
+    Obj::new().msg("header", header(&r.header)).list("alarms", alarms).done()
+}
+
+/// `HashResponse` (the hash is a uint32: a JSON number).
+pub fn hash(r: &HashResponse) -> String {
+    Obj::new().msg("header", header(&r.header)).u32("hash", r.hash).done()
 }
 
 /// `AuthenticateResponse`.
@@ -432,6 +471,21 @@ impl<'a> In<'a> {
             None => Ok(String::new()),
             Some(Value::String(s)) => Ok(s.clone()),
             Some(other) => Err(wrong_type(other, "string")),
+        }
+    }
+
+    /// A list of strings.
+    pub fn strs(&self, name: &str) -> Result<Vec<String>> {
+        match self.get(name) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(wrong_type(other, "string")),
+                })
+                .collect(),
+            Some(other) => Err(wrong_type(other, "[]string")),
         }
     }
 

@@ -40,7 +40,16 @@ pub fn router(channel: Channel) -> Router {
             .route(&at("/kv/lease/leases"), post(lease_leases))
             .route(&at("/lease/keepalive"), post(super::watch::lease_keep_alive))
             .route(&at("/maintenance/status"), post(maintenance_status))
+            .route(&at("/maintenance/alarm"), post(maintenance_alarm))
+            .route(&at("/maintenance/defragment"), post(maintenance_defragment))
+            // etcd's gateway has no HashKV path (its annotation repeats Hash's path).
+            .route(&at("/maintenance/hash"), post(maintenance_hash))
+            .route(&at("/maintenance/transfer-leadership"), post(maintenance_move_leader))
             .route(&at("/cluster/member/list"), post(member_list))
+            .route(&at("/cluster/member/add"), post(member_add))
+            .route(&at("/cluster/member/remove"), post(member_remove))
+            .route(&at("/cluster/member/update"), post(member_update))
+            .route(&at("/cluster/member/promote"), post(member_promote))
             .route(&at("/auth/enable"), post(auth_enable))
             .route(&at("/auth/disable"), post(auth_disable))
             .route(&at("/auth/status"), post(auth_status))
@@ -297,4 +306,64 @@ route!(
         range_end: o.bytes("range_end")?,
     }),
     |r: &AuthRoleRevokePermissionResponse| json::header_only(&r.header)
+);
+
+route!(
+    maintenance_alarm,
+    MaintenanceClient,
+    alarm,
+    |o: &In<'_>| Ok(AlarmRequest {
+        action: o.enumeration("action", |s| {
+            alarm_request::AlarmAction::from_str_name(s).map(|a| a as i32)
+        })?,
+        member_id: o.int("memberID")?,
+        alarm: o.enumeration("alarm", |s| AlarmType::from_str_name(s).map(|a| a as i32))?,
+    }),
+    json::alarm
+);
+route!(
+    maintenance_defragment,
+    MaintenanceClient,
+    defragment,
+    |_: &In<'_>| Ok(DefragmentRequest {}),
+    |r: &DefragmentResponse| json::header_only(&r.header)
+);
+route!(maintenance_hash, MaintenanceClient, hash, |_: &In<'_>| Ok(HashRequest {}), json::hash);
+route!(
+    maintenance_move_leader,
+    MaintenanceClient,
+    move_leader,
+    |o: &In<'_>| Ok(MoveLeaderRequest { target_id: o.int("targetID")? }),
+    |r: &MoveLeaderResponse| json::header_only(&r.header)
+);
+route!(
+    member_add,
+    ClusterClient,
+    member_add,
+    |o: &In<'_>| Ok(MemberAddRequest {
+        peer_ur_ls: o.strs("peerURLs")?,
+        is_learner: o.bool("isLearner")?,
+    }),
+    json::member_add
+);
+route!(
+    member_remove,
+    ClusterClient,
+    member_remove,
+    |o: &In<'_>| Ok(MemberRemoveRequest { id: o.int("ID")? }),
+    |r: &MemberRemoveResponse| json::members(&r.header, &r.members)
+);
+route!(
+    member_update,
+    ClusterClient,
+    member_update,
+    |o: &In<'_>| Ok(MemberUpdateRequest { id: o.int("ID")?, peer_ur_ls: o.strs("peerURLs")? }),
+    |r: &MemberUpdateResponse| json::members(&r.header, &r.members)
+);
+route!(
+    member_promote,
+    ClusterClient,
+    member_promote,
+    |o: &In<'_>| Ok(MemberPromoteRequest { id: o.int("ID")? }),
+    |r: &MemberPromoteResponse| json::members(&r.header, &r.members)
 );
