@@ -103,29 +103,25 @@ impl LogStore {
 }
 
 impl LogStore {
-    /// Initializes raft offline, for a member restored from a snapshot: writes the very
-    /// first log entry, the membership of `nodes` (all voters), exactly as
-    /// `Raft::initialize` appends it (log id 0, term 0). The member then starts as an
-    /// initialized cluster whatever `--initial-cluster-state` says, and members restored
-    /// with the same `--initial-cluster` hold the same first entry.
-    pub fn initialize_offline(
-        &self,
-        nodes: std::collections::BTreeMap<u64, openraft::BasicNode>,
-    ) -> Result<(), StorageError> {
-        use openraft::{EntryPayload, Membership};
-        if self.last_entry()?.is_some() {
+    /// Initializes raft offline, for a member restored from a snapshot: the log is empty and
+    /// purged through the very first log id (index 0, term 0), where the restorer records the
+    /// membership as already applied (with the restored data) in the state machine. The
+    /// member then starts as an initialized cluster whatever `--initial-cluster-state` says,
+    /// and a member added later, having none of the log, is sent a snapshot of the restored
+    /// data: with the membership as a first log entry instead, it replayed that entry alone
+    /// and never had the restored keys. Returns the log id the state machine must record.
+    pub fn initialize_offline(&self) -> Result<LogId, StorageError> {
+        let purged: Option<LogId> = self.meta(raft_meta_keys::LAST_PURGED)?;
+        if self.last_entry()?.is_some() || purged.is_some() {
             return Err(write_err(&"the raft log is not empty"));
         }
-        let voters = nodes.keys().copied().collect();
-        let entry = Entry {
-            log_id: LogId::default(),
-            payload: EntryPayload::Membership(Membership::new(vec![voters], nodes)),
-        };
+        let first = LogId::default();
         let mut batch = WriteBatch::default();
-        let cf = self.storage.cf(Cf::RaftLog);
-        batch.put_cf(cf, index_key(0), encode(&entry).map_err(|e| write_err(&e))?);
+        let bytes = encode(&first).map_err(|e| write_err(&e))?;
+        batch.put_cf(self.storage.cf(Cf::RaftMeta), raft_meta_keys::LAST_PURGED, bytes);
         // Synced: the restored member must find its configuration after any crash.
-        self.write(batch, true)
+        self.write(batch, true)?;
+        Ok(first)
     }
 }
 

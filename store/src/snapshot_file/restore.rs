@@ -6,9 +6,10 @@
 //! TTLs (their timers restart in full when the member starts, as etcd's do), auth users,
 //! roles and settings, alarms — and the membership is reset: the members are the ones named
 //! by `--initial-cluster`, with ids derived from their peer URLs and the cluster token, and
-//! raft starts as an initialized one-configuration cluster (see
-//! `LogStore::initialize_offline`), so every member restored from the same file with the
-//! same flags starts the same cluster, with `--initial-cluster-state` new or existing.
+//! raft starts as an initialized one-configuration cluster whose first log id is already
+//! applied and purged (see `LogStore::initialize_offline`), so every member restored from the
+//! same file with the same flags starts the same cluster, with `--initial-cluster-state` new
+//! or existing, and members added later receive the data as a raft snapshot.
 //!
 //! Nothing half-made is ever left at `--data-dir`: the database is built in a staging
 //! directory beside where it belongs (`<data-dir>/member.restore-tmp`), flushed, and renamed
@@ -34,6 +35,7 @@ use crate::pb::etcdserverpb::AlarmMember;
 use crate::pb::mvccpb::KeyValue;
 use crate::pb::oxcdpb::MemberAttributes;
 use crate::raft::log_store::LogStore;
+use crate::raft::types::{encode, StoredMembership};
 use crate::snapshot_file::export::LeasePb;
 use crate::storage::schema::{auth_keys, meta_keys, raft_meta_keys};
 use crate::storage::{Cf, Storage};
@@ -310,9 +312,20 @@ fn write_membership(
         .iter()
         .map(|m| (m.id, BasicNode::new(m.peer_urls.first().cloned().unwrap_or_default())))
         .collect();
-    LogStore::new(storage.clone())
-        .initialize_offline(nodes)
-        .map_err(|e| SnapshotError::Storage(crate::Error::internal("initialize raft", e)))?;
+    let internal = |e: &dyn std::fmt::Display| {
+        SnapshotError::Storage(crate::Error::internal("initialize raft", e.to_string()))
+    };
+    let first = LogStore::new(storage.clone()).initialize_offline().map_err(|e| internal(&e))?;
+    // The state machine holds the restored data as of the first log id, the membership
+    // applied: a member added later gets it all in a raft snapshot.
+    let voters = nodes.keys().copied().collect();
+    let membership =
+        StoredMembership::new(Some(first), openraft::Membership::new(vec![voters], nodes));
+    let meta = storage.cf(Cf::Meta);
+    let mut batch = WriteBatch::default();
+    batch.put_cf(meta, meta_keys::APPLIED, encode(&Some(first)).map_err(|e| internal(&e))?);
+    batch.put_cf(meta, meta_keys::MEMBERSHIP, encode(&membership).map_err(|e| internal(&e))?);
+    storage.db().write(batch)?;
     Ok(())
 }
 
