@@ -185,7 +185,6 @@ accepted_flags! {
     client_crl_file = "client-crl-file", "ETCD_CLIENT_CRL_FILE";
     client_cert_allowed_hostname = "client-cert-allowed-hostname",
         "ETCD_CLIENT_CERT_ALLOWED_HOSTNAME";
-    peer_cert_allowed_cn = "peer-cert-allowed-cn", "ETCD_PEER_CERT_ALLOWED_CN";
     peer_cert_allowed_hostname = "peer-cert-allowed-hostname",
         "ETCD_PEER_CERT_ALLOWED_HOSTNAME";
     peer_crl_file = "peer-crl-file", "ETCD_PEER_CRL_FILE";

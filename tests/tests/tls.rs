@@ -443,3 +443,43 @@ fn a_renewed_certificate_is_served_without_a_restart() {
     let old = ctl(&certs.ca).run(&["get", "k"]);
     assert!(!old.success(), "the replaced certificate is still served: {old}");
 }
+
+/// `--peer-cert-allowed-cn`: a peer certificate from the trusted CA with another common name
+/// is refused on the peer port; a 3-member cluster whose certificates carry the allowed name
+/// forms. Runs against `OXCD_E2E_TARGET` (also passes against etcd 3.5.1).
+#[test]
+fn peer_cert_allowed_cn_refuses_other_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::create(dir.path()).unwrap();
+    let peer = pki.peer("member", &["127.0.0.1", "localhost"]).unwrap();
+    let other = pki.peer("intruder", &["127.0.0.1", "localhost"]).unwrap();
+    let mut flags = peer_flags(&peer, &pki.ca_cert());
+    flags.push("--peer-cert-allowed-cn=member".into());
+    let cluster = oxcd_e2e::Cluster::try_start(Kind::from_env(), 3, move |mut c| {
+        c = c.peer_tls();
+        for f in &flags {
+            c = c.arg(f.clone());
+        }
+        c
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    cluster.ctl(oxcd_e2e::CtlVersion::V35).run(&["put", "k", "v"]).assert_success();
+    let peer_url = cluster.members[0].peer_url();
+    let curl = |cert: &CertFiles| {
+        std::process::Command::new("curl")
+            .args(["-sS", "--http1.1", "--max-time", "5", "-o", "/dev/null"])
+            .arg("--cacert")
+            .arg(pki.ca_cert())
+            .arg("--cert")
+            .arg(&cert.cert)
+            .arg("--key")
+            .arg(&cert.key)
+            .arg(format!("{peer_url}/"))
+            .output()
+            .expect("run curl")
+    };
+    let allowed = curl(&peer);
+    assert!(allowed.status.success(), "the allowed name was refused: {allowed:?}");
+    let refused = curl(&other);
+    assert!(!refused.status.success(), "a certificate with another CN was served: {refused:?}");
+}

@@ -44,6 +44,10 @@ pub struct TlsFlags {
     #[arg(long, env = "ETCD_PEER_AUTO_TLS", default_value = "false", action = ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
     pub peer_auto_tls: bool,
+    /// The only common name a peer's client certificate may have (with
+    /// `--peer-client-cert-auth`).
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_CN", default_value = "")]
+    pub peer_cert_allowed_cn: String,
     /// The validity period of the client and peer certificates made by `--auto-tls` and
     /// `--peer-auto-tls`, in years.
     #[arg(long, env = "ETCD_SELF_SIGNED_CERT_VALIDITY", default_value_t = 1)]
@@ -62,6 +66,9 @@ pub struct Side {
     /// `--client-cert-auth`: the other end must present a certificate signed by
     /// `trusted_ca_file` (also required whenever a trusted CA file is given, as in etcd).
     pub client_cert_auth: bool,
+    /// The only common name the other end's certificate may have (`--peer-cert-allowed-cn`);
+    /// empty: any.
+    pub allowed_cn: String,
     /// Whether the certificate is self-signed by `--auto-tls`: as etcd, whoever dials with
     /// it does not verify the other end's certificate.
     pub self_signed: bool,
@@ -82,6 +89,7 @@ impl TlsFlags {
             key_file: self.key_file.clone().into(),
             trusted_ca_file: self.trusted_ca_file.clone().into(),
             client_cert_auth: self.client_cert_auth,
+            allowed_cn: String::new(),
             self_signed: false,
         }
     }
@@ -93,6 +101,7 @@ impl TlsFlags {
             key_file: self.peer_key_file.clone().into(),
             trusted_ca_file: self.peer_trusted_ca_file.clone().into(),
             client_cert_auth: self.peer_client_cert_auth,
+            allowed_cn: self.peer_cert_allowed_cn.clone(),
             self_signed: false,
         }
     }

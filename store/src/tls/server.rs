@@ -34,7 +34,8 @@ pub fn config(side: &Side) -> super::Result<Arc<rustls::ServerConfig>> {
         let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()
             .map_err(|e| TlsError::Config(format!("client certificate verifier: {e}")))?;
-        builder.with_client_cert_verifier(Arc::new(GoAlerts(verifier)))
+        let allowed_cn = (!side.allowed_cn.is_empty()).then(|| side.allowed_cn.clone());
+        builder.with_client_cert_verifier(Arc::new(GoAlerts { inner: verifier, allowed_cn }))
     } else {
         builder.with_no_client_auth()
     };
@@ -191,21 +192,25 @@ impl ResolvesServerCert for ReloadingCert {
 }
 
 /// A client certificate verifier that answers every refusal with `bad_certificate`, the alert
-/// Go's TLS server sends, after logging rustls' own reason.
+/// Go's TLS server sends, after logging rustls' own reason; and, with an allowed common name
+/// (`--peer-cert-allowed-cn`), refuses certificates with another one, as etcd does.
 #[derive(Debug)]
-struct GoAlerts(Arc<dyn ClientCertVerifier>);
+struct GoAlerts {
+    inner: Arc<dyn ClientCertVerifier>,
+    allowed_cn: Option<String>,
+}
 
 impl ClientCertVerifier for GoAlerts {
     fn offer_client_auth(&self) -> bool {
-        self.0.offer_client_auth()
+        self.inner.offer_client_auth()
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        self.0.client_auth_mandatory()
+        self.inner.client_auth_mandatory()
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.0.root_hint_subjects()
+        self.inner.root_hint_subjects()
     }
 
     fn verify_client_cert(
@@ -214,10 +219,20 @@ impl ClientCertVerifier for GoAlerts {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.0.verify_client_cert(end_entity, intermediates, now).map_err(|e| {
-            tracing::info!(error = %e, "client certificate refused");
-            rustls::Error::InvalidCertificate(CertificateError::BadEncoding)
-        })
+        let refused = || rustls::Error::InvalidCertificate(CertificateError::BadEncoding);
+        let verified =
+            self.inner.verify_client_cert(end_entity, intermediates, now).map_err(|e| {
+                tracing::info!(error = %e, "client certificate refused");
+                refused()
+            })?;
+        if let Some(allowed) = &self.allowed_cn {
+            let cn = super::der::common_name(end_entity.as_ref());
+            if cn.as_deref() != Some(allowed.as_str()) {
+                tracing::info!(?cn, %allowed, "client certificate refused: common name not allowed");
+                return Err(refused());
+            }
+        }
+        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -226,7 +241,7 @@ impl ClientCertVerifier for GoAlerts {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        self.inner.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -235,10 +250,10 @@ impl ClientCertVerifier for GoAlerts {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        self.inner.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.inner.supported_verify_schemes()
     }
 }
