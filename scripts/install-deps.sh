@@ -37,7 +37,7 @@ fi
 
 # ---- Debian packages -------------------------------------------------------
 APT_PACKAGES=(g++ libclang-dev protobuf-compiler libprotobuf-dev)
-$build_only || APT_PACKAGES+=(etcd-server etcd-client prometheus)
+$build_only || APT_PACKAGES+=(etcd-server etcd-client prometheus curl openssl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
