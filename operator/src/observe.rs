@@ -115,6 +115,12 @@ pub fn requested_bytes(v: &PersistentVolumeClaim) -> Option<u64> {
     crate::quantity::bytes(&requests.get("storage")?.0)
 }
 
+/// The capacity a volume has (`status.capacity`), in bytes; None before it is bound.
+pub fn capacity_bytes(v: &PersistentVolumeClaim) -> Option<u64> {
+    let capacity = v.status.as_ref()?.capacity.as_ref()?;
+    crate::quantity::bytes(&capacity.get("storage")?.0)
+}
+
 /// `allowVolumeExpansion` of the classes of the volumes smaller than the spec asks for.
 async fn expandable_classes(
     client: &Client,

@@ -216,9 +216,10 @@ pub fn compute(
     }
 }
 
-/// `VolumesResized`: whether every member volume requests `spec.storage.size`; when not,
-/// whether they are growing or their StorageClass refuses expansion (then they stay as they
-/// are until a person moves the data).
+/// `VolumesResized`: whether every member volume requests `spec.storage.size` and has it
+/// (`status.capacity`, set once the volume and its filesystem have grown); when not, whether
+/// they are growing or their StorageClass refuses expansion (then they stay as they are until
+/// a person moves the data).
 fn volumes_condition(
     cluster: &EtcdCluster,
     obs: &Observation,
@@ -226,18 +227,22 @@ fn volumes_condition(
     generation: Option<i64>,
 ) -> Condition {
     let wanted = crate::quantity::bytes(&cluster.spec.storage.size);
+    let below = |has: Option<u64>| matches!((has, wanted), (Some(h), Some(w)) if h < w);
     let small: Vec<&PersistentVolumeClaim> = obs
         .volumes
         .values()
-        .filter(
-            |v| matches!((crate::observe::requested_bytes(v), wanted), (Some(h), Some(w)) if h < w),
-        )
+        .filter(|v| {
+            below(crate::observe::requested_bytes(v)) || below(crate::observe::capacity_bytes(v))
+        })
         .collect();
-    let refused: Vec<String> =
-        small.iter().filter(|v| !obs.expandable(v)).map(|v| v.name_any()).collect();
+    let refused: Vec<String> = small
+        .iter()
+        .filter(|v| below(crate::observe::requested_bytes(v)) && !obs.expandable(v))
+        .map(|v| v.name_any())
+        .collect();
     let size = &cluster.spec.storage.size;
     let (ok, reason, message) = if small.is_empty() {
-        (true, "AtSize", format!("every member volume requests {size}"))
+        (true, "AtSize", format!("every member volume has {size}"))
     } else if refused.is_empty() {
         (false, "Expanding", format!("{} volume(s) growing to {size}", small.len()))
     } else {
@@ -435,6 +440,27 @@ mod tests {
         obs.expandable_classes.insert("fixed".into(), true);
         let growing = compute(&c, &obs, &Step::ExpandVolume { ordinal: 0 }, None);
         assert_eq!(cond(&growing, "VolumesResized").reason, "Expanding");
+        // Requested everywhere, but a volume whose capacity has not followed is still growing.
+        let two = k8s_openapi::apimachinery::pkg::api::resource::Quantity("2Gi".into());
+        for v in obs.volumes.values_mut() {
+            let spec = v.spec.as_mut().unwrap();
+            spec.resources.as_mut().unwrap().requests =
+                Some(BTreeMap::from([("storage".to_string(), two.clone())]));
+            v.status = Some(k8s_openapi::api::core::v1::PersistentVolumeClaimStatus {
+                capacity: Some(BTreeMap::from([("storage".to_string(), two.clone())])),
+                ..Default::default()
+            });
+        }
+        let one = k8s_openapi::apimachinery::pkg::api::resource::Quantity("1Gi".into());
+        let lagging = obs.volumes.get_mut(&1).unwrap().status.as_mut().unwrap();
+        lagging.capacity = Some(BTreeMap::from([("storage".to_string(), one)]));
+        let resizing = compute(&c, &obs, &Step::Done, None);
+        let cond_ = cond(&resizing, "VolumesResized");
+        assert_eq!((cond_.status.as_str(), cond_.reason.as_str()), ("False", "Expanding"));
+        obs.volumes.get_mut(&1).unwrap().status.as_mut().unwrap().capacity =
+            Some(BTreeMap::from([("storage".to_string(), two)]));
+        let grown = compute(&c, &obs, &Step::Done, None);
+        assert_eq!(cond(&grown, "VolumesResized").status, "True");
     }
 
     #[test]

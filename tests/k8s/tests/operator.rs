@@ -7,8 +7,9 @@
 //!
 //! A rig is a whole control plane on a 2-core machine, so there are few tests, each taking one
 //! rig through several steps: day one and two on the example (apply, faults, upgrade between
-//! two builds), scaling under writes while operator replicas crash and hand over, and
-//! quorum-loss recovery.
+//! two builds), scaling under writes while operator replicas crash and hand over,
+//! quorum-loss recovery, and day-two maintenance (evictions against the PodDisruptionBudget,
+//! volume growth, scheduled defragmentation, the operator's metrics).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -50,6 +51,8 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// An operator replica running in this process.
 struct Operator {
     identity: String,
+    /// Where it serves `/metrics`.
+    metrics: String,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -57,8 +60,9 @@ struct Operator {
 impl Operator {
     fn start(client: Client, identity: &str) -> Operator {
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let metrics = format!("127.0.0.1:{}", oxcd_e2e::ports::free_port());
         let opts = oxcd_operator::app::Options {
-            metrics_addr: "127.0.0.1:0".parse().expect("address"),
+            metrics_addr: metrics.parse().expect("address"),
             namespace: None,
             lease_namespace: Some(NS.into()),
             lease_name: "oxcd-operator".into(),
@@ -67,7 +71,7 @@ impl Operator {
         let task = tokio::spawn(oxcd_operator::app::run(client, opts, async move {
             let _ = rx.await;
         }));
-        Operator { identity: identity.into(), stop, task }
+        Operator { identity: identity.into(), metrics, stop, task }
     }
 
     /// Graceful stop (as on SIGTERM): the Lease is released.
@@ -117,6 +121,17 @@ impl Rig {
         .expect("the CRD is established");
         let operator = Some(Operator::start(cp.client(), "operator-a"));
         Rig { operator, kubelet, next_binary, cp, _serial: serial }
+    }
+
+    /// An admin client that returns a 429 (a refused eviction) as it is, unlike kube-rs's
+    /// default client.
+    async fn client_without_retries(&self) -> Client {
+        let kc = kube::config::Kubeconfig::read_from(self.cp.kubeconfig()).expect("kubeconfig");
+        let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("client config");
+        config.default_retry = false;
+        Client::try_from(config).expect("client")
     }
 
     fn clusters(&self) -> Api<EtcdCluster> {
@@ -703,4 +718,193 @@ async fn operator_recovers_from_quorum_loss_from_the_surviving_member() {
     for reason in ["RecoveryStarted", "Recovered", "MemberAdded", "MemberPromoted"] {
         assert!(events.iter().any(|e| e == reason), "no {reason} Event in {events:?}");
     }
+}
+
+/// The operator's `/metrics` page (bounded retries: the server starts with the operator).
+async fn scrape(op: &Operator) -> String {
+    let addr = op.metrics.clone();
+    let page = wait_for(WAIT, || {
+        let addr = addr.clone();
+        async move {
+            let got = tokio::task::spawn_blocking(move || oxcd_e2e::http::get(&addr, "/metrics"));
+            got.await.ok().flatten().filter(|(code, _)| *code == 200).map(|(_, body)| body)
+        }
+    })
+    .await;
+    page.expect("/metrics answers")
+}
+
+/// The value of the sample `series` (name and labels exactly as rendered) on a metrics page.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Day two on a cluster whose StorageClass allows expansion, with defragmentation every
+/// minute: the operator's metrics report the cluster; the PodDisruptionBudget refuses to evict
+/// a member while another is down, and lets one go once all are up, the evicted member coming
+/// back as itself with its data; a larger `spec.storage.size` grows every volume in place (same
+/// members, same data); each member is defragmented once a minute, the leader last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operator_keeps_a_cluster_through_evictions_volume_growth_and_defragmentation() {
+    let rig = Rig::start().await;
+    let name = "maint";
+    let class = "expandable";
+    rig.apply(&format!(
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: {class}\n\
+         provisioner: oxcd.io/process-kubelet\nallowVolumeExpansion: true\n"
+    ));
+    let t = Instant::now();
+    rig.apply(&format!(
+        "{}  storage:\n    size: 1Gi\n    storageClassName: {class}\n  \
+         maintenance:\n    defragmentEveryMinutes: 1\n",
+        cluster_yaml(name, 3)
+    ));
+    let status = rig.wait_ready(name, 3).await;
+    eprintln!("apply → 3 ready members: {}", seconds(t));
+    let (stop_defrag, defrags) = watch_defragmentation(rig.clusters(), name);
+    let written = keys("m/", 20);
+    rig.put_all(name, &written);
+    let ids = rig.member_ids(name);
+
+    // The operator's metrics report the cluster as it is.
+    let op = rig.operator.as_ref().expect("operator");
+    let labels = format!("{{cluster=\"{name}\",namespace=\"{NS}\"}}");
+    let page = scrape(op).await;
+    assert_eq!(sample(&page, "oxcd_operator_is_leader"), Some(1.0), "{page}");
+    assert_eq!(sample(&page, &format!("oxcd_operator_cluster_members{labels}")), Some(3.0));
+    assert_eq!(sample(&page, &format!("oxcd_operator_cluster_healthy_members{labels}")), Some(3.0));
+    assert_eq!(sample(&page, &format!("oxcd_operator_cluster_has_leader{labels}")), Some(1.0));
+    assert!(sample(&page, &format!("oxcd_operator_reconciles_total{labels}")) > Some(0.0));
+    assert!(sample(&page, "oxcd_operator_reconcile_duration_seconds_count") > Some(0.0));
+
+    // The PodDisruptionBudget: while one member is down (its process stopped, so its pod turns
+    // unready), evicting another is refused; once it is back, a member may be evicted, and it
+    // comes back as the same member with its data.
+    let pdbs: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
+        Api::namespaced(rig.cp.client(), NS);
+    let allowed = |n: i32| {
+        let pdbs = pdbs.clone();
+        async move {
+            wait_for(WAIT, || async {
+                let s = pdbs.get(name).await.ok()?.status?;
+                (s.disruptions_allowed == Some(n)).then_some(())
+            })
+            .await
+            .unwrap_or_else(|| panic!("the PodDisruptionBudget never allowed {n} disruption(s)"))
+        }
+    };
+    let t = Instant::now();
+    allowed(1).await;
+    eprintln!("PodDisruptionBudget allows 1: {}", seconds(t));
+    let leader = status.leader.clone().expect("a leader");
+    let followers: Vec<String> =
+        (0..3).map(|o| format!("{name}-{o}")).filter(|p| *p != leader).collect();
+    let down = rig.kubelet.container_pid(NS, &followers[0], "oxcd").expect("a running member");
+    // SAFETY: signalling a process this test's kubelet started.
+    assert_eq!(unsafe { libc::kill(down, libc::SIGSTOP) }, 0);
+    allowed(0).await;
+    eprintln!("a member stopped → the PodDisruptionBudget allows 0: {}", seconds(t));
+    // kube-rs retries a 429 up to 15 times with growing back-off (minutes): a refused eviction
+    // is seen through a client that does not.
+    let pods: Api<Pod> = Api::namespaced(rig.client_without_retries().await, NS);
+    let evict = kube::api::EvictParams::default();
+    match pods.evict(&followers[1], &evict).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 429, "{e:?}");
+            assert!(e.message.contains("disruption budget"), "{}", e.message);
+        }
+        other => panic!("an eviction with a member down was not refused: {other:?}"),
+    }
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(down, libc::SIGCONT) }, 0);
+    allowed(1).await;
+    eprintln!("the member continued → allows 1 again: {}", seconds(t));
+    pods.evict(&followers[1], &evict).await.expect("an eviction with every member up");
+    rig.wait_ready(name, 3).await;
+    wait_for(WAIT, || async { rig.pod_ready(&followers[1]).await.then_some(()) })
+        .await
+        .expect("the evicted pod is back");
+    assert_eq!(rig.member_ids(name), ids, "an evicted member comes back as itself");
+    wait_for(WAIT, || async {
+        let has = rig.member_keys(name, &followers[1], "m/")?;
+        written.iter().all(|k| has.contains(k)).then_some(())
+    })
+    .await
+    .expect("the evicted member has every key");
+    eprintln!("the evicted member is back with its data: {}", seconds(t));
+
+    // Growing the volumes: each claim asks for, and gets, the new size; same members, same
+    // data.
+    let t = Instant::now();
+    rig.patch_spec(name, serde_json::json!({ "storage": { "size": "2Gi" } })).await;
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(rig.cp.client(), NS);
+    let cond = wait_for(WAIT, || async {
+        let s = rig.status(name).await?;
+        let c = s.conditions.iter().find(|c| c.type_ == "VolumesResized")?.clone();
+        let grown = c.reason == "AtSize" && c.message.contains("2Gi");
+        (grown && c.status == "True").then_some(c)
+    })
+    .await
+    .expect("every volume reaches the new size");
+    eprintln!("volumes grown 1Gi → 2Gi: {} ({})", seconds(t), cond.message);
+    for o in 0..3 {
+        let claim = pvcs.get(&format!("data-{name}-{o}")).await.expect("the claim");
+        let requested = claim.spec.as_ref().and_then(|s| s.resources.as_ref()?.requests.clone());
+        let capacity = claim.status.as_ref().and_then(|s| s.capacity.clone());
+        let two = k8s_openapi::apimachinery::pkg::api::resource::Quantity("2Gi".into());
+        assert_eq!(requested.and_then(|r| r.get("storage").cloned()), Some(two.clone()));
+        assert_eq!(capacity.and_then(|c| c.get("storage").cloned()), Some(two));
+    }
+    rig.wait_ready(name, 3).await;
+    assert_eq!(rig.member_ids(name), ids, "volumes grow under the same members");
+    rig.assert_kept(name, "m/", &written);
+
+    // Defragmentation, once a minute from when a member was first seen: each member in turn,
+    // the leader last.
+    let t = Instant::now();
+    let _ = stop_defrag.send(true);
+    let order = defrags.await.expect("the defragmentation watcher");
+    eprintln!("first round of defragmentation seen {} later: {order:?}", seconds(t));
+    assert!(order.len() >= 3, "fewer than 3 defragmentations seen: {order:?}");
+    let names: BTreeSet<&String> = order[..3].iter().map(|(n, _)| n).collect();
+    assert_eq!(names.len(), 3, "each member once in the first round: {order:?}");
+    let leaders: Vec<bool> = order[..3].iter().map(|(_, l)| *l).collect();
+    assert_eq!(leaders, [false, false, true], "the leader last: {order:?}");
+    rig.assert_kept(name, "m/", &written);
+    let page = scrape(op).await;
+    assert!(sample(&page, "oxcd_operator_steps_total{step=\"defragment\"}") >= Some(3.0));
+    let events = rig.event_reasons(name);
+    for reason in ["VolumeExpanded", "MemberDefragmented"] {
+        assert!(events.iter().any(|e| e == reason), "no {reason} Event in {events:?}");
+    }
+}
+
+/// Watches the members' `status.members[].lastDefragment` of cluster `name` until told to stop
+/// and at least three have changed (bounded): the members defragmented, in order, each with
+/// whether it led then. Defragmentation steps are seconds apart; the watch polls every 250 ms.
+fn watch_defragmentation(
+    clusters: Api<EtcdCluster>,
+    name: &str,
+) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<Vec<(String, bool)>>) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let name = name.to_string();
+    let task = tokio::spawn(async move {
+        let mut seen: BTreeMap<String, Option<String>> = BTreeMap::new();
+        let mut order = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        while !(*stop_rx.borrow() && order.len() >= 3) && Instant::now() < deadline {
+            if let Some(s) = clusters.get(&name).await.ok().and_then(|c| c.status) {
+                for m in &s.members {
+                    let at = m.last_defragment.as_ref().map(|t| t.0.to_string());
+                    match seen.insert(m.name.clone(), at.clone()) {
+                        Some(before) if before != at => order.push((m.name.clone(), m.leader)),
+                        _ => {}
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        order
+    });
+    (stop_tx, task)
 }

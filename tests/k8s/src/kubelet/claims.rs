@@ -5,7 +5,10 @@
 //! claim is then bound (`spec.volumeName`, the bind annotations and `status.phase: Bound`, as
 //! kube-controller-manager's binder would leave it), so `kubectl get pvc` shows `Bound`. The
 //! directory outlives every pod using the claim and is removed, with the volume, once the claim
-//! is gone from the API.
+//! is gone from the API. A bound claim whose request grows (its StorageClass allows expansion,
+//! which the apiserver's admission checks) is resized at once: the volume's capacity and the
+//! claim's `status.capacity` take the new size, as the external resizer and the kubelet's
+//! filesystem expansion would leave them (a directory has no size to grow).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -13,6 +16,7 @@ use std::io;
 use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 
@@ -75,7 +79,7 @@ impl Claims {
             .as_ref()
             .and_then(|r| r.requests.as_ref())
             .and_then(|r| r.get("storage").cloned())
-            .unwrap_or(k8s_openapi::apimachinery::pkg::api::resource::Quantity("1Gi".into()));
+            .unwrap_or(Quantity("1Gi".into()));
         let access_modes = spec
             .access_modes
             .clone()
@@ -129,6 +133,45 @@ impl Claims {
         Ok(())
     }
 
+    /// The size `pvc` requests when it is one of this kubelet's bound claims and its capacity
+    /// differs (its request grew): what [`Claims::resize`] gives it.
+    pub fn needs_resize(pvc: &PersistentVolumeClaim) -> Option<Quantity> {
+        let spec = pvc.spec.as_ref()?;
+        if pvc.metadata.deletion_timestamp.is_some()
+            || spec.volume_name.as_deref() != Some(Self::volume_name(pvc).as_str())
+        {
+            return None;
+        }
+        let status = pvc.status.as_ref()?;
+        if status.phase.as_deref() != Some("Bound") {
+            return None;
+        }
+        let requested = spec.resources.as_ref()?.requests.as_ref()?.get("storage")?;
+        let capacity = status.capacity.as_ref().and_then(|c| c.get("storage"));
+        (capacity != Some(requested)).then(|| requested.clone())
+    }
+
+    /// Gives `pvc`'s volume and the claim's status the capacity `size`.
+    pub async fn resize(
+        &self,
+        client: &Client,
+        pvc: &PersistentVolumeClaim,
+        size: &Quantity,
+    ) -> Result<(), kube::Error> {
+        let pp = PatchParams::default();
+        let pvs: Api<PersistentVolume> = Api::all(client.clone());
+        let capacity = serde_json::json!({"spec": {"capacity": {"storage": size}}});
+        pvs.patch(&Self::volume_name(pvc), &pp, &Patch::Merge(capacity)).await?;
+        let claims: Api<PersistentVolumeClaim> =
+            Api::namespaced(client.clone(), &pvc.namespace().unwrap_or_default());
+        let status = serde_json::json!({
+            "metadata": {"uid": pvc.uid()},
+            "status": {"capacity": {"storage": size}},
+        });
+        claims.patch_status(&pvc.name_any(), &pp, &Patch::Merge(status)).await?;
+        Ok(())
+    }
+
     /// Removes the directories and volumes of claims whose uid is not in `live`.
     pub async fn collect(&self, client: &Client, live: &BTreeSet<String>) {
         let Ok(entries) = fs::read_dir(&self.root) else { return };
@@ -153,5 +196,32 @@ impl Claims {
             Err(e) => return Err(e),
         }
         fs::create_dir_all(&dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(volume: &str, requested: &str, capacity: Option<&str>) -> PersistentVolumeClaim {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "data-x-0", "namespace": "default", "uid": "u1"},
+            "spec": {"volumeName": volume, "resources": {"requests": {"storage": requested}}},
+            "status": {"phase": "Bound", "capacity": capacity.map(|c| serde_json::json!({"storage": c}))},
+        }))
+        .expect("a claim")
+    }
+
+    #[test]
+    fn a_grown_request_of_an_own_bound_claim_is_resized() {
+        assert_eq!(
+            Claims::needs_resize(&claim("pvc-u1", "2Gi", Some("1Gi"))),
+            Some(Quantity("2Gi".into()))
+        );
+        assert_eq!(Claims::needs_resize(&claim("pvc-u1", "1Gi", Some("1Gi"))), None);
+        assert_eq!(Claims::needs_resize(&claim("pv-other", "2Gi", Some("1Gi"))), None, "not ours");
+        let mut pending = claim("pvc-u1", "2Gi", None);
+        pending.status.as_mut().unwrap().phase = Some("Pending".into());
+        assert_eq!(Claims::needs_resize(&pending), None);
     }
 }

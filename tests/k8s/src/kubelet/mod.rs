@@ -1,10 +1,10 @@
 //! The process kubelet: a Node whose pods run as local processes.
 //!
 //! It registers a Node (Ready, with capacity and an InternalIP) and keeps its Lease, binds every
-//! pending pod to itself (it is also the scheduler), binds PersistentVolumeClaims to directories,
-//! and runs each pod's containers as processes: init containers in order, then the containers,
-//! restarted per `restartPolicy` with back-off, probed (HTTP, TCP, exec), stopped with SIGTERM,
-//! the grace period, then SIGKILL. Each pod has its own loopback address in a `127.A.B.0/24`
+//! pending pod to itself (it is also the scheduler), binds PersistentVolumeClaims to directories
+//! (and resizes them when their request grows), and runs each pod's containers as processes:
+//! init containers in order, then the containers, restarted per `restartPolicy` with back-off,
+//! probed (HTTP, TCP, exec), stopped with SIGTERM, the grace period, then SIGKILL. Each pod has its own loopback address in a `127.A.B.0/24`
 //! owned by this instance, and pod and Service names resolve through a block of `/etc/hosts`
 //! owned by it. It needs root (mount and UTS namespaces, `/etc/hosts`).
 //!
@@ -534,6 +534,17 @@ async fn sync_loop(ctx: Arc<Ctx>, pods: Store<Pod>, services: Store<Service>) {
                 attempts.insert(uid, now);
                 if let Err(e) = ctx.claims.bind(&ctx.client, &ctx.host.node, c).await {
                     tracing::warn!(pvc = %c.name_any(), error = %e, "binding the claim");
+                }
+            }
+            for c in ctx.pvcs.state() {
+                let Some(size) = Claims::needs_resize(&c) else { continue };
+                let key = format!("resize-{}", c.uid().unwrap_or_default());
+                if attempts.contains_key(&key) {
+                    continue;
+                }
+                attempts.insert(key, now);
+                if let Err(e) = ctx.claims.resize(&ctx.client, &c, &size).await {
+                    tracing::warn!(pvc = %c.name_any(), error = %e, "resizing the claim");
                 }
             }
             if now.duration_since(last_collect) > Duration::from_secs(2) {
