@@ -147,6 +147,10 @@ pub async fn reconcile(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<A
         _ if view.bootstrapped || obs.members.is_some() => Bootstrap::Existing,
         _ => Bootstrap::New,
     };
+    if bootstrap == Bootstrap::New {
+        // A restore naming an EtcdSnapshot founds the cluster from that snapshot's file.
+        crate::backup::restore::resolve(client, &mut wanted).await?;
+    }
     let replicas = match &step {
         Step::ScaleStatefulSet { replicas } => *replicas,
         Step::FinishRecovery { ordinal } => ordinal + 1,

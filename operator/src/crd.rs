@@ -414,6 +414,12 @@ const RULES: &[Rule] = &[
         message: "spec.maintenance.defragmentEveryMinutes must be at least 1",
     },
     Rule {
+        path: &["restore"],
+        rule:
+            "has(self.snapshot) ? !has(self.s3) && !has(self.key) : has(self.s3) && has(self.key)",
+        message: "spec.restore needs either snapshot, or s3 and key",
+    },
+    Rule {
         path: &["backup"],
         rule: "self.retention >= 1",
         message: "spec.backup.retention must be at least 1",

@@ -70,6 +70,9 @@ pub enum Error {
     /// A value could not be serialised.
     #[error("serialising: {0}")]
     Serde(#[from] serde_json::Error),
+    /// A backup or restore the cluster asks for cannot go on (e.g. its EtcdSnapshot is missing).
+    #[error("{0}")]
+    Backup(#[from] backup::BackupError),
 }
 
 impl Error {
@@ -83,6 +86,7 @@ impl Error {
             Error::Unreachable(_) => "unreachable",
             Error::MissingField(_) => "missing_field",
             Error::Serde(_) => "serde",
+            Error::Backup(_) => "backup",
         }
     }
 }

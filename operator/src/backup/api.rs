@@ -14,7 +14,7 @@ pub const ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
 pub const SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 
 /// An S3-compatible bucket (AWS S3, MinIO, Ceph RGW, …).
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct S3Bucket {
     /// Bucket name.
@@ -121,14 +121,20 @@ fn default_retention() -> i32 {
 
 /// Bootstraps a new cluster from a snapshot file (of oxcd or of etcd: `etcdctl snapshot save`).
 /// Read only when the cluster is first created; the first member restores the file, the others
-/// join it and receive the data through raft.
+/// join it and receive the data through raft. Names either an `EtcdSnapshot` or a file.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreSpec {
+    /// A Succeeded `EtcdSnapshot` in the cluster's namespace: its bucket, key and sha256 are
+    /// used (then `s3` and `key` are not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
     /// The bucket holding the file.
-    pub s3: S3Bucket,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Bucket>,
     /// The file's key (an EtcdSnapshot's `status.location` is `s3://<bucket>/<key>`).
-    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// Expected SHA-256 (hex) of the whole file (an EtcdSnapshot's `status.sha256`); the
     /// restore refuses a file that does not match. Unset: only the file's own trailer is checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]

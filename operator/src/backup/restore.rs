@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{
     Container, EnvVar, EnvVarSource, ObjectFieldSelector, SecretKeySelector, VolumeMount,
 };
 
-use super::api::{S3Bucket, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
+use super::api::{phase, EtcdSnapshot, S3Bucket, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 use super::{store, stream, BackupError, Result};
 use crate::crd::EtcdCluster;
 use crate::resources::{args, Bootstrap, DATA_DIR, VOLUME_NAME};
@@ -40,12 +40,17 @@ pub fn init_containers(cluster: &EtcdCluster, bootstrap: Bootstrap) -> Option<Ve
         let prefix = format!("{flag}=");
         a.extend(member_args.iter().filter(|x| x.starts_with(&prefix)).cloned());
     }
-    a.push(format!("--s3-bucket={}", restore.s3.bucket));
-    a.push(format!("--s3-key={}", restore.key));
-    if let Some(e) = &restore.s3.endpoint {
+    // Unresolved (an EtcdSnapshot not yet found): no bucket nor key, so the init container
+    // fails and retries rather than founding an empty cluster.
+    let bucket = restore.s3.clone().unwrap_or_default();
+    if let (Some(_), Some(key)) = (&restore.s3, &restore.key) {
+        a.push(format!("--s3-bucket={}", bucket.bucket));
+        a.push(format!("--s3-key={key}"));
+    }
+    if let Some(e) = &bucket.endpoint {
         a.push(format!("--s3-endpoint={e}"));
     }
-    if let Some(r) = &restore.s3.region {
+    if let Some(r) = &bucket.region {
         a.push(format!("--s3-region={r}"));
     }
     if let Some(h) = &restore.sha256 {
@@ -55,7 +60,7 @@ pub fn init_containers(cluster: &EtcdCluster, bootstrap: Bootstrap) -> Option<Ve
         name: name.into(),
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
-                name: restore.s3.credentials_secret.clone(),
+                name: bucket.credentials_secret.clone(),
                 key: name.into(),
                 optional: None,
             }),
@@ -90,6 +95,39 @@ pub fn init_containers(cluster: &EtcdCluster, bootstrap: Bootstrap) -> Option<Ve
         }]),
         ..Default::default()
     }])
+}
+
+/// Fills `spec.restore`'s bucket, key and sha256 from the `EtcdSnapshot` it names, which must
+/// have succeeded; a restore naming a file is left as it is. Called before the founding
+/// member's pod template is built.
+pub async fn resolve(client: &kube::Client, cluster: &mut EtcdCluster) -> Result<()> {
+    use kube::ResourceExt;
+    let ns = cluster.namespace().unwrap_or_default();
+    let Some(r) = cluster.spec.restore.as_mut() else { return Ok(()) };
+    let Some(name) = r.snapshot.clone() else { return Ok(()) };
+    let snaps: kube::Api<EtcdSnapshot> = kube::Api::namespaced(client.clone(), &ns);
+    let snap = snaps
+        .get_opt(&name)
+        .await?
+        .ok_or_else(|| BackupError::Config(format!("EtcdSnapshot {ns}/{name} not found")))?;
+    let status = snap.status.clone().unwrap_or_default();
+    if status.phase.as_deref() != Some(phase::SUCCEEDED) {
+        return Err(BackupError::Config(format!(
+            "EtcdSnapshot {ns}/{name} has not succeeded (phase {})",
+            status.phase.as_deref().unwrap_or("none")
+        )));
+    }
+    let s3 = snap.spec.destination.s3.clone();
+    let key =
+        status.location.as_deref().and_then(|l| store::key_of_location(&s3, l)).ok_or_else(
+            || BackupError::Config(format!("EtcdSnapshot {ns}/{name} has no location")),
+        )?;
+    r.s3 = Some(s3);
+    r.key = Some(key.to_string());
+    if r.sha256.is_none() {
+        r.sha256 = status.sha256;
+    }
+    Ok(())
 }
 
 /// What `oxcd-operator restore-member` is asked to do.
@@ -190,13 +228,14 @@ mod tests {
     fn restoring() -> EtcdCluster {
         let mut c = crate::resources::tests::demo();
         c.spec.restore = Some(RestoreSpec {
-            s3: S3Bucket {
+            snapshot: None,
+            s3: Some(S3Bucket {
                 bucket: "backups".into(),
                 endpoint: Some("http://s3.ns.svc:9000".into()),
                 region: None,
                 credentials_secret: "s3-creds".into(),
-            },
-            key: "ns/old/old-1.db".into(),
+            }),
+            key: Some("ns/old/old-1.db".into()),
             sha256: Some("ab".repeat(32)),
         });
         c
