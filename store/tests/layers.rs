@@ -22,9 +22,10 @@ const LAYERS: &[&str] = &[
     "api",
     // The member: the one interface the edge talks to, and its background roles.
     "member",
-    // etcd snapshot files (bbolt) and v2 migration: beside the request path, above raft.
-    "snapshot_file",
+    // v2 migration (reads etcd's raft files) and etcd snapshot files (bbolt): beside the
+    // request path, above raft.
     "migrate",
+    "snapshot_file",
     // Consensus, then the deterministic apply of committed commands.
     "raft",
     "apply",

@@ -282,3 +282,122 @@ fn the_online_migration_is_one_replicated_revision() {
     );
     assert_eq!(mod_revision(&ctl3, "/foo"), Some(revision));
 }
+
+/// The v3 keys and values of a member, one `key=value` line each.
+fn v3_pairs(ctl: &Etcdctl) -> Vec<String> {
+    let out = ctl.run(&["get", "", "--prefix"]);
+    assert!(out.success(), "{out}");
+    out.stdout.lines().collect::<Vec<_>>().chunks(2).map(|kv| kv.join("=")).collect()
+}
+
+#[test]
+fn a_stopped_etcd_34_data_dir_migrates_as_etcdctl_migrate_converts_it() {
+    // etcd 3.4.23 with its v2 store, a raft snapshot every 10 entries: the tree comes
+    // partly from the snapshot file and partly from the WAL entries after it.
+    let mut etcd = Member::start_with(
+        MemberConfig::new(Kind::Etcd34).arg("--enable-v2").arg("--snapshot-count=10"),
+    );
+    let ctl2 = v2(&etcd);
+    for i in 0..12 {
+        ctl2.run(&["set", &format!("k{i}"), &format!("v{i}")]).assert_success();
+    }
+    ctl2.run(&["mkdir", "dir"]).assert_success();
+    ctl2.run(&["set", "dir/x", "hello world"]).assert_success();
+    ctl2.run(&["mkdir", "dir/empty"]).assert_success();
+    ctl2.run(&["set", "--ttl", "600", "ttl", "expiring"]).assert_success();
+    ctl2.run(&["set", "--ttl", "1", "gone", "soon"]).assert_success();
+    ctl2.run(&["rm", "k3"]).assert_success();
+    ctl2.run(&["update", "k4", "new4"]).assert_success();
+    ctl2.run(&["set", "k5", "v5b", "--swap-with-value", "v5"]).assert_success();
+    let failed = ctl2.run(&["set", "k6", "never", "--swap-with-value", "wrong"]);
+    assert!(!failed.success(), "{failed}");
+    ctl2.run(&["mk", "--in-order", "queue", "job1"]).assert_success();
+    ctl2.run(&["set", "dir2/a", "1"]).assert_success();
+    ctl2.run(&["rm", "--recursive", "dir2"]).assert_success();
+    ctl2.run(&["set", "last", "written after the snapshot"]).assert_success();
+    // Let the 1 s key expire (etcd's leader removes it with a SYNC entry).
+    wait_v2_absent(&ctl2, "gone");
+
+    let oxcd = Member::start(Kind::Oxcd);
+    let data_dir = etcd.data_dir().display().to_string();
+    let running = migrate(&["--data-dir", &data_dir, "--endpoints", &oxcd.client_addr()]);
+    assert_eq!(running.code, Some(1), "{running}");
+    assert!(running.stderr.contains("the etcd member is still running"), "{running}");
+
+    etcd.stop();
+    let snaps = std::fs::read_dir(etcd.data_dir().join("member/snap"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().extension() == Some("snap".as_ref()))
+                .count()
+        })
+        .unwrap_or(0);
+    assert!(snaps > 0, "etcd wrote no raft snapshot: the test would not read one");
+    let out = migrate(&["--data-dir", &data_dir, "--endpoints", &oxcd.client_addr()]);
+    assert!(out.success(), "{out}");
+    let ours = v3_pairs(&oxcd.ctl(CtlVersion::V35));
+    let summary =
+        format!("migrated {} keys (1 with a TTL, in 1 leases) from etcd data dir", ours.len());
+    assert!(out.stdout.contains(&summary), "{out}");
+
+    // A second run refuses to overwrite what the first wrote.
+    let again = migrate(&["--data-dir", &data_dir, "--endpoints", &oxcd.client_addr()]);
+    assert_eq!(again.code, Some(1), "{again}");
+    let refusal = format!("refusing to overwrite {} existing v3 key(s)", ours.len());
+    assert!(again.stderr.contains(&refusal), "{again}");
+
+    // The reference: etcd 3.4's own `etcdctl migrate` on the same (stopped) data dir, then
+    // etcd started on it again.
+    let reference = Etcdctl::new(CtlVersion::V34, [etcd.client_url()]).run(&[
+        "migrate",
+        "--data-dir",
+        &data_dir,
+    ]);
+    assert!(reference.success(), "{reference}");
+    etcd.restart();
+    let theirs = v3_pairs(&etcd.ctl(CtlVersion::V34));
+    assert_eq!(ours, theirs, "oxcd's migration differs from etcdctl migrate's");
+    assert!(ours.contains(&"/k5=v5b".to_string()) && ours.contains(&"/k4=new4".to_string()));
+    assert!(!ours.iter().any(|kv| kv.starts_with("/k3=") || kv.starts_with("/gone=")));
+}
+
+#[test]
+fn a_corrupt_etcd_snapshot_is_refused_and_nothing_is_written() {
+    let mut etcd = Member::start_with(
+        MemberConfig::new(Kind::Etcd34).arg("--enable-v2").arg("--snapshot-count=5"),
+    );
+    let ctl2 = v2(&etcd);
+    for i in 0..8 {
+        ctl2.run(&["set", &format!("k{i}"), "v"]).assert_success();
+    }
+    etcd.stop();
+    let snap_dir = etcd.data_dir().join("member/snap");
+    let snaps: Vec<_> = std::fs::read_dir(&snap_dir)
+        .expect("snap dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension() == Some("snap".as_ref()))
+        .collect();
+    assert!(!snaps.is_empty(), "etcd wrote no raft snapshot");
+    for snap in snaps {
+        let mut bytes = std::fs::read(&snap).expect("read snapshot");
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&snap, bytes).expect("write snapshot");
+    }
+
+    let oxcd = Member::start(Kind::Oxcd);
+    let data_dir = etcd.data_dir().display().to_string();
+    let out = migrate(&["--data-dir", &data_dir, "--endpoints", &oxcd.client_addr()]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stderr.contains("CRC mismatch (the file is corrupt)"), "{out}");
+    assert!(v3_pairs(&oxcd.ctl(CtlVersion::V35)).is_empty(), "nothing written");
+}
+
+/// Polls the v2 API until `key` is gone (expired).
+fn wait_v2_absent(ctl2: &Etcdctl, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ctl2.run(&["get", key]).success() {
+        assert!(Instant::now() < deadline, "{key} never expired");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

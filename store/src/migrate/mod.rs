@@ -10,7 +10,10 @@
 //!   tree and then keeps applying its changes (the v2 watch, `waitIndex`) until stopped, so
 //!   users cut over with seconds of downtime.
 //! - `offline`: `--data-dir`: a stopped member's v2 store converted in place.
+//! - `etcd_dir`: `--data-dir` of a stopped etcd member: its v2 store read from etcd's raft
+//!   snapshot and WAL, written into a running v3 member.
 
+pub mod etcd_dir;
 pub mod from_v2;
 pub mod http;
 pub mod offline;

@@ -19,13 +19,6 @@ pub fn convert_data_dir(data_dir: &Path, opts: ConvertOptions) -> Result<Convert
     let db = data_dir.join("member").join("db");
     let fail = |message: String| MigrateError::Config(format!("{}: {message}", data_dir.display()));
     if !db.join("CURRENT").exists() {
-        if data_dir.join("member").join("snap").exists() {
-            return Err(fail(
-                "an etcd data dir: converting etcd's own v2 store offline is not supported; \
-                 start etcd with --enable-v2 and use --from-v2-endpoint"
-                    .into(),
-            ));
-        }
         return Err(fail("not an oxcd data dir (no member/db)".into()));
     }
     let storage = Storage::open(&db)

@@ -48,6 +48,12 @@ impl Crc32c {
         Crc32c(!0)
     }
 
+    /// Continues from a finished checksum `prev`, as Go's `crc32.Update(prev, ...)` does:
+    /// etcd's WAL chains each record's CRC on from the one before.
+    pub fn resume(prev: u32) -> Crc32c {
+        Crc32c(!prev)
+    }
+
     /// Adds bytes.
     pub fn update(&mut self, bytes: &[u8]) {
         let t = &TABLES;

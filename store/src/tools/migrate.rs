@@ -7,6 +7,7 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use super::fail;
+use crate::migrate::etcd_dir;
 use crate::migrate::from_v2::{copy, follow, FromV2};
 use crate::migrate::writer::V3Writer;
 use crate::v2::convert::{ConvertOptions, Converted};
@@ -30,7 +31,8 @@ struct MigrateCli {
     /// Replace v3 keys that already exist (otherwise the migration refuses to start).
     #[arg(long)]
     overwrite: bool,
-    /// A stopped member's data dir to convert offline.
+    /// A stopped member's data dir: oxcd's is converted in place; etcd's (3.4/3.5 with the
+    /// v2 store) is read and written into the member at --endpoints.
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
 }
@@ -47,6 +49,9 @@ pub async fn run(args: &[OsString]) -> i32 {
     let opts = ConvertOptions { no_ttl: cli.no_ttl, overwrite: cli.overwrite };
     let Some(source) = cli.from_v2_endpoint.clone() else {
         return match &cli.data_dir {
+            Some(dir) if etcd_dir::is_etcd_data_dir(dir) => {
+                from_etcd_data_dir(dir, &cli.endpoints, opts).await
+            }
             Some(dir) => match crate::migrate::offline::convert_data_dir(dir, opts) {
                 Ok(done) => {
                     report(&done, &format!("in {}", dir.display()));
@@ -95,6 +100,43 @@ pub async fn run(args: &[OsString]) -> i32 {
         }
         Err(e) => fail(e),
     }
+}
+
+/// `--data-dir` naming a stopped etcd member's data dir: its v2 store read from etcd's
+/// snapshot and WAL (see `migrate::etcd_dir`) and written into the v3 member at `endpoints`.
+async fn from_etcd_data_dir(dir: &std::path::Path, endpoints: &str, opts: ConvertOptions) -> i32 {
+    let store = match etcd_dir::read(dir, crate::v2::event::now_ns()) {
+        Ok(store) => store,
+        Err(e) => return fail(e),
+    };
+    if store.torn_tail {
+        println!("the WAL ends in a record cut short (a crash mid-write): left out, as etcd does");
+    }
+    let mut writer = match V3Writer::connect(endpoints, opts.no_ttl).await {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    let written = match writer.put_all(&store.keys, opts.overwrite).await {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    for key in &store.keys {
+        println!("{}", String::from_utf8_lossy(&key.key));
+    }
+    println!(
+        "migrated {} keys ({} with a TTL, in {} leases) from etcd data dir {} at v2 index {} \
+         (snapshot at raft index {}, {} v2 writes replayed from the WAL) into {} (revision {})",
+        written.keys,
+        written.with_ttl,
+        written.leases,
+        dir.display(),
+        store.v2_index,
+        store.snapshot_index,
+        store.replayed,
+        endpoints,
+        written.revision
+    );
+    0
 }
 
 /// Prints what a conversion of oxcd's own v2 store did: each key, then a summary.

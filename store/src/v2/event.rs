@@ -160,6 +160,62 @@ pub fn rfc3339_nano(unix_ns: i64) -> String {
     s
 }
 
+/// Reads Go's `time.RFC3339Nano` (any zone offset) back into unix nanoseconds; `None` for
+/// text that is not such a time or lies outside what unix nanoseconds in an `i64` can hold
+/// (years 1678–2262), Go's zero time `0001-01-01T00:00:00Z` among them.
+pub fn parse_rfc3339_nano(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let part = s.get(from..from + len)?;
+        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        return None;
+    }
+    let (y, mo, d) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (h, mi, sec) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut at = 19;
+    let mut nanos = 0i64;
+    if b.get(at) == Some(&b'.') {
+        let digits = b[at + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        nanos = num(at + 1, digits)? * 10i64.pow(9 - digits as u32);
+        at += 1 + digits;
+    }
+    let offset = match s.get(at..)? {
+        "Z" => 0,
+        zone if zone.len() == 6 && (zone.starts_with('+') || zone.starts_with('-')) => {
+            let secs = num(at + 1, 2)? * 3600 + num(at + 4, 2)? * 60;
+            if zone.starts_with('-') {
+                -secs
+            } else {
+                secs
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo, d);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+/// (year, month, day) in the proleptic Gregorian calendar → days since 1970-01-01; the
+/// inverse of [`civil_from_days`].
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar.
 fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
@@ -189,6 +245,16 @@ mod tests {
     #[test]
     fn times_and_ttls_are_gos() {
         assert_eq!(rfc3339_nano(0), "1970-01-01T00:00:00Z");
+        for t in [0, 1_796_400_000_120_000_000, 1_796_339_659_108_518_086, -86_400_000_000_000] {
+            assert_eq!(parse_rfc3339_nano(&rfc3339_nano(t)), Some(t), "{t}");
+        }
+        assert_eq!(
+            parse_rfc3339_nano("2026-12-04T17:00:00.12+01:00"),
+            Some(1_796_400_000_120_000_000)
+        );
+        assert_eq!(parse_rfc3339_nano("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339_nano("2026-13-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339_nano("yesterday"), None);
         assert_eq!(rfc3339_nano(1_796_400_000_120_000_000), "2026-12-04T16:00:00.12Z");
         assert_eq!(rfc3339_nano(951_782_400_000_000_001), "2000-02-29T00:00:00.000000001Z");
         let (_, ttl) = expiration_and_ttl(Some(10_500_000_000), 0);

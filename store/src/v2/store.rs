@@ -13,7 +13,7 @@ use super::command::{V2Command, V2Outcome};
 use super::error::{self as code, V2Error};
 use super::event::{now_ns, Event};
 use super::path;
-use super::tree::{Change, NodeRecord, Tree};
+use super::tree::{Applied, Change, NodeRecord, Tree};
 use crate::error::{Error, Result};
 use crate::storage::schema::v2_keys;
 use crate::storage::{Cf, Storage};
@@ -273,64 +273,16 @@ impl V2Store {
 impl State {
     /// etcd's `applierV2store`: which store operation a command is.
     fn run(&mut self, cmd: V2Command, now: i64) -> V2Outcome {
-        let exp = |e: i64| (e != 0).then_some(e);
-        let (kind, result) = match cmd {
-            V2Command::Post { path, value, dir, expiration } => {
-                ("create", self.tree.create(&path, dir, &value, true, exp(expiration), now))
-            }
-            V2Command::Put {
-                path,
-                value,
-                dir,
-                prev_value,
-                prev_index,
-                prev_exist,
-                refresh,
-                expiration,
-            } => {
-                let expire = exp(expiration);
-                match prev_exist {
-                    Some(true) if prev_index == 0 && prev_value.is_empty() => {
-                        ("update", self.tree.update(&path, &value, refresh, expire, now))
-                    }
-                    Some(true) => (
-                        "cas",
-                        self.tree.compare_and_swap(
-                            &path,
-                            &prev_value,
-                            prev_index,
-                            &value,
-                            refresh,
-                            expire,
-                            now,
-                        ),
-                    ),
-                    Some(false) => {
-                        ("create", self.tree.create(&path, dir, &value, false, expire, now))
-                    }
-                    None if prev_index > 0 || !prev_value.is_empty() => (
-                        "cas",
-                        self.tree.compare_and_swap(
-                            &path,
-                            &prev_value,
-                            prev_index,
-                            &value,
-                            refresh,
-                            expire,
-                            now,
-                        ),
-                    ),
-                    None => ("set", self.tree.set(&path, dir, &value, refresh, expire, now)),
+        let (kind, result) = match self.tree.apply(cmd, now) {
+            Applied::Write(kind, result) => (kind, result),
+            Applied::Expired(changes) => {
+                for change in changes {
+                    self.stats.expire_count += 1;
+                    self.record(change);
                 }
+                return V2Outcome::Nothing;
             }
-            V2Command::Delete { path, dir, recursive, prev_value, prev_index } => {
-                if prev_index > 0 || !prev_value.is_empty() {
-                    ("cad", self.tree.compare_and_delete(&path, &prev_value, prev_index, now))
-                } else {
-                    ("delete", self.tree.delete(&path, dir, recursive, now))
-                }
-            }
-            V2Command::QGet { path, recursive, sorted: _ } => {
+            Applied::Untouched(V2Command::QGet { path, recursive, sorted: _ }) => {
                 let got = self.tree.get(&path, recursive, now);
                 self.stats.count("get", got.is_ok());
                 return match got {
@@ -340,14 +292,7 @@ impl State {
                     Err(e) => V2Outcome::Error(e),
                 };
             }
-            V2Command::MigrateToV3 { .. } => return V2Outcome::Nothing,
-            V2Command::Sync { time } => {
-                for change in self.tree.delete_expired(time, now) {
-                    self.stats.expire_count += 1;
-                    self.record(change);
-                }
-                return V2Outcome::Nothing;
-            }
+            Applied::Untouched(_) => return V2Outcome::Nothing,
         };
         self.stats.count(kind, result.is_ok());
         match result {

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::command::V2Command;
 use super::error::{self as code, V2Error};
 use super::event::{Event, NodeExtern};
 use super::path;
@@ -55,6 +56,21 @@ impl From<Event> for Change {
     }
 }
 
+/// What one replicated command did to the tree.
+// Returned once per command and taken apart at once: boxing the common case buys nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Applied {
+    /// A write: its kind (`set`, `create`, `update`, `cas`, `delete`, `cad`: etcd's
+    /// statistics' names) and its change or error.
+    Write(&'static str, Result<Change, V2Error>),
+    /// A `SYNC`: the nodes that expired.
+    Expired(Vec<Change>),
+    /// A command that does not change the tree (a quorum read, the migration to v3), handed
+    /// back to the caller.
+    Untouched(V2Command),
+}
+
 /// The tree: every node by its full path, the TTL order, the current index.
 #[derive(Debug, Clone)]
 pub struct Tree {
@@ -81,6 +97,68 @@ impl Tree {
         }
         let ttl = nodes.iter().filter_map(|(p, n)| n.expire.map(|e| (e, p.clone()))).collect();
         Tree { nodes, ttl, index, dirty: BTreeSet::new() }
+    }
+
+    /// Applies a replicated command as etcd's `applierV2store` does: which store operation
+    /// a PUT, POST or DELETE is follows from its conditions. One place for this, so a
+    /// member's store and an offline replay of etcd's own log agree.
+    pub fn apply(&mut self, cmd: V2Command, now: i64) -> Applied {
+        let exp = |e: i64| (e != 0).then_some(e);
+        match cmd {
+            V2Command::Post { path, value, dir, expiration } => Applied::Write(
+                "create",
+                self.create(&path, dir, &value, true, exp(expiration), now),
+            ),
+            V2Command::Put {
+                path,
+                value,
+                dir,
+                prev_value,
+                prev_index,
+                prev_exist,
+                refresh,
+                expiration,
+            } => {
+                let expire = exp(expiration);
+                let compare = prev_index > 0 || !prev_value.is_empty();
+                match prev_exist {
+                    Some(true) if !compare => {
+                        Applied::Write("update", self.update(&path, &value, refresh, expire, now))
+                    }
+                    Some(false) => Applied::Write(
+                        "create",
+                        self.create(&path, dir, &value, false, expire, now),
+                    ),
+                    Some(true) | None if compare => Applied::Write(
+                        "cas",
+                        self.compare_and_swap(
+                            &path,
+                            &prev_value,
+                            prev_index,
+                            &value,
+                            refresh,
+                            expire,
+                            now,
+                        ),
+                    ),
+                    _ => Applied::Write("set", self.set(&path, dir, &value, refresh, expire, now)),
+                }
+            }
+            V2Command::Delete { path, dir, recursive, prev_value, prev_index } => {
+                if prev_index > 0 || !prev_value.is_empty() {
+                    Applied::Write(
+                        "cad",
+                        self.compare_and_delete(&path, &prev_value, prev_index, now),
+                    )
+                } else {
+                    Applied::Write("delete", self.delete(&path, dir, recursive, now))
+                }
+            }
+            V2Command::Sync { time } => Applied::Expired(self.delete_expired(time, now)),
+            other @ (V2Command::QGet { .. } | V2Command::MigrateToV3 { .. }) => {
+                Applied::Untouched(other)
+            }
+        }
     }
 
     /// The current index (etcd's `CurrentIndex`).
