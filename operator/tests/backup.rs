@@ -2,14 +2,12 @@
 //! TCP, moto as a real S3-compatible server, the operator's backup code as the operator runs it
 //! (`oxcd_operator::backup`), and the restored data read back with stock etcdctl.
 
-use std::time::Duration;
-
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use oxcd_e2e::bins;
 use oxcd_e2e::client::connect;
 use oxcd_e2e::s3::{S3Server, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
-use oxcd_e2e::{CtlVersion, Etcdctl, Kind, Member, MemberConfig};
+use oxcd_e2e::{CtlVersion, Kind, Member, MemberConfig};
 use oxcd_operator::backup::api::S3Bucket;
 use oxcd_operator::backup::restore::{restore_member, MemberRestore, Restored};
 use oxcd_operator::backup::{store, stream, BackupError};
@@ -40,15 +38,6 @@ fn set_credentials_env() {
     // test sets the same values.
     std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID);
     std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY);
-}
-
-/// Every key with its revisions and lease, and the header revision.
-fn everything(ctl: &Etcdctl) -> (i64, Value) {
-    let out =
-        ctl.clone().timeout(Duration::from_secs(60)).run(&["get", "", "--prefix", "-w", "json"]);
-    assert!(out.success(), "{out}");
-    let v: Value = serde_json::from_str(&out.stdout).expect("json");
-    (v["header"]["revision"].as_i64().expect("revision"), v["kvs"].clone())
 }
 
 /// A member to restore into, with the harness's name and token.
@@ -126,8 +115,8 @@ async fn snapshot_streams_into_s3_verified_and_restores_a_member() {
     // Run again (a restarted init container): the data dir is there, nothing is done.
     assert_eq!(restore_member(&r).await.expect("again"), Restored::AlreadyPresent);
     target.launch().expect("oxcd on the restored data dir");
-    let (rev_a, kvs_a) = everything(&source.ctl(CtlVersion::V35));
-    let (rev_b, kvs_b) = everything(&target.ctl(CtlVersion::V35));
+    let (rev_a, kvs_a) = source.ctl(CtlVersion::V35).everything();
+    let (rev_b, kvs_b) = target.ctl(CtlVersion::V35).everything();
     assert_eq!(rev_a, rev_b);
     assert!(kvs_a == kvs_b, "the restored keys differ");
     let leases = target.ctl(CtlVersion::V35).run(&["lease", "list"]);
@@ -165,8 +154,8 @@ async fn etcd_snapshot_in_s3_restores_into_an_oxcd_member() {
     let (mut target, r) = restore_target(&s3, key.as_ref(), None);
     assert!(matches!(restore_member(&r).await.expect("restore"), Restored::Restored { .. }));
     target.launch().expect("oxcd on the restored data dir");
-    let (rev_a, kvs_a) = everything(&ctl);
-    let (rev_b, kvs_b) = everything(&target.ctl(CtlVersion::V35));
+    let (rev_a, kvs_a) = ctl.everything();
+    let (rev_b, kvs_b) = target.ctl(CtlVersion::V35).everything();
     assert_eq!(rev_a, rev_b, "revision");
     assert!(kvs_a == kvs_b, "the restored keys differ");
     let leases = target.ctl(CtlVersion::V35).run(&["lease", "list"]);

@@ -210,6 +210,19 @@ impl Etcdctl {
         self.run_stdin(args, None)
     }
 
+    /// `get "" --prefix -w json` with a generous timeout: the header revision and every
+    /// key-value (revisions, versions, leases), what two stores holding the same data must
+    /// agree on exactly.
+    pub fn everything(&self) -> (i64, serde_json::Value) {
+        let out = self
+            .clone()
+            .timeout(Duration::from_secs(60))
+            .run(&["get", "", "--prefix", "-w", "json"]);
+        assert!(out.success(), "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+        (v["header"]["revision"].as_i64().expect("revision"), v["kvs"].clone())
+    }
+
     /// Runs `args` with `stdin` fed to the process (then closed).
     pub fn run_input(&self, args: &[&str], stdin: &str) -> CtlOutput {
         self.run_stdin(args, Some(stdin))

@@ -118,15 +118,6 @@ async fn load(url: &str) -> Loaded {
     Loaded { compacted, leases }
 }
 
-/// `get "" --prefix -w json`: (header revision, kvs) — what must be identical.
-fn everything(ctl: &Etcdctl) -> (i64, Value) {
-    let out =
-        ctl.clone().timeout(Duration::from_secs(60)).run(&["get", "", "--prefix", "-w", "json"]);
-    assert!(out.success(), "{out}");
-    let v: Value = serde_json::from_str(&out.stdout).expect("json");
-    (v["header"]["revision"].as_i64().expect("revision"), v["kvs"].clone())
-}
-
 /// History reads around the compaction point, as text.
 fn history(ctl: &Etcdctl, loaded: &Loaded) -> Vec<String> {
     let c = loaded.compacted;
@@ -196,8 +187,8 @@ fn leases(ctl: &Etcdctl, loaded: &Loaded) -> Vec<String> {
 
 /// Asserts the member behind `subject` serves what `reference` served.
 fn assert_same_data(what: &str, reference: &Etcdctl, subject: &Etcdctl, loaded: &Loaded) {
-    let (rev_a, kvs_a) = everything(reference);
-    let (rev_b, kvs_b) = everything(subject);
+    let (rev_a, kvs_a) = reference.everything();
+    let (rev_b, kvs_b) = subject.everything();
     assert_eq!(rev_a, rev_b, "{what}: header revision");
     let n = kvs_a.as_array().map(Vec::len).unwrap_or(0);
     assert!(n > 2500, "{what}: the load left {n} keys");
@@ -439,13 +430,13 @@ fn bad_files_get_clear_errors_and_no_data_dir() {
 
     // A copied member/snap/db (no trailer) of a stopped etcd restores with --skip-hash-check.
     let mut source = source;
-    let before = everything(&source.ctl(CtlVersion::V35));
+    let before = source.ctl(CtlVersion::V35).everything();
     source.stop();
     let copy = dir.path().join("copied.db");
     std::fs::copy(source.data_dir().join("member/snap/db"), &copy).expect("copy db");
     assert_restore_fails(&copy, &[], "snapshot missing hash");
     let (restored, _) = restore_into_oxcd(&copy, &["--skip-hash-check"]);
-    assert_eq!(everything(&restored.ctl(CtlVersion::V35)), before);
+    assert_eq!(restored.ctl(CtlVersion::V35).everything(), before);
 }
 
 #[test]
@@ -487,10 +478,10 @@ fn one_snapshot_restores_a_three_member_cluster() {
             "{members}"
         );
     }
-    let expected = everything(&ctl);
+    let expected = ctl.everything();
     for m in &cluster.members {
         let ctl = m.ctl(CtlVersion::V35);
-        assert_eq!(everything(&ctl.clone().global_arg("--consistency=s")), expected);
+        assert_eq!(ctl.clone().global_arg("--consistency=s").everything(), expected);
     }
     // The cluster replicates new writes.
     cluster.members[1].ctl(CtlVersion::V35).run(&["put", "new", "write"]).assert_success();

@@ -19,6 +19,7 @@ pub mod control_plane;
 pub mod error;
 pub mod kubeconfig;
 pub mod kubelet;
+pub mod poll;
 pub mod process;
 pub mod storage_suite;
 

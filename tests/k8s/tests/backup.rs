@@ -8,7 +8,6 @@
 //! and the revision of the source.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
@@ -19,6 +18,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use oxcd_e2e::etcdctl::{CtlVersion, Etcdctl};
 use oxcd_e2e::s3::{S3Server, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 use oxcd_k8s_rig::kubelet::{Kubelet, KubeletOptions};
+use oxcd_k8s_rig::poll::{poll_some, wait_some};
 use oxcd_k8s_rig::{ControlPlane, Options, StorageKind};
 use oxcd_operator::backup::api::{EtcdSnapshot, S3Bucket};
 use oxcd_operator::crd::EtcdCluster;
@@ -29,35 +29,9 @@ const BUCKET: &str = "oxcd-backups";
 /// Upper bound for any one condition (a loaded 2-core machine is slow).
 const WAIT: Duration = Duration::from_secs(240);
 
-async fn wait_for<T, F, Fut>(what: &str, f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    try_wait_for(f).await.unwrap_or_else(|| panic!("timed out waiting for {what}"))
-}
-
-/// Polls `f` every 500 ms until it gives Some; None after [`WAIT`].
-async fn try_wait_for<T, F, Fut>(mut f: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 async fn wait_ready(client: &Client, name: &str, n: usize) {
     let clusters: Api<EtcdCluster> = Api::namespaced(client.clone(), NS);
-    wait_for(&format!("{name} with {n} ready members"), || async {
+    wait_some(WAIT, &format!("{name} with {n} ready members"), || async {
         let s = clusters.get(name).await.ok()?.status?;
         let voters = s.members.iter().filter(|m| !m.learner && m.healthy).count();
         (s.phase.as_deref() == Some("Running") && voters == n && s.members.len() == n).then_some(())
@@ -111,7 +85,7 @@ async fn snapshots_on_demand_and_scheduled_with_retention_then_restore_into_a_ne
     cp.kubectl_input(&["apply", "-f", "-"], Some(&crds)).assert_success();
     let crd_api: Api<CustomResourceDefinition> = Api::all(cp.client());
     for name in ["etcdclusters.oxcd.dev", "etcdsnapshots.oxcd.dev"] {
-        wait_for(&format!("CRD {name} established"), || async {
+        wait_some(WAIT, &format!("CRD {name} established"), || async {
             let c = crd_api.get(name).await.ok()?;
             let ok = c
                 .status?
@@ -178,7 +152,7 @@ async fn snapshots_on_demand_and_scheduled_with_retention_then_restore_into_a_ne
     );
     cp.kubectl_input(&["apply", "-n", NS, "-f", "-"], Some(&manual)).assert_success();
     let snaps: Api<EtcdSnapshot> = Api::namespaced(cp.client(), NS);
-    let (phase, snap) = wait_for("the on-demand snapshot to finish", || async {
+    let (phase, snap) = wait_some(WAIT, "the on-demand snapshot to finish", || async {
         let (p, s) = snapshot_status(&snaps, "manual").await?;
         (p == "Succeeded" || p == "Failed").then_some((p, s))
     })
@@ -206,7 +180,7 @@ async fn snapshots_on_demand_and_scheduled_with_retention_then_restore_into_a_ne
     let lp = ListParams::default().labels("oxcd.dev/cluster=src,oxcd.dev/scheduled=true");
     let seen = std::sync::Mutex::new(BTreeSet::new());
     let last = std::sync::Mutex::new(String::new());
-    let pruned = try_wait_for(|| {
+    let pruned = poll_some(WAIT, || {
         let snaps = snaps.clone();
         let lp = lp.clone();
         let (seen, last) = (&seen, &last);
@@ -241,7 +215,7 @@ async fn snapshots_on_demand_and_scheduled_with_retention_then_restore_into_a_ne
     );
     // Stop the schedule, then the bucket holds exactly the kept snapshots and the manual one.
     cp.kubectl_input(&["apply", "-n", NS, "-f", "-"], Some(src)).assert_success();
-    let kept: BTreeSet<String> = wait_for("the schedule to settle", || async {
+    let kept: BTreeSet<String> = wait_some(WAIT, "the schedule to settle", || async {
         let list = snaps.list(&lp).await.ok()?.items;
         let done = list.iter().all(|s| s.is_done());
         done.then(|| list.iter().map(|s| format!("rig/default/src/{}.db", s.name_any())).collect())
@@ -276,7 +250,7 @@ async fn snapshots_on_demand_and_scheduled_with_retention_then_restore_into_a_ne
         let one =
             Etcdctl::new(CtlVersion::V34, [format!("http://restored-{o}.restored.{NS}.svc:2379")]);
         let last = std::sync::Mutex::new(String::new());
-        let got = try_wait_for(|| async {
+        let got = poll_some(WAIT, || async {
             let out = one.run(&["get", "app/07", "--print-value-only", "--consistency=s"]);
             *last.lock().unwrap_or_else(|e| e.into_inner()) = out.to_string();
             (out.stdout.trim() == "value 7").then_some(())

@@ -8,7 +8,6 @@
 //! (`cargo build -p oxcd-operator --bin oxcd-operator`) beside the built `oxcd`.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -20,6 +19,7 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 use oxcd_e2e::etcdctl::{run_command, CtlOutput, CtlVersion, Etcdctl};
 use oxcd_k8s_rig::kubelet::{ApiServerAccess, Kubelet, KubeletOptions};
+use oxcd_k8s_rig::poll::{poll_some, wait_some};
 use oxcd_k8s_rig::{ControlPlane, Options, StorageKind};
 use oxcd_operator::crd::EtcdCluster;
 use serde::Deserialize as _;
@@ -197,33 +197,6 @@ fn helm_lint_template_rbac_and_schema() {
     }
 }
 
-/// Polls `f` every 500 ms until it gives Some; panics naming `what` after [`WAIT`].
-async fn wait_for<T, F, Fut>(what: &str, f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    try_wait_for(f).await.unwrap_or_else(|| panic!("timed out waiting for {what}"))
-}
-
-/// Polls `f` every 500 ms until it gives Some; None after [`WAIT`].
-async fn try_wait_for<T, F, Fut>(mut f: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// What the operator's pods are doing: their status and the tail of each container's log.
 async fn operator_pods_report(cp: &ControlPlane, kubelet: &Kubelet) -> String {
     let mut report = cp.kubectl_run(&["get", "pods,events", "-n", OP_NS, "-o", "wide"]).to_string();
@@ -263,7 +236,7 @@ async fn wait_operator_rolled_out(cp: &ControlPlane, kubelet: &Kubelet, n: i32) 
     let deployments: Api<Deployment> = Api::namespaced(cp.client(), OP_NS);
     let pods: Api<Pod> = Api::namespaced(cp.client(), OP_NS);
     let leases: Api<Lease> = Api::namespaced(cp.client(), OP_NS);
-    let rolled = try_wait_for(|| async {
+    let rolled = poll_some(WAIT, || async {
         let d = deployments.get("oxcd").await.ok()?;
         let s = d.status?;
         let done = s.observed_generation >= d.metadata.generation
@@ -277,7 +250,7 @@ async fn wait_operator_rolled_out(cp: &ControlPlane, kubelet: &Kubelet, n: i32) 
         let report = operator_pods_report(cp, kubelet).await;
         panic!("timed out waiting for the operator Deployment to roll out:\n{report}");
     }
-    wait_for("a ready operator pod holding the Lease", || async {
+    wait_some(WAIT, "a ready operator pod holding the Lease", || async {
         let ready = ready_operator_pods(&pods).await;
         let holder = leases.get("oxcd-operator").await.ok()?.spec?.holder_identity?;
         (ready.len() == n as usize && ready.contains(&holder)).then_some(holder)
@@ -288,7 +261,7 @@ async fn wait_operator_rolled_out(cp: &ControlPlane, kubelet: &Kubelet, n: i32) 
 /// Waits until EtcdCluster `name` is Running with `n` healthy voters.
 async fn wait_cluster_ready(cp: &ControlPlane, name: &str, n: usize) {
     let clusters: Api<EtcdCluster> = Api::namespaced(cp.client(), NS);
-    wait_for(&format!("{name} to have {n} ready members"), || async {
+    wait_some(WAIT, &format!("{name} to have {n} ready members"), || async {
         let s = clusters.get(name).await.ok()?.status?;
         let voters = s.members.iter().filter(|m| !m.learner && m.healthy).count();
         (s.phase.as_deref() == Some("Running") && voters == n && s.members.len() == n).then_some(())
@@ -381,7 +354,7 @@ async fn helm_install_example_upgrade_uninstall_on_the_rig() {
     let services: Api<Service> = Api::namespaced(cp.client(), NS);
     let old_uid = services.get("example-client").await.expect("client Service").uid();
     services.delete("example-client", &DeleteParams::default()).await.expect("delete");
-    wait_for("the upgraded operator to recreate example-client", || async {
+    wait_some(WAIT, "the upgraded operator to recreate example-client", || async {
         let s = services.get_opt("example-client").await.ok()??;
         (s.uid() != old_uid).then_some(())
     })
@@ -392,7 +365,7 @@ async fn helm_install_example_upgrade_uninstall_on_the_rig() {
     // data stay.
     helm.run(&["uninstall", "oxcd", "-n", OP_NS]).assert_success();
     let pods: Api<Pod> = Api::namespaced(cp.client(), OP_NS);
-    wait_for("the operator pods to go", || async {
+    wait_some(WAIT, "the operator pods to go", || async {
         let lp = ListParams::default().labels("app.kubernetes.io/name=oxcd-operator");
         pods.list(&lp).await.ok()?.items.is_empty().then_some(())
     })

@@ -16,6 +16,7 @@ use kube::{Api, Client};
 use oxcd_e2e::{CtlOutput, CtlVersion, Etcdctl};
 use oxcd_k8s_rig::control_plane::{ControlPlane, Options, StorageKind};
 use oxcd_k8s_rig::kubelet::{ApiServerAccess, Kubelet, KubeletOptions, StopMode};
+use oxcd_k8s_rig::poll::poll;
 use serde_json::json;
 
 /// The longest any single condition below may take to hold.
@@ -98,11 +99,11 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + WAIT;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out after {WAIT:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let held = poll(WAIT, Duration::from_millis(200), || {
+        let next = cond();
+        async move { next.await.then_some(()) }
+    });
+    assert!(held.await.is_some(), "timed out after {WAIT:?} waiting for {what}");
 }
 
 fn is_ready(p: &Pod) -> bool {

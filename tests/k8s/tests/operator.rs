@@ -12,7 +12,6 @@
 //! volume growth, scheduled defragmentation, the operator's metrics).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -22,6 +21,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use oxcd_e2e::etcdctl::{CtlVersion, Etcdctl};
 use oxcd_k8s_rig::kubelet::{ImageTable, Kubelet, KubeletOptions};
+use oxcd_k8s_rig::poll::poll_some;
 use oxcd_k8s_rig::{ControlPlane, Options, StorageKind};
 use oxcd_operator::crd::{EtcdCluster, EtcdClusterStatus};
 
@@ -108,7 +108,7 @@ impl Rig {
         let crd = oxcd_operator::crd::crd_yaml();
         cp.kubectl_input(&["apply", "-f", "-"], Some(&crd)).assert_success();
         let crds: Api<CustomResourceDefinition> = Api::all(cp.client());
-        wait_for(WAIT, || async {
+        poll_some(WAIT, || async {
             let crd = crds.get("etcdclusters.oxcd.dev").await.ok()?;
             let established = crd
                 .status?
@@ -311,24 +311,6 @@ fn keys(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i:03}")).collect()
 }
 
-/// Polls `f` every 500 ms until it gives Some, or `limit` passes.
-async fn wait_for<T, F, Fut>(limit: Duration, mut f: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 fn cluster_yaml(name: &str, replicas: u32) -> String {
     format!(
         "apiVersion: oxcd.dev/v1alpha1\nkind: EtcdCluster\nmetadata:\n  name: {name}\n  \
@@ -403,7 +385,7 @@ async fn operator_runs_the_example_through_faults_and_an_upgrade() {
     // A deleted pod comes back (same volume) as the same member with its data.
     let victim = format!("{name}-2");
     rig.cp.kubectl_run(&["delete", "pod", "-n", NS, &victim]).assert_success();
-    wait_for(WAIT, || async { rig.pod_ready(&victim).await.then_some(()) })
+    poll_some(WAIT, || async { rig.pod_ready(&victim).await.then_some(()) })
         .await
         .expect("the pod is back");
     rig.wait_ready(name, 3).await;
@@ -419,7 +401,7 @@ async fn operator_runs_the_example_through_faults_and_an_upgrade() {
         .kubectl_run(&["delete", "pvc", "-n", NS, &format!("data-{victim}"), "--wait=false"])
         .assert_success();
     rig.cp.kubectl_run(&["delete", "pod", "-n", NS, &victim]).assert_success();
-    let replaced = wait_for(WAIT, || async {
+    let replaced = poll_some(WAIT, || async {
         let ids_now = rig.member_ids(name);
         let fresh = ids_now.get(&victim).is_some_and(|id| Some(id) != ids.get(&victim));
         (ids_now.len() == 3 && fresh).then_some(ids_now)
@@ -462,7 +444,7 @@ async fn operator_runs_the_example_through_faults_and_an_upgrade() {
     // A larger size: the StatefulSet's claim template stays (the API refuses changing it) and
     // the volumes, whose class cannot grow on the rig, are reported as such.
     rig.patch_spec(name, serde_json::json!({ "storage": { "size": "2Gi" } })).await;
-    let cond = wait_for(WAIT, || async {
+    let cond = poll_some(WAIT, || async {
         let s = rig.status(name).await?;
         let c = s.conditions.iter().find(|c| c.type_ == "VolumesResized")?.clone();
         (c.reason == "ExpansionNotAllowed" && s.phase.as_deref() == Some("Running")).then_some(c)
@@ -575,7 +557,7 @@ async fn operator_scales_under_writes_while_its_replicas_crash_and_hand_over() {
     // 3→5; the leading replica crashes once the first new member is listed.
     let t = Instant::now();
     scale(5);
-    wait_for(WAIT, || async { (rig.status(name).await?.members.len() >= 4).then_some(()) })
+    poll_some(WAIT, || async { (rig.status(name).await?.members.len() >= 4).then_some(()) })
         .await
         .expect("scale-up started");
     let holder = lease_holder(&rig.cp.client()).await.expect("a replica leads");
@@ -592,11 +574,11 @@ async fn operator_scales_under_writes_while_its_replicas_crash_and_hand_over() {
     let third = Operator::start(rig.cp.client(), "operator-c");
     let t = Instant::now();
     scale(3);
-    wait_for(WAIT, || async { (rig.status(name).await?.members.len() <= 4).then_some(()) })
+    poll_some(WAIT, || async { (rig.status(name).await?.members.len() <= 4).then_some(()) })
         .await
         .expect("scale-down started");
     survivor.stop().await;
-    let next = wait_for(WAIT, || async {
+    let next = poll_some(WAIT, || async {
         lease_holder(&rig.cp.client()).await.filter(|h| h == "operator-c")
     })
     .await;
@@ -654,7 +636,7 @@ async fn operator_recovers_from_quorum_loss_from_the_surviving_member() {
     let survivor = pods.iter().rfind(|p| **p != leader).expect("a follower").clone();
     let lost: Vec<&String> = pods.iter().filter(|p| **p != survivor).collect();
     // The survivor has every acknowledged key (it may lag the leader by a moment).
-    wait_for(WAIT, || async {
+    poll_some(WAIT, || async {
         let has = rig.member_keys(name, &survivor, "q/")?;
         written.iter().all(|k| has.contains(k)).then_some(())
     })
@@ -670,7 +652,8 @@ async fn operator_recovers_from_quorum_loss_from_the_surviving_member() {
 
     let t = Instant::now();
     let started =
-        wait_for(WAIT, || async { rig.status(name).await?.recovery.is_some().then_some(()) }).await;
+        poll_some(WAIT, || async { rig.status(name).await?.recovery.is_some().then_some(()) })
+            .await;
     if started.is_none() {
         let s = rig.status(name).await;
         let pods = rig.cp.kubectl_run(&["get", "pods", "-o", "wide"]);
@@ -682,7 +665,7 @@ async fn operator_recovers_from_quorum_loss_from_the_surviving_member() {
     let degraded = recovering.conditions.iter().find(|c| c.type_ == "Degraded").expect("Degraded");
     assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "QuorumLost"));
 
-    let grown = wait_for(Duration::from_secs(150), || async {
+    let grown = poll_some(Duration::from_secs(150), || async {
         let s = rig.status(name).await?;
         (s.ready_replicas == 3 && s.members.len() == 3).then_some(())
     })
@@ -723,7 +706,7 @@ async fn operator_recovers_from_quorum_loss_from_the_surviving_member() {
 /// The operator's `/metrics` page (bounded retries: the server starts with the operator).
 async fn scrape(op: &Operator) -> String {
     let addr = op.metrics.clone();
-    let page = wait_for(WAIT, || {
+    let page = poll_some(WAIT, || {
         let addr = addr.clone();
         async move {
             let got = tokio::task::spawn_blocking(move || oxcd_e2e::http::get(&addr, "/metrics"));
@@ -785,7 +768,7 @@ async fn operator_keeps_a_cluster_through_evictions_volume_growth_and_defragment
     let allowed = |n: i32| {
         let pdbs = pdbs.clone();
         async move {
-            wait_for(WAIT, || async {
+            poll_some(WAIT, || async {
                 let s = pdbs.get(name).await.ok()?.status?;
                 (s.disruptions_allowed == Some(n)).then_some(())
             })
@@ -821,11 +804,11 @@ async fn operator_keeps_a_cluster_through_evictions_volume_growth_and_defragment
     eprintln!("the member continued → allows 1 again: {}", seconds(t));
     pods.evict(&followers[1], &evict).await.expect("an eviction with every member up");
     rig.wait_ready(name, 3).await;
-    wait_for(WAIT, || async { rig.pod_ready(&followers[1]).await.then_some(()) })
+    poll_some(WAIT, || async { rig.pod_ready(&followers[1]).await.then_some(()) })
         .await
         .expect("the evicted pod is back");
     assert_eq!(rig.member_ids(name), ids, "an evicted member comes back as itself");
-    wait_for(WAIT, || async {
+    poll_some(WAIT, || async {
         let has = rig.member_keys(name, &followers[1], "m/")?;
         written.iter().all(|k| has.contains(k)).then_some(())
     })
@@ -838,7 +821,7 @@ async fn operator_keeps_a_cluster_through_evictions_volume_growth_and_defragment
     let t = Instant::now();
     rig.patch_spec(name, serde_json::json!({ "storage": { "size": "2Gi" } })).await;
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(rig.cp.client(), NS);
-    let cond = wait_for(WAIT, || async {
+    let cond = poll_some(WAIT, || async {
         let s = rig.status(name).await?;
         let c = s.conditions.iter().find(|c| c.type_ == "VolumesResized")?.clone();
         let grown = c.reason == "AtSize" && c.message.contains("2Gi");
