@@ -54,6 +54,12 @@ pub type LeaseMove = (Vec<u8>, i64, i64);
 /// tell from client-granted leases; the next free id is taken, the same on every member.
 const LEASE_ID_BASE: i64 = 0x7632 << 48;
 
+/// The whole seconds left until `expire` (unix ns) as of `now`, rounded up as etcd's
+/// migration rounds a key's TTL; for an expiry still ahead.
+pub fn remaining_ttl(expire: i64, now: i64) -> i64 {
+    (expire - now + 999_999_999) / 1_000_000_000
+}
+
 /// Converts `keys` (path, value, expiry in unix ns) as of `now` (unix ns). Keys already
 /// expired by `now` are left out. Returns what was done and the lease moves to make.
 pub fn convert(
@@ -71,7 +77,7 @@ pub fn convert(
         for (path, value, expire) in keys {
             let remaining = match expire {
                 Some(at) if *at <= now => continue,
-                Some(at) if !opts.no_ttl => Some((at - now + 999_999_999) / 1_000_000_000),
+                Some(at) if !opts.no_ttl => Some(remaining_ttl(*at, now)),
                 _ => None,
             };
             match txn.value_of(path.as_bytes())? {

@@ -158,13 +158,7 @@ impl V2Store {
     /// Every key (not directory) under the keys prefix with its value and expiry, in path
     /// order: what a v2 → v3 migration converts.
     pub fn keys(&self) -> Vec<(String, String, Option<i64>)> {
-        let st = self.lock();
-        let prefix = format!("{}/", super::KEYS_PREFIX);
-        st.tree
-            .nodes()
-            .filter(|(p, n)| !n.dir && p.starts_with(&prefix))
-            .map(|(p, n)| (p[super::KEYS_PREFIX.len()..].to_string(), n.value.clone(), n.expire))
-            .collect()
+        self.lock().tree.keys()
     }
 
     /// etcd's `Watch`: the first matching event at or after `since` (0: the next index)

@@ -171,6 +171,16 @@ impl Tree {
         self.nodes.iter().filter(|(p, _)| !READ_ONLY.contains(&p.as_str()))
     }
 
+    /// Every key (not directory) under the keys prefix with its value and expiry, in path
+    /// order, paths without the prefix: what a v2 → v3 migration converts.
+    pub fn keys(&self) -> Vec<(String, String, Option<i64>)> {
+        let prefix = format!("{}/", super::KEYS_PREFIX);
+        self.nodes()
+            .filter(|(p, n)| !n.dir && p.starts_with(&prefix))
+            .map(|(p, n)| (p[super::KEYS_PREFIX.len()..].to_string(), n.value.clone(), n.expire))
+            .collect()
+    }
+
     /// The paths changed since the last call, with their record (`None`: removed).
     pub fn take_dirty(&mut self) -> Vec<(String, Option<NodeRecord>)> {
         std::mem::take(&mut self.dirty)

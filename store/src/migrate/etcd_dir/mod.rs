@@ -22,11 +22,9 @@ use self::format::{HardState, RaftEntry, RaftSnapshot, SnapFile, RECORD_ENTRY, R
 use super::v2_json::V3Key;
 use super::MigrateError;
 use crate::v2::command::V2Command;
+use crate::v2::convert::remaining_ttl;
 use crate::v2::event::parse_rfc3339_nano;
 use crate::v2::tree::{NodeRecord, Tree};
-
-/// The v2 keys prefix inside etcd's store (`/0` holds membership).
-const KEYS_PREFIX: &str = "/1";
 
 /// The v2 store read out of an etcd data dir.
 #[derive(Debug)]
@@ -285,19 +283,18 @@ fn command(req: format::V2Request) -> Option<V2Command> {
     })
 }
 
-/// The keys of the tree under `/1` as v3 key-values (path without the store prefix),
-/// with the whole seconds left of their TTL; keys already expired by `now` are left out.
+/// The keys of the tree as v3 key-values, with the whole seconds left of their TTL; keys
+/// already expired by `now` are left out.
 fn keys_of(tree: &Tree, now: i64) -> Vec<V3Key> {
-    tree.nodes()
-        .filter(|(_, n)| !n.dir)
-        .filter_map(|(path, n)| {
-            let key = path.strip_prefix(KEYS_PREFIX).filter(|k| k.starts_with('/'))?;
-            let ttl = match n.expire {
+    tree.keys()
+        .into_iter()
+        .filter_map(|(key, value, expire)| {
+            let ttl = match expire {
                 Some(at) if at <= now => return None,
-                Some(at) => Some((at - now + 999_999_999) / 1_000_000_000),
+                Some(at) => Some(remaining_ttl(at, now)),
                 None => None,
             };
-            Some(V3Key { key: key.as_bytes().to_vec(), value: n.value.clone().into_bytes(), ttl })
+            Some(V3Key { key: key.into_bytes(), value: value.into_bytes(), ttl })
         })
         .collect()
 }
