@@ -200,7 +200,9 @@ fn alerts_fire_and_resolve_on_a_real_cluster() {
     for &i in &down {
         cluster.members[i].restart();
     }
-    prometheus.wait("the outage alerts resolve", Duration::from_secs(120), none_of_them);
+    // OxcdMembersDown also looks at the survivors' peer send failures over a 2m rate window,
+    // so it resolves only once the outage has left that window: allow for it on a slow machine.
+    prometheus.wait("the outage alerts resolve", Duration::from_secs(120 + 180), none_of_them);
 }
 
 #[test]

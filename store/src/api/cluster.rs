@@ -56,6 +56,8 @@ impl Cluster for ClusterService {
         let mut members = self.server.members();
         if !members.iter().any(|m| m.id == member.id) {
             members.push(member.clone());
+            // etcd lists members by ID, the new one included.
+            members.sort_by_key(|m| m.id);
         }
         Ok(Response::new(MemberAddResponse {
             header: self.header(),
