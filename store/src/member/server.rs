@@ -830,9 +830,16 @@ impl EtcdServer {
     /// Compacts every column family (etcd's defragment), off the async workers.
     pub async fn defragment(&self) -> Result<()> {
         let storage = self.inner.storage.clone();
-        tokio::task::spawn_blocking(move || storage.compact_all())
-            .await
-            .map_err(|e| Error::internal("defragment", e))
+        let state = tokio::task::spawn_blocking(move || {
+            storage.compact_all();
+            storage.state_size_bytes()
+        })
+        .await
+        .map_err(|e| Error::internal("defragment", e))?;
+        // The quota check must see the space just freed (etcd's is exact), not wait for the
+        // next background sample: an operator disarms NOSPACE right after defragmenting.
+        self.inner.db_size.store(state, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Writes the applied state as etcd's snapshot file to an unlinked temporary file;
