@@ -10,7 +10,7 @@
 use std::pin::Pin;
 
 use futures::Stream;
-use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -45,24 +45,22 @@ impl Watch for WatchService {
     ) -> Result<Response<ResponseStream>, Status> {
         let (metadata, _, inbound) = request.into_parts();
         let (control, receiver) = self.server.open_watch_stream();
-        let (failed_tx, failed_rx) = oneshot::channel();
         let permits = Permits { server: self.server.clone(), metadata };
-        tokio::spawn(receive_loop(inbound, control, permits, failed_tx));
+        let receiving = tokio::spawn(receive_loop(inbound, control, permits));
         let headers = self.server.headers().clone();
-        let output = respond(receiver, failed_rx, headers, self.server.watch_fragment_limit());
+        let output = respond(receiver, receiving, headers, self.server.watch_fragment_limit());
         Ok(Response::new(output))
     }
 }
 
 /// Feeds the client's requests to the stream until the client stops sending. A failed
-/// receive (not a clean half-close) is passed on so the call ends with it, as etcd returns
+/// receive (not a clean half-close) is returned so the call ends with it, as etcd returns
 /// its `recvLoop` error.
 async fn receive_loop(
     mut inbound: Streaming<WatchRequest>,
     control: WatchControl,
     permits: Permits,
-    failed: oneshot::Sender<Status>,
-) {
+) -> Result<(), Status> {
     loop {
         tokio::select! {
             msg = inbound.message() => match msg {
@@ -72,14 +70,13 @@ async fn receive_loop(
                     }
                     None => control.handle(req).await,
                 },
-                Ok(None) => return,
+                Ok(None) => return Ok(()),
                 Err(status) => {
                     tracing::debug!(error = %status, "watch stream receive failed");
-                    let _ = failed.send(status);
-                    return;
+                    return Err(status);
                 }
             },
-            _ = control.closed() => return,
+            _ = control.closed() => return Ok(()),
         }
     }
 }
@@ -111,22 +108,29 @@ impl Permits {
 /// The responses of one stream, in order, with full headers and etcd's fragmenting.
 fn respond(
     mut receiver: WatchReceiver,
-    mut failed: oneshot::Receiver<Status>,
+    receiving: JoinHandle<Result<(), Status>>,
     headers: Headers,
     fragment_limit: usize,
 ) -> ResponseStream {
     Box::pin(async_stream::stream! {
-        // Once the receive loop has ended without an error, stop polling its channel.
-        let mut receiving = true;
+        // The receive loop is owned here: it stops when the call is dropped, and its end is
+        // watched: a clean half-close keeps the responses flowing (as in etcd), a receive
+        // error or a panic ends the call with an error.
+        let mut receiving = AbortOnDrop(receiving);
+        let mut still_receiving = true;
         loop {
             let item = tokio::select! {
                 // `recv` is cancel-safe; `prev_kv` is filled after the select.
                 item = receiver.recv() => item.map(|r| r.map_err(Status::from)),
-                status = &mut failed, if receiving => match status {
-                    Ok(status) => Some(Err(status)),
-                    Err(_) => {
-                        receiving = false;
+                ended = &mut receiving.0, if still_receiving => match ended {
+                    Ok(Ok(())) => {
+                        still_receiving = false;
                         continue;
+                    }
+                    Ok(Err(status)) => Some(Err(status)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "watch stream receive loop died");
+                        Some(Err(Status::from(Error::internal("watch stream receive loop", e))))
                     }
                 },
             };
@@ -151,4 +155,13 @@ fn respond(
             }
         }
     })
+}
+
+/// Aborts its task when dropped: a task that serves one call ends with the call.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

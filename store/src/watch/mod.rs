@@ -154,7 +154,7 @@ impl WatchHub {
             st.add_stream(tx.clone(), shared.clone())
         };
         let interval = self.progress_interval();
-        tokio::spawn(stream::run_syncer(
+        let syncer = tokio::spawn(stream::run_syncer(
             self.clone(),
             stream,
             shared.clone(),
@@ -163,7 +163,7 @@ impl WatchHub {
         ));
         let control = WatchControl { hub: self.clone(), stream, tx, shared };
         let receiver =
-            WatchReceiver { hub: self.clone(), stream, rx, closed: closed_rx, done: false };
+            WatchReceiver { hub: self.clone(), stream, rx, closed: closed_rx, syncer, done: false };
         (control, receiver)
     }
 

@@ -118,6 +118,10 @@ pub struct WatchReceiver {
     pub(crate) stream: u64,
     pub(crate) rx: mpsc::Receiver<Delivery>,
     pub(crate) closed: watch::Receiver<bool>,
+    /// The stream's syncer task, owned here: it ends with the stream, and if it dies while
+    /// the stream is open the stream ends with an error rather than stalling unsynced
+    /// watchers in silence.
+    pub(crate) syncer: tokio::task::JoinHandle<()>,
     pub(crate) done: bool,
 }
 
@@ -137,10 +141,28 @@ impl WatchReceiver {
         if self.done {
             return None;
         }
-        let delivery = tokio::select! {
+        /// What woke the receiver.
+        enum Woke {
+            Delivery(Option<Delivery>),
+            SyncerEnded(std::result::Result<(), tokio::task::JoinError>),
+        }
+        let syncer_running = !self.syncer.is_finished();
+        let woke = tokio::select! {
             biased;
-            _ = self.closed.wait_for(|closed| *closed) => None,
-            d = self.rx.recv() => d,
+            _ = self.closed.wait_for(|closed| *closed) => Woke::Delivery(None),
+            d = self.rx.recv() => Woke::Delivery(d),
+            ended = &mut self.syncer, if syncer_running => Woke::SyncerEnded(ended),
+        };
+        let delivery = match woke {
+            Woke::Delivery(d) => d,
+            // The syncer returns on its own only once the stream is closing: wait for that.
+            Woke::SyncerEnded(Ok(())) => return Box::pin(self.recv()).await,
+            // Anything else (a panic) leaves watchers that would never catch up.
+            Woke::SyncerEnded(Err(e)) => {
+                self.done = true;
+                tracing::error!(error = %e, "watch stream syncer died");
+                return Some(Err(Error::internal("watch stream syncer", e)));
+            }
         };
         match delivery {
             Some(d) => Some(Ok(d)),
@@ -159,6 +181,7 @@ impl WatchReceiver {
 
 impl Drop for WatchReceiver {
     fn drop(&mut self) {
+        self.syncer.abort();
         self.hub.close_stream(self.stream);
     }
 }

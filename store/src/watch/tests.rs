@@ -868,3 +868,29 @@ async fn shutdown_and_dropped_receivers_close_streams() {
     let mut late = Client::open(&m);
     assert!(matches!(late.rx.next().await, Some(Err(Error::Stopped))));
 }
+
+#[tokio::test]
+async fn a_stream_whose_syncer_died_ends_with_an_error_instead_of_stalling() {
+    let m = Member::new();
+    m.put("a", "old");
+    let mut c = Client::open(&m);
+    // A watcher from history needs the syncer to catch up; with the syncer gone (as after a
+    // panic) it would wait forever.
+    c.rx.syncer.abort();
+    c.control.create(WatchCreateRequest { start_revision: 1, ..watch_key("a") }).await;
+    let ended = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match c.rx.next().await {
+                Some(Ok(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the stream ends rather than stalls");
+    assert!(
+        matches!(&ended, Some(Err(Error::Internal(m))) if m.contains("watch stream syncer")),
+        "{ended:?}"
+    );
+    assert!(c.rx.next().await.is_none(), "nothing after the error");
+}
