@@ -168,6 +168,20 @@ pub async fn reconcile(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<A
 
     let mut new_status = status::compute(&cluster, &obs, &step, status::next_target(target, &step));
     new_status.recovery = recovery;
+    let settled = matches!(step, Step::Done);
+    let leader = obs.leader().map(|(_, e)| e.to_string());
+    let migrated = crate::migration::reconcile(
+        client,
+        &cluster,
+        leader.as_deref(),
+        settled,
+        &mut new_status,
+        now,
+    )
+    .await;
+    if let Some(outcome) = migrated {
+        publish_migration(&ctx, &cluster, &outcome).await;
+    }
     ctx.metrics.observe_cluster(&ns, &names.name, &new_status);
     publish_transition(&ctx, &cluster, &new_status).await;
     let patch = serde_json::json!({
@@ -299,6 +313,32 @@ async fn publish_transition(
         reason: phase.clone(),
         note: new.last_step.clone(),
         action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
+        tracing::warn!(error = %e, "publishing an Event");
+    }
+}
+
+/// An Event for a migration call: `Migrated`, or a warning saying why it did not convert.
+async fn publish_migration(
+    ctx: &Context,
+    cluster: &EtcdCluster,
+    outcome: &Result<crate::migration::MigrationStatus, crate::migration::MigrationError>,
+) {
+    let (warn, reason, note) = match outcome {
+        Ok(done) => (
+            false,
+            "Migrated",
+            format!("v2 keys converted into {} v3 keys at revision {}", done.keys, done.revision),
+        ),
+        Err(e) => (true, "MigrationFailed", e.to_string()),
+    };
+    let event = Event {
+        type_: if warn { EventType::Warning } else { EventType::Normal },
+        reason: reason.into(),
+        note: Some(note),
+        action: "Migrate".into(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {

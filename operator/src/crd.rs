@@ -79,6 +79,9 @@ pub struct EtcdClusterSpec {
     /// Bootstrap the cluster from a snapshot file (read only when the cluster is created).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<crate::backup::api::RestoreSpec>,
+    /// Convert the members' v2 keys into v3 keys, once (the `Migrated` condition records it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<crate::migration::MigrationSpec>,
 }
 
 /// Routine maintenance the operator schedules.
@@ -295,6 +298,9 @@ pub struct EtcdClusterStatus {
     /// What the last reconcile did or waits for, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_step: Option<String>,
+    /// What the v2 → v3 migration of `spec.migration` did, once it has run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<crate::migration::MigrationStatus>,
 }
 
 /// One member as the operator last saw it.

@@ -15,7 +15,8 @@
 //! - [`status`]: the status the operator applies (members, conditions, phase);
 //! - [`leader`]: leader election on a `coordination.k8s.io` Lease;
 //! - [`metrics`]: the Prometheus registry served on `/metrics`;
-//! - [`backup`]: `EtcdSnapshot`s to S3-compatible storage, scheduled backups, restores.
+//! - [`backup`]: `EtcdSnapshot`s to S3-compatible storage, scheduled backups, restores;
+//! - [`migration`]: `spec.migration`, the store's online v2 → v3 migration, run once.
 //!
 //! No state lives in the operator's memory: a restarted operator plans from the cluster and
 //! the objects alone (the change in flight is recorded in `status.target`).
@@ -27,6 +28,7 @@ pub mod crd;
 pub mod leader;
 pub mod members;
 pub mod metrics;
+pub mod migration;
 pub mod observe;
 pub mod plan;
 pub mod quantity;

@@ -213,6 +213,7 @@ pub fn compute(
         selector: Some(obs.names.selector_string()),
         last_step: Some(step_text),
         members,
+        migration: previous.migration.clone(),
     }
 }
 

@@ -7,51 +7,21 @@
 //! `EtcdCluster` with `spec.restore` from the on-demand snapshot → three members serving every key
 //! and the revision of the source.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use common::{etcdctl, member_ctl, wait_ready, Rig, NS, WAIT};
 use futures::TryStreamExt;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::ListParams;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use object_store::{ObjectStore, ObjectStoreExt};
-use oxcd_e2e::etcdctl::{CtlVersion, Etcdctl};
 use oxcd_e2e::s3::{S3Server, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
-use oxcd_k8s_rig::kubelet::{Kubelet, KubeletOptions};
 use oxcd_k8s_rig::poll::{poll_some, wait_some};
-use oxcd_k8s_rig::{ControlPlane, Options, StorageKind};
 use oxcd_operator::backup::api::{EtcdSnapshot, S3Bucket};
-use oxcd_operator::crd::EtcdCluster;
-use serde_json::Value;
 
-const NS: &str = "default";
 const BUCKET: &str = "oxcd-backups";
-/// Upper bound for any one condition (a loaded 2-core machine is slow).
-const WAIT: Duration = Duration::from_secs(240);
-
-async fn wait_ready(client: &Client, name: &str, n: usize) {
-    let clusters: Api<EtcdCluster> = Api::namespaced(client.clone(), NS);
-    wait_some(WAIT, &format!("{name} with {n} ready members"), || async {
-        let s = clusters.get(name).await.ok()?.status?;
-        let voters = s.members.iter().filter(|m| !m.learner && m.healthy).count();
-        (s.phase.as_deref() == Some("Running") && voters == n && s.members.len() == n).then_some(())
-    })
-    .await;
-}
-
-/// etcdctl on a cluster's member names (always resolvable on the rig).
-fn etcdctl(name: &str, n: u32) -> Etcdctl {
-    let mut endpoints = vec![format!("http://{name}-client.{NS}.svc:2379")];
-    endpoints.extend((0..n).map(|o| format!("http://{name}-{o}.{name}.{NS}.svc:2379")));
-    Etcdctl::new(CtlVersion::V34, endpoints)
-}
-
-fn everything(ctl: &Etcdctl, prefix: &str) -> (i64, Value) {
-    let out = ctl.run(&["get", prefix, "--prefix", "-w", "json"]);
-    out.assert_success();
-    let v: Value = serde_json::from_str(&out.stdout).expect("json");
-    (v["header"]["revision"].as_i64().unwrap_or(0), v["kvs"].clone())
-}
 
 fn destination(s3: &S3Server) -> String {
     format!(
@@ -76,40 +46,8 @@ async fn bucket_keys(store: &dyn ObjectStore, prefix: &str) -> BTreeSet<String> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn snapshots_on_demand_and_scheduled_with_retention_then_restore_into_a_new_cluster() {
-    let cp = ControlPlane::start(Options::new(StorageKind::Oxcd)).await.expect("control plane");
-    let _kubelet = Kubelet::start(cp.client(), KubeletOptions::new(cp.dir().join("kubelet")))
-        .await
-        .expect("kubelet");
-    let crds =
-        oxcd_operator::crd::crd_yaml() + "---\n" + &oxcd_operator::backup::api::snapshot_crd_yaml();
-    cp.kubectl_input(&["apply", "-f", "-"], Some(&crds)).assert_success();
-    let crd_api: Api<CustomResourceDefinition> = Api::all(cp.client());
-    for name in ["etcdclusters.oxcd.dev", "etcdsnapshots.oxcd.dev"] {
-        wait_some(WAIT, &format!("CRD {name} established"), || async {
-            let c = crd_api.get(name).await.ok()?;
-            let ok = c
-                .status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            ok.then_some(())
-        })
-        .await;
-    }
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let operator = tokio::spawn(oxcd_operator::app::run(
-        cp.client(),
-        oxcd_operator::app::Options {
-            metrics_addr: "127.0.0.1:0".parse().expect("address"),
-            namespace: None,
-            lease_namespace: Some(NS.into()),
-            lease_name: "oxcd-operator".into(),
-            identity: "backup-test".into(),
-        },
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    let rig = Rig::start("backup-test").await;
+    let cp = &rig.cp;
 
     // The bucket and its credentials.
     let s3 = S3Server::start("127.0.0.1");
@@ -141,7 +79,7 @@ async fn snapshots_on_demand_and_scheduled_with_retention_then_restore_into_a_ne
     for i in 0..50 {
         ctl.run(&["put", &format!("app/{i:02}"), &format!("value {i}")]).assert_success();
     }
-    let (rev, kvs) = everything(&ctl, "app/");
+    let (rev, kvs) = ctl.everything();
 
     // On demand.
     let t = Instant::now();
@@ -241,14 +179,13 @@ async fn snapshots_on_demand_and_scheduled_with_retention_then_restore_into_a_ne
     wait_ready(&cp.client(), "restored", 3).await;
     eprintln!("restored cluster with 3 ready members: {:.1} s", t.elapsed().as_secs_f64());
     let rctl = etcdctl("restored", 3);
-    let (rrev, rkvs) = everything(&rctl, "app/");
+    let (rrev, rkvs) = rctl.everything();
     assert_eq!(rkvs, kvs, "the restored keys differ from the source's");
     assert!(rrev >= rev, "restored revision {rrev} < source {rev}");
     // Every member gets the data (serializable reads on each member; a member that has just
     // joined may still be applying what it received).
     for o in 0..3 {
-        let one =
-            Etcdctl::new(CtlVersion::V34, [format!("http://restored-{o}.restored.{NS}.svc:2379")]);
+        let one = member_ctl("restored", o);
         let last = std::sync::Mutex::new(String::new());
         let got = poll_some(WAIT, || async {
             let out = one.run(&["get", "app/07", "--print-value-only", "--consistency=s"]);
@@ -270,7 +207,7 @@ async fn snapshots_on_demand_and_scheduled_with_retention_then_restore_into_a_ne
     cp.kubectl_input(&["apply", "-n", NS, "-f", "-"], Some(by_name)).assert_success();
     wait_ready(&cp.client(), "byname", 1).await;
     eprintln!("restored from EtcdSnapshot manual: {:.1} s", t.elapsed().as_secs_f64());
-    let (brev, bkvs) = everything(&etcdctl("byname", 1), "app/");
+    let (brev, bkvs) = etcdctl("byname", 1).everything();
     assert_eq!(bkvs, kvs, "the keys restored from EtcdSnapshot manual differ");
     assert!(brev >= rev, "restored revision {brev} < source {rev}");
     let both = "apiVersion: oxcd.dev/v1alpha1\nkind: EtcdCluster\nmetadata:\n  name: both\n\
@@ -283,6 +220,5 @@ async fn snapshots_on_demand_and_scheduled_with_retention_then_restore_into_a_ne
     let out = cp.kubectl_input(&["apply", "-n", NS, "-f", "-"], Some(&changed));
     assert!(out.stderr.contains("spec.restore cannot be changed"), "{out}");
 
-    let _ = stop.send(());
-    let _ = operator.await;
+    rig.stop().await;
 }
