@@ -290,6 +290,16 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The error an etcd client API answered with, known by its message as etcd's own
+    /// clients know it (`rpctypes.Error` maps the status text back to the error): for calls
+    /// this member makes to another member's client API (e.g. a membership change passed on
+    /// to the leader). `None` for a message no payload-free error has.
+    pub fn from_client_status(status: &tonic::Status) -> Option<Error> {
+        KNOWN.iter().find(|e| e.to_string() == status.message()).cloned()
+    }
+}
+
 /// The code of an error variant that has none of its own (it arrives as `Error::Internal`).
 pub const UNTYPED: u32 = 0;
 
@@ -322,6 +332,15 @@ impl From<rocksdb::Error> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_statuses_map_back_to_their_error() {
+        for e in KNOWN {
+            let status = tonic::Status::failed_precondition(e.to_string());
+            assert_eq!(Error::from_client_status(&status).as_ref(), Some(e));
+        }
+        assert_eq!(Error::from_client_status(&tonic::Status::unknown("other")), None);
+    }
 
     #[test]
     fn errors_round_trip_through_their_code() {

@@ -43,6 +43,20 @@ impl Answer {
 
 /// Sends `method path` with a form `body` (empty: none) to `addr`; waits up to `timeout`.
 pub fn request(addr: &str, method: &str, path: &str, form: &str, timeout: Duration) -> Answer {
+    let ctype = "application/x-www-form-urlencoded";
+    request_with_content_type(addr, method, path, form, ctype, timeout)
+}
+
+/// `request` with a body of another type (e.g. the JSON of v2's `/v2/members`).
+pub fn request_with_content_type(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    content_type: &str,
+    timeout: Duration,
+) -> Answer {
+    let form = body;
     let Ok(addr) = addr.parse::<SocketAddr>() else {
         return Answer::default();
     };
@@ -52,7 +66,7 @@ pub fn request(addr: &str, method: &str, path: &str, form: &str, timeout: Durati
     let _ = s.set_read_timeout(Some(timeout));
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if !form.is_empty() || method == "PUT" || method == "POST" {
-        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        req.push_str(&format!("Content-Type: {content_type}\r\n"));
         req.push_str(&format!("Content-Length: {}\r\n", form.len()));
     }
     req.push_str("\r\n");

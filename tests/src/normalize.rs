@@ -388,6 +388,22 @@ fn unpad_ids(line: &str) -> String {
     out
 }
 
+/// `member add` output with the members of `ETCD_INITIAL_CLUSTER` in name order (etcd prints
+/// them in member-id order, and ids differ between runs).
+pub fn sorted_initial_cluster(out: &str) -> String {
+    out.lines()
+        .map(|l| match l.strip_prefix("ETCD_INITIAL_CLUSTER=\"") {
+            Some(rest) => {
+                let mut items: Vec<&str> = rest.trim_end_matches('"').split(',').collect();
+                items.sort();
+                format!("ETCD_INITIAL_CLUSTER=\"{}\"", items.join(","))
+            }
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 //! The leader may legitimately differ between runs, so the IS LEADER column
 //! is only compared as a count of leaders.
 
+use oxcd_e2e::normalize::sorted_initial_cluster;
 use oxcd_e2e::{CtlVersion, Differential, Etcdctl};
 
 #[test]
@@ -71,22 +72,6 @@ fn member_add_promote_remove() {
         s.record("member list after remove (sorted)", &sorted_lines(&listed.stdout));
         s.ctl(&["member", "remove", &id]);
     });
-}
-
-/// `member add` output with the members of `ETCD_INITIAL_CLUSTER` in name order (etcd prints
-/// them in member-id order, and ids differ between runs).
-fn sorted_initial_cluster(out: &str) -> String {
-    out.lines()
-        .map(|l| match l.strip_prefix("ETCD_INITIAL_CLUSTER=\"") {
-            Some(rest) => {
-                let mut items: Vec<&str> = rest.trim_end_matches('"').split(',').collect();
-                items.sort();
-                format!("ETCD_INITIAL_CLUSTER=\"{}\"", items.join(","))
-            }
-            None => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// `member list` lines without their (random) member ids, sorted.

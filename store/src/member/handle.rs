@@ -33,6 +33,7 @@ pub use crate::lease::{LeaseStatus, MAX_LEASE_TTL};
 pub use crate::member::headers::Headers;
 pub use crate::member::server::{RaftRole, RaftStatus};
 pub use crate::mvcc::KeyRange;
+pub use crate::raft::peer_stats::PeerStats;
 pub use crate::v2::store::Stats as V2Stats;
 pub use crate::v2::store::Watch as V2Watch;
 pub use crate::watch::{fragment, WatchControl, WatchReceiver};
@@ -421,6 +422,11 @@ impl Member {
         since: u64,
     ) -> std::result::Result<(V2Watch, u64), crate::v2::error::V2Error> {
         self.server.applier().v2().watch(path, recursive, stream, since)
+    }
+
+    /// Raft traffic counts (`/v2/stats/leader`, `/v2/stats/self`).
+    pub fn peer_stats(&self) -> &PeerStats {
+        self.server.peer_stats()
     }
 
     /// The v2 store's operation counters (`/v2/stats/store`).

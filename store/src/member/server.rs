@@ -27,6 +27,7 @@ use crate::pb::oxcdpb::raft_peer_client::RaftPeerClient;
 use crate::pb::oxcdpb::{Empty, InternalRequest, LeaseExpire, MemberAttributes};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{peer_channel, peer_error, Network};
+use crate::raft::peer_stats::PeerStats;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::Raft;
 use crate::storage::schema::raft_meta_keys;
@@ -73,6 +74,8 @@ struct Inner {
     read_batcher: Arc<crate::member::read_index::ReadIndexBatcher>,
     /// Set once raft's membership no longer contains this member.
     removed: tokio::sync::watch::Sender<bool>,
+    /// Raft traffic counts for etcd's v2 statistics (the network and peer service fill it).
+    peer_stats: Arc<PeerStats>,
     /// Set while this leader hands its leadership over (`membership::move_leader`): new
     /// proposals wait instead of being appended, so the followers' leader lease can run out
     /// and the chosen member can win; they then go to the new leader.
@@ -151,10 +154,11 @@ impl EtcdServer {
             );
         }
         let removed = tokio::sync::watch::channel(false).0;
+        let peer_stats = Arc::new(PeerStats::default());
         let raft = Raft::new(
             member_id,
             Arc::new(raft_config),
-            Network { cluster_id, removed: removed.clone() },
+            Network { cluster_id, removed: removed.clone(), stats: peer_stats.clone() },
             log_store,
             state_machine.clone(),
         )
@@ -197,6 +201,7 @@ impl EtcdServer {
                 peers: Mutex::new(HashMap::new()),
                 id_gen: AtomicU64::new(seed),
                 removed,
+                peer_stats,
                 ready: tokio::sync::watch::channel(false).0,
                 stopping: tokio::sync::watch::channel(false).0,
                 holding: tokio::sync::watch::channel(false).0,
@@ -825,6 +830,11 @@ impl EtcdServer {
     /// The database's size on disk (etcd's `dbSize`).
     pub fn db_size_bytes(&self) -> u64 {
         self.inner.storage.size_bytes()
+    }
+
+    /// The raft traffic counts behind etcd's `/v2/stats/leader` and `/v2/stats/self`.
+    pub fn peer_stats(&self) -> &PeerStats {
+        &self.inner.peer_stats
     }
 
     /// Compacts every column family (etcd's defragment), off the async workers.

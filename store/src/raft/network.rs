@@ -55,6 +55,8 @@ pub struct Network {
     pub cluster_id: u64,
     /// Set when a peer tells this member it was removed (`EtcdServer::removed` watches it).
     pub removed: tokio::sync::watch::Sender<bool>,
+    /// Where append calls are counted (etcd's v2 leader and self statistics).
+    pub stats: std::sync::Arc<super::peer_stats::PeerStats>,
 }
 
 /// The connection to one peer.
@@ -64,6 +66,7 @@ pub struct PeerConnection {
     client: Option<RaftPeerClient<Channel>>,
     addr: String,
     removed: tokio::sync::watch::Sender<bool>,
+    stats: std::sync::Arc<super::peer_stats::PeerStats>,
 }
 
 /// Opens a lazily-connecting gRPC channel to a peer URL.
@@ -87,6 +90,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             client,
             addr: node.addr.clone(),
             removed: self.removed.clone(),
+            stats: self.stats.clone(),
         }
     }
 }
@@ -159,7 +163,13 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<u64>, openraft::error::Infallible> {
-        self.call(Method::Append, &rpc).await
+        let carried_entries = !rpc.entries.is_empty();
+        let started = std::time::Instant::now();
+        let result = self.call(Method::Append, &rpc).await;
+        let answered = matches!(result, Ok(_) | Err(RPCError::RemoteError(_)));
+        let round_trip = answered.then(|| started.elapsed());
+        self.stats.append_sent(self.target, round_trip, carried_entries);
+        result
     }
 
     async fn install_snapshot(

@@ -75,6 +75,9 @@ impl RaftPeer for PeerService {
         let req: openraft::raft::AppendEntriesRequest<TypeConfig> =
             decode(&request.into_inner().data).map_err(bad_message)?;
         self.check_not_removed(req.vote.leader_id().voted_for().unwrap_or_default())?;
+        if !req.entries.is_empty() {
+            self.server.peer_stats().append_received();
+        }
         reply(&self.server.raft().append_entries(req).await)
     }
 

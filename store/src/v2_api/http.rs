@@ -1,6 +1,6 @@
 //! The v2 API's HTTP handlers on the client port (etcd 3.4's `v2http` with `--enable-v2`):
 //! `/v2/keys` (reads served locally unless `quorum=true`, writes through raft, `wait=true`
-//! long polls and streams), `/v2/members`, `/v2/machines` and `/v2/stats/*`.
+//! long polls and streams), `/v2/machines` and `/v2/stats/*`; `/v2/members` is `members`'s.
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 
+use super::members::members;
 use crate::member::handle::{Member, RaftRole, V2Watch as Watch};
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::internal_response::Response as Out;
@@ -28,7 +29,7 @@ pub fn disabled_router() -> Router {
 }
 
 /// The largest form body read (etcd's default `--max-request-bytes` plus room).
-const MAX_BODY: usize = 4 << 20;
+pub(super) const MAX_BODY: usize = 4 << 20;
 
 /// The v2 routes, merged into the client router when `--enable-v2` is set.
 pub fn router(server: Member) -> Router {
@@ -38,7 +39,7 @@ pub fn router(server: Member) -> Router {
         .route("/v2/keys/{*path}", any(keys))
         .route("/v2/members", any(members))
         .route("/v2/members/", any(members))
-        .route("/v2/members/leader", any(leader))
+        .route("/v2/members/{*rest}", any(members))
         .route("/v2/machines", any(machines))
         .route("/v2/stats/self", any(stats_self))
         .route("/v2/stats/leader", any(stats_leader))
@@ -217,7 +218,7 @@ async fn read_form(req: Request) -> (Method, String, Form) {
 }
 
 /// Headers every v2 answer carries.
-fn base_headers(server: &Member) -> HeaderMap {
+pub(super) fn base_headers(server: &Member) -> HeaderMap {
     let mut h = HeaderMap::new();
     // etcd's v2 handlers allow any origin (its default `--cors`).
     h.insert(
@@ -266,7 +267,7 @@ fn event_response(server: &Member, event: Event, etcd_index: u64, no_value: bool
     (status, h, event.line()).into_response()
 }
 
-fn method_not_allowed(allowed: &str) -> Response {
+pub(super) fn method_not_allowed(allowed: &str) -> Response {
     let mut h = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(allowed) {
         h.insert("allow", v);
@@ -373,58 +374,14 @@ fn watch_response(server: &Member, watch: Watch, index: u64, stream: bool) -> Re
     (StatusCode::OK, h, Body::from_stream(body)).into_response()
 }
 
-/// A member as `/v2/members` shows it (etcd's field order).
-#[derive(serde::Serialize)]
-struct MemberJson {
-    id: String,
-    name: String,
-    #[serde(rename = "peerURLs")]
-    peer_urls: Vec<String>,
-    #[serde(rename = "clientURLs")]
-    client_urls: Vec<String>,
-}
-
-fn member_json(m: &crate::pb::etcdserverpb::Member) -> MemberJson {
-    MemberJson {
-        id: format!("{:x}", m.id),
-        name: m.name.clone(),
-        peer_urls: m.peer_ur_ls.clone(),
-        client_urls: m.client_ur_ls.clone(),
-    }
-}
-
 /// A JSON answer as Go's encoder writes it (fields in declaration order, a newline).
-fn json_line<T: serde::Serialize>(server: &Member, status: StatusCode, v: &T) -> Response {
+pub(super) fn json_line<T: serde::Serialize>(
+    server: &Member,
+    status: StatusCode,
+    v: &T,
+) -> Response {
     let body = serde_json::to_string(v).unwrap_or_default() + "\n";
     (status, base_headers(server), body).into_response()
-}
-
-async fn members(State(server): State<Member>, req: Request) -> Response {
-    if req.method() != Method::GET {
-        return method_not_allowed("GET");
-    }
-    #[derive(serde::Serialize)]
-    struct Members {
-        members: Vec<MemberJson>,
-    }
-    let members = server.members().iter().map(member_json).collect();
-    json_line(&server, StatusCode::OK, &Members { members })
-}
-
-async fn leader(State(server): State<Member>, req: Request) -> Response {
-    if req.method() != Method::GET {
-        return method_not_allowed("GET");
-    }
-    let leader = Some(server.raft_status().leader).filter(|id| *id != 0);
-    let found = leader.and_then(|id| server.members().into_iter().find(|m| m.id == id));
-    match found {
-        Some(m) => json_line(&server, StatusCode::OK, &member_json(&m)),
-        None => json_line(
-            &server,
-            StatusCode::SERVICE_UNAVAILABLE,
-            &serde_json::json!({ "message": "During election" }),
-        ),
-    }
 }
 
 async fn machines(State(server): State<Member>, req: Request) -> Response {
@@ -484,8 +441,8 @@ async fn stats_self(State(server): State<Member>, req: Request) -> Response {
             uptime: format!("{uptime:?}"),
             start_time: rfc3339_nano(started),
         },
-        recv_append_request_cnt: 0,
-        send_append_request_cnt: 0,
+        recv_append_request_cnt: server.peer_stats().appends_received(),
+        send_append_request_cnt: server.peer_stats().appends_sent(),
     };
     json_line(&server, StatusCode::OK, &body)
 }
@@ -501,17 +458,21 @@ async fn stats_leader(State(server): State<Member>, req: Request) -> Response {
             &serde_json::json!({ "message": "not current leader" }),
         );
     }
+    let seen = server.peer_stats().followers();
     let mut followers = serde_json::Map::new();
     for id in server.raft_node_ids() {
         if id == server.member_id() {
             continue;
         }
+        let f = seen.get(&id).cloned().unwrap_or_default();
+        let l = &f.latency;
         followers.insert(
             format!("{id:x}"),
             serde_json::json!({
-                "latency": {"current": 0.0, "average": 0.0, "standardDeviation": 0.0,
-                            "minimum": 0.0, "maximum": 0.0},
-                "counts": {"fail": 0, "success": 0},
+                "latency": {"current": l.current, "average": l.average,
+                            "standardDeviation": l.standard_deviation,
+                            "minimum": l.minimum, "maximum": l.maximum},
+                "counts": {"fail": f.fail, "success": f.success},
             }),
         );
     }
