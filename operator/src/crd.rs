@@ -421,9 +421,9 @@ const RULES: &[Rule] = &[
     },
     Rule {
         path: &["restore"],
-        rule:
-            "has(self.snapshot) ? !has(self.s3) && !has(self.key) : has(self.s3) && has(self.key)",
-        message: "spec.restore needs either snapshot, or s3 and key",
+        rule: "has(self.snapshot) ? !has(self.s3) && !has(self.pvc) && !has(self.key) : \
+               has(self.key) && has(self.s3) != has(self.pvc)",
+        message: "spec.restore needs either snapshot, or key and one of s3 and pvc",
     },
     Rule {
         path: &["backup"],

@@ -1,5 +1,6 @@
 //! `oxcd-operator`: `run` the controller (leader election, `/metrics`, graceful shutdown on
-//! SIGTERM), or print the `crd`.
+//! SIGTERM), print the `crd`, or play a part in backups inside a pod (`restore-member`,
+//! `save-snapshot`, `remove-snapshot`).
 
 use std::net::SocketAddr;
 
@@ -23,9 +24,32 @@ enum Command {
         #[arg(long)]
         snapshot: bool,
     },
-    /// Restore a member's data dir from a snapshot in S3 (the init container of a cluster with
-    /// spec.restore; credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
+    /// Restore a member's data dir from a snapshot in S3 or in a file (the init container of a
+    /// cluster with spec.restore; S3 credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
     RestoreMember(RestoreArgs),
+    /// Stream a member's snapshot into a file, with `<file>.sha256` beside it (the Job of an
+    /// EtcdSnapshot to a PersistentVolumeClaim); prints the result as JSON.
+    SaveSnapshot(SaveArgs),
+    /// Remove a snapshot file and its `.sha256` (the Job pruning a snapshot on a claim).
+    RemoveSnapshot {
+        /// The snapshot file.
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
+}
+
+#[derive(Parser)]
+struct SaveArgs {
+    /// The member's client URL.
+    #[arg(long)]
+    endpoint: String,
+    /// Where the snapshot goes.
+    #[arg(long)]
+    file: std::path::PathBuf,
+    /// Also write the result (JSON), or the error, into this file: the container's
+    /// terminationMessagePath, which the operator reads from the pod's status.
+    #[arg(long)]
+    result_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Parser)]
@@ -46,11 +70,14 @@ struct RestoreArgs {
     #[arg(long)]
     initial_advertise_peer_urls: String,
     /// Bucket of the snapshot file.
-    #[arg(long)]
-    s3_bucket: String,
+    #[arg(long, requires = "s3_key", conflicts_with = "file")]
+    s3_bucket: Option<String>,
     /// Key of the snapshot file.
-    #[arg(long)]
-    s3_key: String,
+    #[arg(long, requires = "s3_bucket")]
+    s3_key: Option<String>,
+    /// The snapshot file itself (on a claim mounted by the init container).
+    #[arg(long, required_unless_present = "s3_bucket")]
+    file: Option<std::path::PathBuf>,
     /// Endpoint of an S3-compatible store other than AWS.
     #[arg(long)]
     s3_endpoint: Option<String>,
@@ -95,6 +122,17 @@ fn main() -> anyhow::Result<()> {
             install_crypto();
             tokio::runtime::Runtime::new()?.block_on(restore_member(args))
         }
+        Command::SaveSnapshot(args) => tokio::runtime::Runtime::new()?.block_on(save(args)),
+        Command::RemoveSnapshot { file } => {
+            for f in [file.clone(), oxcd_operator::backup::stream::sha256_file(&file)] {
+                match std::fs::remove_file(&f) {
+                    Ok(()) => println!("removed {}", f.display()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => anyhow::bail!("{}: {e}", f.display()),
+                }
+            }
+            Ok(())
+        }
         Command::Run(args) => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -114,21 +152,46 @@ fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+async fn save(a: SaveArgs) -> anyhow::Result<()> {
+    let outcome = oxcd_operator::backup::stream::save_snapshot(&a.endpoint, &a.file).await;
+    let text = match &outcome {
+        Ok(stored) => serde_json::to_string(stored)?,
+        Err(e) => e.to_string(),
+    };
+    if let Some(r) = &a.result_file {
+        std::fs::write(r, &text).with_context(|| format!("writing {}", r.display()))?;
+    }
+    match outcome {
+        Ok(_) => {
+            println!("{text}");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn restore_member(a: RestoreArgs) -> anyhow::Result<()> {
     use oxcd_operator::backup::{api::S3Bucket, restore};
+    let source = match (a.s3_bucket, a.s3_key, a.file) {
+        (Some(bucket), Some(key), _) => restore::Source::S3 {
+            bucket: S3Bucket {
+                bucket,
+                endpoint: a.s3_endpoint,
+                region: a.s3_region,
+                credentials_secret: String::new(),
+            },
+            key,
+        },
+        (_, _, Some(file)) => restore::Source::File(file),
+        _ => anyhow::bail!("give --s3-bucket and --s3-key, or --file"),
+    };
     let r = restore::MemberRestore {
         data_dir: a.data_dir,
         name: a.name,
         initial_cluster: a.initial_cluster,
         initial_cluster_token: a.initial_cluster_token,
         initial_advertise_peer_urls: a.initial_advertise_peer_urls,
-        s3: S3Bucket {
-            bucket: a.s3_bucket,
-            endpoint: a.s3_endpoint,
-            region: a.s3_region,
-            credentials_secret: String::new(),
-        },
-        key: a.s3_key.clone(),
+        source,
         sha256: a.sha256,
         oxcd: None,
     };
@@ -138,7 +201,7 @@ async fn restore_member(a: RestoreArgs) -> anyhow::Result<()> {
         }
         restore::Restored::Restored { size, sha256 } => println!(
             "restored {} ({size} bytes, sha256 {sha256}) into {}",
-            a.s3_key,
+            r.source,
             r.data_dir.display()
         ),
     }

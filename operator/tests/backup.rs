@@ -9,7 +9,7 @@ use oxcd_e2e::client::connect;
 use oxcd_e2e::s3::{S3Server, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 use oxcd_e2e::{CtlVersion, Kind, Member, MemberConfig};
 use oxcd_operator::backup::api::S3Bucket;
-use oxcd_operator::backup::restore::{restore_member, MemberRestore, Restored};
+use oxcd_operator::backup::restore::{restore_member, MemberRestore, Restored, Source};
 use oxcd_operator::backup::{store, stream, BackupError};
 use serde_json::Value;
 
@@ -40,8 +40,12 @@ fn set_credentials_env() {
     std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY);
 }
 
+fn s3_source(s3: &S3Server, key: &str) -> Source {
+    Source::S3 { bucket: bucket(s3), key: key.into() }
+}
+
 /// A member to restore into, with the harness's name and token.
-fn restore_target(s3: &S3Server, key: &str, sha256: Option<String>) -> (Member, MemberRestore) {
+fn restore_target(source: Source, sha256: Option<String>) -> (Member, MemberRestore) {
     let m = Member::create(MemberConfig::new(Kind::Oxcd));
     let r = MemberRestore {
         data_dir: m.data_dir(),
@@ -49,8 +53,7 @@ fn restore_target(s3: &S3Server, key: &str, sha256: Option<String>) -> (Member, 
         initial_cluster: m.initial_cluster().to_string(),
         initial_cluster_token: "oxcd-e2e".into(),
         initial_advertise_peer_urls: m.peer_url(),
-        s3: bucket(s3),
-        key: key.into(),
+        source,
         sha256,
         oxcd: Some(bins::oxcd()),
     };
@@ -109,7 +112,7 @@ async fn snapshot_streams_into_s3_verified_and_restores_a_member() {
     assert!(!bad.exists() && !bad.with_extension("part").exists());
 
     // The init container's restore: the member comes up with every key, revision and lease.
-    let (mut target, r) = restore_target(&s3, key.as_ref(), Some(stored.sha256.clone()));
+    let (mut target, r) = restore_target(s3_source(&s3, key.as_ref()), Some(stored.sha256.clone()));
     let done = restore_member(&r).await.expect("restore");
     assert_eq!(done, Restored::Restored { size: stored.size, sha256: stored.sha256.clone() });
     // Run again (a restarted init container): the data dir is there, nothing is done.
@@ -151,7 +154,7 @@ async fn etcd_snapshot_in_s3_restores_into_an_oxcd_member() {
     let key = Path::from("migrate/etcd.db");
     let bytes = std::fs::read(&file).expect("snapshot file");
     bucket_store.put(&key, PutPayload::from(bytes)).await.expect("put");
-    let (mut target, r) = restore_target(&s3, key.as_ref(), None);
+    let (mut target, r) = restore_target(s3_source(&s3, key.as_ref()), None);
     assert!(matches!(restore_member(&r).await.expect("restore"), Restored::Restored { .. }));
     target.launch().expect("oxcd on the restored data dir");
     let (rev_a, kvs_a) = ctl.everything();
@@ -160,4 +163,60 @@ async fn etcd_snapshot_in_s3_restores_into_an_oxcd_member() {
     assert!(kvs_a == kvs_b, "the restored keys differ");
     let leases = target.ctl(CtlVersion::V35).run(&["lease", "list"]);
     assert!(leases.stdout.contains(&lease), "{leases}");
+}
+
+/// The PersistentVolumeClaim path: what a snapshot Job's pod runs (`save_snapshot` into a
+/// file on the claim) and what the restoring init container runs (`Source::File`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_saved_to_a_file_with_its_sha256_restores_a_member() {
+    let source = Member::start(Kind::Oxcd);
+    let mut c = connect(&source.client_url()).await;
+    let value = vec![b'v'; 16 << 10];
+    for i in 0..100 {
+        c.put(format!("app/{i:03}"), value.clone(), None).await.expect("put");
+    }
+    let lease = c.lease_grant(3600, None).await.expect("lease").id();
+    let opts = etcd_client::PutOptions::new().with_lease(lease);
+    let last = c.put("leased", "yes", Some(opts)).await.expect("put");
+    let revision = last.header().expect("header").revision();
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ns/src/nightly.db");
+    let stored = stream::save_snapshot(&source.client_url(), &file).await.expect("save");
+    eprintln!("snapshot of {} bytes at revision {} saved", stored.size, stored.revision);
+    assert_eq!(stored.revision, revision);
+    assert_eq!(std::fs::metadata(&file).expect("file").len(), stored.size);
+    let sums = std::fs::read_to_string(dir.path().join("ns/src/nightly.db.sha256")).unwrap();
+    assert_eq!(sums, format!("{}  nightly.db\n", stored.sha256));
+    // The checksum file is the format `sha256sum -c` reads.
+    let check = std::process::Command::new("sha256sum")
+        .args(["-c", "nightly.db.sha256"])
+        .current_dir(dir.path().join("ns/src"))
+        .output()
+        .expect("sha256sum");
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    assert!(!dir.path().join("ns/src/nightly.db.part").exists());
+
+    // A member that does not answer: an error and no file.
+    let nothing = dir.path().join("ns/src/none.db");
+    let err = stream::save_snapshot("http://127.0.0.1:1", &nothing).await.expect_err("no member");
+    assert!(matches!(err, BackupError::Etcd { .. } | BackupError::Timeout(_)), "{err}");
+    assert!(!nothing.exists() && !nothing.with_extension("db.part").exists());
+
+    // Restored from the file: a wrong sha256 is refused with nothing left behind, the right
+    // one gives every key, the revision and the lease.
+    let (_, bad) = restore_target(Source::File(file.clone()), Some("0".repeat(64)));
+    let err = restore_member(&bad).await.expect_err("a wrong sha256 must be refused");
+    assert!(matches!(err, BackupError::Corrupt(_)), "{err}");
+    assert!(!bad.data_dir.exists(), "nothing restored");
+    let (mut target, r) = restore_target(Source::File(file.clone()), Some(stored.sha256.clone()));
+    let done = restore_member(&r).await.expect("restore");
+    assert_eq!(done, Restored::Restored { size: stored.size, sha256: stored.sha256.clone() });
+    target.launch().expect("oxcd on the restored data dir");
+    let (rev_a, kvs_a) = source.ctl(CtlVersion::V35).everything();
+    let (rev_b, kvs_b) = target.ctl(CtlVersion::V35).everything();
+    assert_eq!(rev_a, rev_b);
+    assert!(kvs_a == kvs_b, "the restored keys differ");
+    let leases = target.ctl(CtlVersion::V35).run(&["lease", "list"]);
+    assert!(leases.stdout.contains(&format!("{lease:x}")), "{leases}");
 }

@@ -30,13 +30,34 @@ pub struct S3Bucket {
     pub credentials_secret: String,
 }
 
-/// Where snapshots are stored.
+/// A PersistentVolumeClaim in the cluster's namespace holding snapshot files. Snapshots are
+/// written by a Job whose pod mounts it, and read by the restoring member's init container,
+/// so a claim used by several pods at once wants `ReadWriteMany` (or `ReadWriteOnce` on a
+/// single node).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PvcVolume {
+    /// The claim's name.
+    pub claim_name: String,
+}
+
+/// Where snapshots are stored: exactly one of an S3-compatible bucket and a
+/// PersistentVolumeClaim.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.s3) != has(self.pvc)",
+    "message": "a destination needs exactly one of s3 and pvc"
+}]))]
 pub struct Destination {
     /// An S3-compatible bucket.
-    pub s3: S3Bucket,
-    /// Key prefix of the snapshot objects: `<prefix>/<namespace>/<cluster>/<snapshot>.db`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Bucket>,
+    /// A PersistentVolumeClaim (files written by a Job, with a `.sha256` file beside each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pvc: Option<PvcVolume>,
+    /// Path prefix of the snapshot files, in the bucket or the claim:
+    /// `<prefix>/<namespace>/<cluster>/<snapshot>.db`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
 }
@@ -55,7 +76,7 @@ pub struct Destination {
     namespaced,
     status = "EtcdSnapshotStatus",
     derive = "PartialEq",
-    doc = "A snapshot of an oxcd cluster stored in object storage",
+    doc = "A snapshot of an oxcd cluster stored in object storage or on a volume",
     printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.clusterRef"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Revision", type_ = "integer", json_path = ".status.revision"),
@@ -86,7 +107,7 @@ pub struct EtcdSnapshotStatus {
     /// SHA-256 (hex) of the stored file, as `sha256sum` prints it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    /// Where it is: `s3://<bucket>/<key>`.
+    /// Where it is: `s3://<bucket>/<key>` or `pvc://<claim>/<path>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
     /// The member it was taken from.
@@ -121,18 +142,24 @@ fn default_retention() -> i32 {
 
 /// Bootstraps a new cluster from a snapshot file (of oxcd or of etcd: `etcdctl snapshot save`).
 /// Read only when the cluster is first created; the first member restores the file, the others
-/// join it and receive the data through raft. Names either an `EtcdSnapshot` or a file.
+/// join it and receive the data through raft. Names either an `EtcdSnapshot` or a file (in a
+/// bucket or on a claim).
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreSpec {
-    /// A Succeeded `EtcdSnapshot` in the cluster's namespace: its bucket, key and sha256 are
-    /// used (then `s3` and `key` are not given).
+    /// A Succeeded `EtcdSnapshot` in the cluster's namespace: its bucket or claim, key and
+    /// sha256 are used (then `s3`, `pvc` and `key` are not given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
     /// The bucket holding the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Bucket>,
-    /// The file's key (an EtcdSnapshot's `status.location` is `s3://<bucket>/<key>`).
+    /// The PersistentVolumeClaim holding the file (mounted read-only by the restoring member's
+    /// init container).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pvc: Option<PvcVolume>,
+    /// The file's key in the bucket, or its path in the claim (an EtcdSnapshot's
+    /// `status.location` is `s3://<bucket>/<key>` or `pvc://<claim>/<path>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// Expected SHA-256 (hex) of the whole file (an EtcdSnapshot's `status.sha256`); the
@@ -185,7 +212,7 @@ mod tests {
     fn retention_defaults_to_seven() {
         let b: BackupSpec = serde_json::from_value(serde_json::json!({
             "schedule": "0 * * * *",
-            "destination": {"s3": {"bucket": "b", "credentialsSecret": "s"}}
+            "destination": {"pvc": {"claimName": "backups"}}
         }))
         .unwrap();
         assert_eq!(b.retention, 7);

@@ -8,6 +8,8 @@
 //! - [`schedule`]: when a scheduled snapshot is due and which ones retention prunes (pure);
 //! - [`runner`]: the loop the leading operator runs: takes pending snapshots, creates
 //!   scheduled ones, prunes old ones;
+//! - [`volume`]: snapshots on a PersistentVolumeClaim: the Jobs that write and remove the
+//!   files (`oxcd-operator save-snapshot` / `remove-snapshot`) and how their results are read;
 //! - [`restore`]: the init container that bootstraps the first member from a snapshot
 //!   (`oxcd-operator restore-member`, then `oxcd snapshot restore`).
 
@@ -17,6 +19,7 @@ pub mod runner;
 pub mod schedule;
 pub mod store;
 pub mod stream;
+pub mod volume;
 
 /// What can fail in a backup or a restore.
 #[derive(Debug, thiserror::Error)]

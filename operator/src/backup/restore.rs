@@ -2,19 +2,19 @@
 //!
 //! The operator founds a cluster with member 0 alone and adds the others learner-first, so only
 //! the founding member restores: its pod (and only a pod of the bootstrap template) gets an init
-//! container running `oxcd-operator restore-member`, which downloads the file, checks its
-//! SHA-256, and runs `oxcd snapshot restore` with exactly the member's own bootstrap flags. The
+//! container running `oxcd-operator restore-member`, which downloads the file (or copies it
+//! from the claim mounted read-only at `/backup`), checks its SHA-256, and runs `oxcd snapshot restore` with exactly the member's own bootstrap flags. The
 //! members added later receive the data through raft. A restarted pod whose data dir exists
 //! restores nothing, so the init container is safe to run again.
 
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, ObjectFieldSelector, SecretKeySelector, VolumeMount,
+    Container, EnvVar, EnvVarSource, ObjectFieldSelector, SecretKeySelector, Volume, VolumeMount,
 };
 
 use super::api::{phase, EtcdSnapshot, S3Bucket, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
-use super::{store, stream, BackupError, Result};
+use super::{store, stream, volume, BackupError, Result};
 use crate::crd::EtcdCluster;
 use crate::resources::{args, Bootstrap, DATA_DIR, VOLUME_NAME};
 
@@ -43,9 +43,13 @@ pub fn init_containers(cluster: &EtcdCluster, bootstrap: Bootstrap) -> Option<Ve
     // Unresolved (an EtcdSnapshot not yet found): no bucket nor key, so the init container
     // fails and retries rather than founding an empty cluster.
     let bucket = restore.s3.clone().unwrap_or_default();
-    if let (Some(_), Some(key)) = (&restore.s3, &restore.key) {
-        a.push(format!("--s3-bucket={}", bucket.bucket));
-        a.push(format!("--s3-key={key}"));
+    match (&restore.s3, &restore.pvc, &restore.key) {
+        (Some(_), _, Some(key)) => {
+            a.push(format!("--s3-bucket={}", bucket.bucket));
+            a.push(format!("--s3-key={key}"));
+        }
+        (None, Some(_), Some(key)) => a.push(format!("--file={}", volume::mounted(key))),
+        _ => {}
     }
     if let Some(e) = &bucket.endpoint {
         a.push(format!("--s3-endpoint={e}"));
@@ -73,8 +77,8 @@ pub fn init_containers(cluster: &EtcdCluster, bootstrap: Bootstrap) -> Option<Ve
         image: Some(cluster.spec.image()),
         command: Some(vec!["oxcd-operator".into()]),
         args: Some(a),
-        env: Some(vec![
-            EnvVar {
+        env: Some(
+            vec![EnvVar {
                 name: "POD_NAME".into(),
                 value_from: Some(EnvVarSource {
                     field_ref: Some(ObjectFieldSelector {
@@ -84,20 +88,39 @@ pub fn init_containers(cluster: &EtcdCluster, bootstrap: Bootstrap) -> Option<Ve
                     ..Default::default()
                 }),
                 ..Default::default()
-            },
-            secret_env(ACCESS_KEY_ID),
-            secret_env(SECRET_ACCESS_KEY),
-        ]),
-        volume_mounts: Some(vec![VolumeMount {
-            name: VOLUME_NAME.into(),
-            mount_path: DATA_DIR.into(),
-            ..Default::default()
-        }]),
+            }]
+            .into_iter()
+            .chain(restore.s3.is_some().then(|| secret_env(ACCESS_KEY_ID)))
+            .chain(restore.s3.is_some().then(|| secret_env(SECRET_ACCESS_KEY)))
+            .collect(),
+        ),
+        volume_mounts: Some(
+            [VolumeMount {
+                name: VOLUME_NAME.into(),
+                mount_path: DATA_DIR.into(),
+                ..Default::default()
+            }]
+            .into_iter()
+            .chain(restore.pvc.is_some().then(|| VolumeMount {
+                name: volume::VOLUME.into(),
+                mount_path: volume::MOUNT.into(),
+                read_only: Some(true),
+                ..Default::default()
+            }))
+            .collect(),
+        ),
         ..Default::default()
     }])
 }
 
-/// Fills `spec.restore`'s bucket, key and sha256 from the `EtcdSnapshot` it names, which must
+/// The pod volumes the restore needs: the claim holding the file, for the bootstrap template
+/// of a cluster restoring from a claim; none otherwise.
+pub fn volumes(cluster: &EtcdCluster, bootstrap: Bootstrap) -> Option<Vec<Volume>> {
+    let pvc = cluster.spec.restore.as_ref()?.pvc.as_ref()?;
+    (bootstrap == Bootstrap::New).then(|| vec![volume::claim_volume(pvc, true)])
+}
+
+/// Fills `spec.restore`'s bucket or claim, key and sha256 from the `EtcdSnapshot` it names, which must
 /// have succeeded; a restore naming a file is left as it is. Called before the founding
 /// member's pod template is built.
 pub async fn resolve(client: &kube::Client, cluster: &mut EtcdCluster) -> Result<()> {
@@ -117,13 +140,19 @@ pub async fn resolve(client: &kube::Client, cluster: &mut EtcdCluster) -> Result
             status.phase.as_deref().unwrap_or("none")
         )));
     }
-    let s3 = snap.spec.destination.s3.clone();
-    let key =
-        status.location.as_deref().and_then(|l| store::key_of_location(&s3, l)).ok_or_else(
-            || BackupError::Config(format!("EtcdSnapshot {ns}/{name} has no location")),
-        )?;
-    r.s3 = Some(s3);
-    r.key = Some(key.to_string());
+    let dest = &snap.spec.destination;
+    let location = status.location.as_deref().unwrap_or_default();
+    let key = match (&dest.s3, &dest.pvc) {
+        (Some(s3), _) => store::key_of_location(s3, location).map(|k| k.to_string()),
+        (None, Some(pvc)) => volume::path_of_location(pvc, location),
+        (None, None) => None,
+    };
+    let key = key.ok_or_else(|| {
+        BackupError::Config(format!("EtcdSnapshot {ns}/{name} has no location {location:?}"))
+    })?;
+    r.s3 = dest.s3.clone();
+    r.pvc = dest.pvc.clone();
+    r.key = Some(key);
     if r.sha256.is_none() {
         r.sha256 = status.sha256;
     }
@@ -145,13 +174,34 @@ pub struct MemberRestore {
     /// See `name`.
     pub initial_advertise_peer_urls: String,
     /// Where the file is.
-    pub s3: S3Bucket,
-    /// Its key.
-    pub key: String,
+    pub source: Source,
     /// Its expected SHA-256 (hex).
     pub sha256: Option<String>,
     /// The `oxcd` binary (default: beside this executable, else `oxcd` on `PATH`).
     pub oxcd: Option<PathBuf>,
+}
+
+/// Where a restored file comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// An object in a bucket (credentials from the environment).
+    S3 {
+        /// The bucket.
+        bucket: S3Bucket,
+        /// The object's key.
+        key: String,
+    },
+    /// A file (on the claim the init container mounts).
+    File(PathBuf),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::S3 { bucket, key } => write!(f, "s3://{}/{key}", bucket.bucket),
+            Source::File(p) => write!(f, "{}", p.display()),
+        }
+    }
 }
 
 /// What a member restore did.
@@ -182,7 +232,8 @@ fn exists_non_empty(dir: &Path) -> bool {
     std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false)
 }
 
-/// Downloads the file (credentials from the environment) and restores it into the data dir.
+/// Fetches the file (from a bucket, credentials from the environment, or from a path) and
+/// restores it into the data dir.
 pub async fn restore_member(r: &MemberRestore) -> Result<Restored> {
     if exists_non_empty(&r.data_dir) {
         return Ok(Restored::AlreadyPresent);
@@ -191,10 +242,15 @@ pub async fn restore_member(r: &MemberRestore) -> Result<Restored> {
     std::fs::create_dir_all(parent)
         .map_err(|source| BackupError::Io { path: parent.display().to_string(), source })?;
     let file = parent.join("restore.db");
-    let creds = store::Credentials::from_env()?;
-    let s3 = store::s3(&r.s3, &creds)?;
-    let key = object_store::path::Path::from(r.key.as_str());
-    let (size, sha256) = stream::download(s3.as_ref(), &key, &file, r.sha256.as_deref()).await?;
+    let (size, sha256) = match &r.source {
+        Source::S3 { bucket, key } => {
+            let creds = store::Credentials::from_env()?;
+            let s3 = store::s3(bucket, &creds)?;
+            let key = object_store::path::Path::from(key.as_str());
+            stream::download(s3.as_ref(), &key, &file, r.sha256.as_deref()).await?
+        }
+        Source::File(from) => stream::copy_checked(from, &file, r.sha256.as_deref())?,
+    };
     let oxcd = r.oxcd.clone().unwrap_or_else(oxcd_binary);
     let out = tokio::process::Command::new(&oxcd)
         .arg("snapshot")
@@ -235,6 +291,7 @@ mod tests {
                 region: None,
                 credentials_secret: "s3-creds".into(),
             }),
+            pvc: None,
             key: Some("ns/old/old-1.db".into()),
             sha256: Some("ab".repeat(32)),
         });
@@ -260,10 +317,39 @@ mod tests {
         assert_eq!(inits[0].command, Some(vec!["oxcd-operator".to_string()]));
         assert!(init(&c, Bootstrap::Existing).is_none());
         assert!(init(&crate::resources::tests::demo(), Bootstrap::New).is_none());
+        assert!(super::volumes(&c, Bootstrap::New).is_none(), "no claim for an S3 restore");
+        let env: Vec<String> = inits[0].env.iter().flatten().map(|e| e.name.clone()).collect();
+        assert!(env.contains(&ACCESS_KEY_ID.to_string()), "{env:?}");
         // The restore is bootstrap-only: it does not change the hash that restarts members.
         assert_eq!(
             crate::resources::template_hash(&c, Bootstrap::New),
             crate::resources::template_hash(&crate::resources::tests::demo(), Bootstrap::New)
         );
+    }
+
+    #[test]
+    fn a_restore_from_a_claim_mounts_it_read_only_in_the_founding_pod_only() {
+        let mut c = restoring();
+        if let Some(r) = c.spec.restore.as_mut() {
+            r.s3 = None;
+            r.pvc = Some(crate::backup::api::PvcVolume { claim_name: "backups".into() });
+        }
+        let inits = init(&c, Bootstrap::New).expect("an init container");
+        let a = inits[0].args.clone().unwrap();
+        assert!(a.contains(&"--file=/backup/ns/old/old-1.db".to_string()), "{a:?}");
+        assert!(!a.iter().any(|x| x.starts_with("--s3-")), "{a:?}");
+        let env: Vec<String> = inits[0].env.iter().flatten().map(|e| e.name.clone()).collect();
+        assert_eq!(env, vec!["POD_NAME"], "no S3 credentials");
+        let mount = inits[0].volume_mounts.iter().flatten().find(|m| m.name == "backup").cloned();
+        assert_eq!(
+            mount.map(|m| (m.mount_path, m.read_only)),
+            Some(("/backup".into(), Some(true)))
+        );
+        let pod = statefulset(&c, 1, Bootstrap::New).spec.unwrap().template.spec.unwrap();
+        let vols = pod.volumes.expect("the claim as a volume");
+        let claim = vols[0].persistent_volume_claim.clone().expect("a claim");
+        assert_eq!((claim.claim_name.as_str(), claim.read_only), ("backups", Some(true)));
+        let later = statefulset(&c, 3, Bootstrap::Existing).spec.unwrap().template.spec.unwrap();
+        assert!(later.volumes.is_none() && later.init_containers.is_none());
     }
 }

@@ -1,5 +1,6 @@
 //! The backup loop of the leading operator: every few seconds it takes the snapshots that are
-//! not done (one at a time: each is a stream from a member to the bucket), creates the
+//! not done (one at a time: each is a stream from a member to the bucket; a snapshot to a
+//! claim is a Job this loop starts and later reads, see `volume`), creates the
 //! scheduled snapshots that are due, and prunes scheduled ones by retention (the stored file
 //! first, then the object). Everything it needs is in the objects, so a new leader carries on
 //! where the last one stopped; a snapshot left Running by a lost leader is taken again.
@@ -14,16 +15,21 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use object_store::ObjectStoreExt;
 
-use super::api::{phase, BackupSpec, EtcdSnapshot, EtcdSnapshotSpec, EtcdSnapshotStatus};
+use super::api::{
+    phase, BackupSpec, EtcdSnapshot, EtcdSnapshotSpec, EtcdSnapshotStatus, PvcVolume,
+};
 use super::schedule::{self, Kept};
 use super::store::{self, Credentials};
 use super::stream;
+use super::volume::{self, JobState};
 use super::{BackupError, Result};
 use crate::crd::EtcdCluster;
 use crate::resources::CLUSTER_LABEL;
 
 /// Label of the snapshots a schedule made (retention prunes only these).
 pub const SCHEDULED_LABEL: &str = "oxcd.dev/scheduled";
+/// Annotation of a snapshot whose files are being removed (a prune in flight).
+pub const PRUNING_ANNOTATION: &str = "oxcd.dev/pruning";
 /// How often the loop looks.
 const PERIOD: Duration = Duration::from_secs(3);
 
@@ -56,8 +62,12 @@ where
 async fn round(client: &Client, namespace: Option<&str>) {
     match api::<EtcdSnapshot>(client, namespace).list(&ListParams::default()).await {
         Ok(list) => {
-            for snap in list.items.into_iter().filter(|s| !s.is_done()) {
-                take(client, &snap).await;
+            for snap in &list.items {
+                if is_being_pruned(snap) {
+                    finish_prune(client, snap).await;
+                } else if !snap.is_done() {
+                    take(client, snap).await;
+                }
             }
         }
         // No EtcdSnapshot CRD installed: backups are simply not offered.
@@ -84,8 +94,19 @@ fn to_chrono(t: &Time) -> DateTime<Utc> {
     DateTime::from_timestamp(t.0.as_second(), 0).unwrap_or_default()
 }
 
+/// The status fields, so that a merge patch clears those a new status leaves unset (a
+/// Running message must not outlive the run).
+const STATUS_FIELDS: &[&str] =
+    &["phase", "revision", "size", "sha256", "location", "member", "time", "message"];
+
 async fn set_status(api: &Api<EtcdSnapshot>, name: &str, status: EtcdSnapshotStatus) {
-    let patch = serde_json::json!({ "status": status });
+    let mut body = serde_json::to_value(&status).unwrap_or_default();
+    if let Some(map) = body.as_object_mut() {
+        for field in STATUS_FIELDS {
+            map.entry(field.to_string()).or_insert(serde_json::Value::Null);
+        }
+    }
+    let patch = serde_json::json!({ "status": body });
     if let Err(e) = api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
         tracing::warn!(snapshot = name, error = %e, "updating the EtcdSnapshot status");
     }
@@ -121,16 +142,17 @@ async fn take(client: &Client, snap: &EtcdSnapshot) {
         }
         Err(e) => return tracing::warn!(error = %e, "reading the EtcdCluster"),
     };
+    let dest = &snap.spec.destination;
+    let key = store::snapshot_key(dest, &ns, &snap.spec.cluster_ref, &name);
+    if let Some(pvc) = &dest.pvc {
+        return take_on_volume(client, snap, &cluster, pvc, key.as_ref()).await;
+    }
+    let Some(s3) = &dest.s3 else {
+        let msg = "the destination names neither s3 nor pvc".to_string();
+        return set_status(&snaps, &name, failed(msg)).await;
+    };
     let Some((member, endpoint)) = pick_member(&cluster) else {
-        let waiting = EtcdSnapshotStatus {
-            phase: Some(phase::PENDING.into()),
-            message: Some("waiting for a healthy member".into()),
-            ..Default::default()
-        };
-        if snap.status.as_ref() != Some(&waiting) {
-            set_status(&snaps, &name, waiting).await;
-        }
-        return;
+        return wait_for_member(&snaps, snap).await;
     };
     let running = EtcdSnapshotStatus {
         phase: Some(phase::RUNNING.into()),
@@ -138,13 +160,10 @@ async fn take(client: &Client, snap: &EtcdSnapshot) {
         ..Default::default()
     };
     set_status(&snaps, &name, running).await;
-    let dest = &snap.spec.destination;
-    let key = store::snapshot_key(dest, &ns, &snap.spec.cluster_ref, &name);
     let started = std::time::Instant::now();
     let outcome: Result<stream::Stored> = async {
-        let creds =
-            Credentials::from_secret(client.clone(), &ns, &dest.s3.credentials_secret).await?;
-        let bucket = store::s3(&dest.s3, &creds)?;
+        let creds = Credentials::from_secret(client.clone(), &ns, &s3.credentials_secret).await?;
+        let bucket = store::s3(s3, &creds)?;
         stream::upload_snapshot(&endpoint, bucket.as_ref(), &key).await
     }
     .await;
@@ -159,7 +178,7 @@ async fn take(client: &Client, snap: &EtcdSnapshot) {
                 revision: Some(s.revision),
                 size: Some(s.size as i64),
                 sha256: Some(s.sha256),
-                location: Some(store::location(&dest.s3, &key)),
+                location: Some(store::location(s3, &key)),
                 member: Some(member),
                 time: Some(Time(Timestamp::now())),
                 message: None,
@@ -171,6 +190,110 @@ async fn take(client: &Client, snap: &EtcdSnapshot) {
         }
     };
     set_status(&snaps, &name, status).await;
+}
+
+/// Records that a snapshot waits for a healthy member (once).
+async fn wait_for_member(snaps: &Api<EtcdSnapshot>, snap: &EtcdSnapshot) {
+    let waiting = EtcdSnapshotStatus {
+        phase: Some(phase::PENDING.into()),
+        message: Some("waiting for a healthy member".into()),
+        ..Default::default()
+    };
+    if snap.status.as_ref() != Some(&waiting) {
+        set_status(snaps, &snap.name_any(), waiting).await;
+    }
+}
+
+/// One look at a snapshot to a claim: starts its Job, or records what the Job reported.
+async fn take_on_volume(
+    client: &Client,
+    snap: &EtcdSnapshot,
+    cluster: &EtcdCluster,
+    pvc: &PvcVolume,
+    path: &str,
+) {
+    let ns = snap.namespace().unwrap_or_default();
+    let name = snap.name_any();
+    let snaps: Api<EtcdSnapshot> = Api::namespaced(client.clone(), &ns);
+    let job = volume::save_job_name(&name);
+    let location = volume::location(pvc, path);
+    let before = snap.status.clone().unwrap_or_default();
+    let state = match volume::state(client, &ns, &job).await {
+        Ok(s) => s,
+        Err(e) => return tracing::warn!(snapshot = %name, error = %e, "reading its Job"),
+    };
+    let done = |outcome: Result<stream::Stored>| match outcome {
+        Ok(s) => {
+            tracing::info!(
+                snapshot = %format!("{ns}/{name}"), bytes = s.size, revision = s.revision,
+                location, "snapshot stored"
+            );
+            EtcdSnapshotStatus {
+                phase: Some(phase::SUCCEEDED.into()),
+                revision: Some(s.revision),
+                size: Some(s.size as i64),
+                sha256: Some(s.sha256),
+                location: Some(location.clone()),
+                member: before.member.clone(),
+                time: Some(Time(Timestamp::now())),
+                message: None,
+            }
+        }
+        Err(e) => {
+            tracing::warn!(snapshot = %format!("{ns}/{name}"), error = %e, "snapshot failed");
+            EtcdSnapshotStatus {
+                phase: Some(phase::FAILED.into()),
+                member: before.member.clone(),
+                time: Some(Time(Timestamp::now())),
+                message: Some(e.to_string()),
+                ..Default::default()
+            }
+        }
+    };
+    match state {
+        JobState::Absent => {
+            let Some((member, endpoint)) = pick_member(cluster) else {
+                return wait_for_member(&snaps, snap).await;
+            };
+            let j = volume::save_job(cluster, snap, pvc, &endpoint, path);
+            if let Err(e) = volume::create(client, &j).await {
+                return tracing::warn!(snapshot = %name, error = %e, "creating its Job");
+            }
+            let running = EtcdSnapshotStatus {
+                phase: Some(phase::RUNNING.into()),
+                member: Some(member),
+                message: Some(format!("Job {job} streams it to {location}")),
+                ..Default::default()
+            };
+            set_status(&snaps, &name, running).await;
+        }
+        JobState::Running => {}
+        JobState::Succeeded(message) => {
+            set_status(&snaps, &name, done(volume::parse_result(&message))).await
+        }
+        JobState::Failed(why) => {
+            let why = format!("Job {job} failed: {why}");
+            set_status(&snaps, &name, done(Err(BackupError::Config(why)))).await
+        }
+    }
+}
+
+/// Whether pruning `snap` has started (its files are being removed by a Job).
+fn is_being_pruned(snap: &EtcdSnapshot) -> bool {
+    snap.annotations().get(PRUNING_ANNOTATION).is_some_and(|v| v == "true")
+}
+
+/// Carries a started prune to its end, whatever the schedule says by now: the files, then
+/// the object.
+async fn finish_prune(client: &Client, snap: &EtcdSnapshot) {
+    let ns = snap.namespace().unwrap_or_default();
+    let clusters: Api<EtcdCluster> = Api::namespaced(client.clone(), &ns);
+    let cluster = clusters.get_opt(&snap.spec.cluster_ref).await.ok().flatten();
+    match delete_snapshot(client, cluster.as_ref(), snap).await {
+        Ok(true) => tracing::info!(snapshot = %snap.name_any(), "pruned by retention"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(snapshot = %snap.name_any(), error = %e, "pruning"),
+    }
 }
 
 /// Creates the due snapshot of `cluster`'s schedule and prunes by retention.
@@ -226,29 +349,67 @@ async fn scheduled(client: &Client, cluster: &EtcdCluster, backup: &BackupSpec) 
     let retention = usize::try_from(backup.retention).unwrap_or(1).max(1);
     for gone in schedule::prune(kept, retention) {
         let Some(snap) = existing.iter().find(|s| s.name_any() == gone) else { continue };
-        delete_snapshot(client, snap).await?;
-        tracing::info!(snapshot = %gone, "pruned by retention");
+        if delete_snapshot(client, Some(cluster), snap).await? {
+            tracing::info!(snapshot = %gone, "pruned by retention");
+        }
     }
     Ok(())
 }
 
-/// Deletes a snapshot's stored file, then its object.
-pub async fn delete_snapshot(client: &Client, snap: &EtcdSnapshot) -> Result<()> {
+/// Deletes a snapshot's stored files, then its object. Files on a claim are removed by a
+/// Job (owned by `cluster` when there is one): the snapshot is annotated first, so the prune
+/// is finished even if the schedule goes away, and until the Job has succeeded this returns
+/// `false` (called again by the next round).
+pub async fn delete_snapshot(
+    client: &Client,
+    cluster: Option<&EtcdCluster>,
+    snap: &EtcdSnapshot,
+) -> Result<bool> {
     let ns = snap.namespace().unwrap_or_default();
     let dest = &snap.spec.destination;
     let location = snap.status.as_ref().and_then(|s| s.location.as_deref());
-    if let Some(key) = location.and_then(|l| store::key_of_location(&dest.s3, l)) {
-        let creds =
-            Credentials::from_secret(client.clone(), &ns, &dest.s3.credentials_secret).await?;
-        match store::s3(&dest.s3, &creds)?.delete(&key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
+    if let Some(s3) = &dest.s3 {
+        if let Some(key) = location.and_then(|l| store::key_of_location(s3, l)) {
+            let creds =
+                Credentials::from_secret(client.clone(), &ns, &s3.credentials_secret).await?;
+            match store::s3(s3, &creds)?.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    if let Some(pvc) = &dest.pvc {
+        if let Some(path) = location.and_then(|l| volume::path_of_location(pvc, l)) {
+            let job = volume::remove_job_name(&snap.name_any());
+            match volume::state(client, &ns, &job).await? {
+                JobState::Absent => {
+                    if !is_being_pruned(snap) {
+                        let snaps: Api<EtcdSnapshot> = Api::namespaced(client.clone(), &ns);
+                        let mark = serde_json::json!({
+                            "metadata": {"annotations": {PRUNING_ANNOTATION: "true"}}
+                        });
+                        let pp = PatchParams::default();
+                        snaps.patch(&snap.name_any(), &pp, &Patch::Merge(&mark)).await?;
+                    }
+                    let job = volume::remove_job(cluster, snap, pvc, &path);
+                    volume::create(client, &job).await?;
+                    return Ok(false);
+                }
+                JobState::Running => return Ok(false),
+                JobState::Succeeded(_) => volume::delete(client, &ns, &job).await?,
+                JobState::Failed(why) => {
+                    return Err(BackupError::Config(format!(
+                        "removing {}: Job {job} failed: {why}",
+                        location.unwrap_or_default()
+                    )))
+                }
+            }
         }
     }
     let snaps: Api<EtcdSnapshot> = Api::namespaced(client.clone(), &ns);
     match snaps.delete(&snap.name_any(), &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(true),
         Err(e) => Err(e.into()),
     }
 }

@@ -128,16 +128,17 @@ mod tests {
 
     #[test]
     fn keys_and_locations() {
-        let mut d = Destination { s3: bucket(), prefix: None };
+        let mut d = Destination { s3: Some(bucket()), pvc: None, prefix: None };
+        let b = bucket();
         assert_eq!(snapshot_key(&d, "ns", "c", "c-1").as_ref(), "ns/c/c-1.db");
         d.prefix = Some("/backups/oxcd/".into());
         let k = snapshot_key(&d, "ns", "c", "c-1");
         assert_eq!(k.as_ref(), "backups/oxcd/ns/c/c-1.db");
-        let loc = location(&d.s3, &k);
+        let loc = location(&b, &k);
         assert_eq!(loc, "s3://b/backups/oxcd/ns/c/c-1.db");
-        assert_eq!(key_of_location(&d.s3, &loc), Some(k));
-        assert_eq!(key_of_location(&d.s3, "s3://other/x"), None);
-        assert_eq!(key_of_location(&d.s3, "s3://b/"), None);
+        assert_eq!(key_of_location(&b, &loc), Some(k));
+        assert_eq!(key_of_location(&b, "s3://other/x"), None);
+        assert_eq!(key_of_location(&b, "s3://b/"), None);
     }
 
     #[test]

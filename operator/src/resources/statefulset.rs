@@ -302,6 +302,7 @@ fn pod_template(cluster: &EtcdCluster, bootstrap: Bootstrap) -> PodTemplateSpec 
             containers: vec![container],
             // The founding member of a cluster with spec.restore starts from the snapshot.
             init_containers: crate::backup::restore::init_containers(cluster, bootstrap),
+            volumes: crate::backup::restore::volumes(cluster, bootstrap),
             affinity: Some(spec.pod.affinity.clone().unwrap_or_else(|| default_affinity(&names))),
             tolerations: (!spec.pod.tolerations.is_empty()).then(|| spec.pod.tolerations.clone()),
             node_selector: (!spec.pod.node_selector.is_empty())

@@ -213,12 +213,178 @@ async fn snapshots_on_demand_and_scheduled_with_retention_then_restore_into_a_ne
     let both = "apiVersion: oxcd.dev/v1alpha1\nkind: EtcdCluster\nmetadata:\n  name: both\n\
                 spec:\n  restore:\n    snapshot: manual\n    key: x.db\n";
     let out = cp.kubectl_input(&["apply", "-n", NS, "-f", "-"], Some(both));
-    assert!(out.stderr.contains("spec.restore needs either snapshot, or s3 and key"), "{out}");
+    assert!(
+        out.stderr.contains("spec.restore needs either snapshot, or key and one of s3 and pvc"),
+        "{out}"
+    );
 
     // The restore is not changed once the cluster exists.
     let changed = restored.replace("manual.db", "other.db");
     let out = cp.kubectl_input(&["apply", "-n", NS, "-f", "-"], Some(&changed));
     assert!(out.stderr.contains("spec.restore cannot be changed"), "{out}");
 
+    rig.stop().await;
+}
+
+/// The files under `dir` (relative paths), recursively.
+fn files_under(dir: &std::path::Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if let Ok(rel) = p.strip_prefix(dir) {
+                out.insert(rel.display().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// `sha256sum <file>`'s hash.
+fn sha256sum(file: &std::path::Path) -> String {
+    let out = std::process::Command::new("sha256sum").arg(file).output().expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn snapshots_to_a_claim_scheduled_and_pruned_then_restore_from_the_claim() {
+    let rig = Rig::start("backup-pvc-test").await;
+    let claim =
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: backups\nspec:\n  \
+                 accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n";
+    rig.apply(claim);
+    let t = Instant::now();
+    let src = "apiVersion: oxcd.dev/v1alpha1\nkind: EtcdCluster\nmetadata:\n  name: vsrc\nspec:\n  replicas: 1\n";
+    rig.apply(src);
+    wait_ready(&rig.client(), "vsrc", 1).await;
+    eprintln!("source cluster ready: {:.1} s", t.elapsed().as_secs_f64());
+    let ctl = etcdctl("vsrc", 1);
+    for i in 0..100 {
+        ctl.run(&["put", &format!("app/{i:03}"), &format!("value {i} {}", "x".repeat(200))])
+            .assert_success();
+    }
+    let grant = ctl.run(&["lease", "grant", "3600"]);
+    let lease = grant.stdout.split_whitespace().nth(1).expect("lease id").to_string();
+    ctl.run(&["put", "leased", "yes", "--lease", &lease]).assert_success();
+    let (rev, kvs) = ctl.everything();
+
+    // On demand, to the claim: a Job streams it, its result comes back through the pod's
+    // termination message.
+    let t = Instant::now();
+    let snap = "apiVersion: oxcd.dev/v1alpha1\nkind: EtcdSnapshot\nmetadata:\n  name: to-claim\n\
+                spec:\n  clusterRef: vsrc\n  destination:\n    prefix: rig\n    pvc:\n      \
+                claimName: backups\n";
+    rig.apply(snap);
+    let snaps: Api<EtcdSnapshot> = Api::namespaced(rig.client(), NS);
+    let (phase, done) = wait_some(WAIT, "the snapshot to the claim to finish", || async {
+        let (p, s) = snapshot_status(&snaps, "to-claim").await?;
+        (p == "Succeeded" || p == "Failed").then_some((p, s))
+    })
+    .await;
+    let st = done.status.clone().expect("status");
+    assert_eq!(phase, "Succeeded", "{st:?}");
+    eprintln!("snapshot to the claim: {:.1} s, {st:?}", t.elapsed().as_secs_f64());
+    assert_eq!(st.location.as_deref(), Some("pvc://backups/rig/default/vsrc/to-claim.db"));
+    assert_eq!((st.revision, st.member.as_deref()), (Some(rev), Some("vsrc-0")));
+    let dir = rig.kubelet.claim_dir(NS, "backups").expect("the claim's directory");
+    let file = dir.join("rig/default/vsrc/to-claim.db");
+    assert_eq!(std::fs::metadata(&file).map(|m| m.len() as i64).ok(), st.size);
+    assert_eq!(Some(sha256sum(&file)), st.sha256, "the file on the claim is what was recorded");
+    let sums = std::fs::read_to_string(dir.join("rig/default/vsrc/to-claim.db.sha256"));
+    assert_eq!(sums.ok(), st.sha256.as_ref().map(|h| format!("{h}  to-claim.db\n")));
+
+    // Scheduled every 2 s to the claim, keeping 1: older files are removed by Jobs, then
+    // their objects go (the files left on the claim are checked below).
+    let schedule = format!(
+        "{src}  backup:\n    schedule: \"*/2 * * * * *\"\n    retention: 1\n    destination:\n      \
+         prefix: rig\n      pvc:\n        claimName: backups\n"
+    );
+    rig.apply(&schedule);
+    let lp = ListParams::default().labels("oxcd.dev/cluster=vsrc,oxcd.dev/scheduled=true");
+    let seen = std::sync::Mutex::new(BTreeSet::new());
+    let pruned = poll_some(WAIT, || {
+        let (snaps, lp, seen) = (snaps.clone(), lp.clone(), &seen);
+        async move {
+            let list = snaps.list(&lp).await.ok()?.items;
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.extend(list.iter().map(|s| s.name_any()));
+            let phase = |s: &EtcdSnapshot| s.status.as_ref().and_then(|st| st.phase.clone());
+            let ok = list.iter().filter(|s| phase(s).as_deref() == Some("Succeeded")).count();
+            // At least two were pruned: their objects are gone (after their files).
+            (seen.len() >= 4 && ok == 1 && seen.len() >= list.len() + 2).then_some(())
+        }
+    })
+    .await;
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert!(pruned.is_some(), "scheduled snapshots on the claim were not pruned to 1: {seen:?}");
+    rig.apply(src);
+    // Then every snapshot finishes, and a prune once started finishes too (files, then object).
+    let kept: BTreeSet<String> = wait_some(WAIT, "the schedule to settle", || async {
+        let list = snaps.list(&lp).await.ok()?.items;
+        let pruning = |s: &EtcdSnapshot| s.annotations().contains_key("oxcd.dev/pruning");
+        let settled = list.iter().all(|s| s.is_done() && !pruning(s));
+        let ok = |s: &&EtcdSnapshot| {
+            s.status.as_ref().and_then(|st| st.phase.as_deref()) == Some("Succeeded")
+        };
+        settled.then(|| list.iter().filter(ok).map(|s| s.name_any()).collect())
+    })
+    .await;
+    let want: BTreeSet<String> = kept
+        .iter()
+        .map(String::as_str)
+        .chain(["to-claim"])
+        .flat_map(|n| {
+            [format!("rig/default/vsrc/{n}.db"), format!("rig/default/vsrc/{n}.db.sha256")]
+        })
+        .collect();
+    let on_claim = wait_some(WAIT, "the pruned files to be removed", || async {
+        let files = files_under(&dir);
+        (files == want).then_some(files)
+    })
+    .await;
+    eprintln!("scheduled snapshots seen: {}; on the claim: {on_claim:?}", seen.len());
+
+    // A new three-member cluster restored from the file on the claim (path and sha256 given),
+    // and a one-member one restored by naming the EtcdSnapshot.
+    let t = Instant::now();
+    let restored = format!(
+        "apiVersion: oxcd.dev/v1alpha1\nkind: EtcdCluster\nmetadata:\n  name: vrestored\nspec:\n  \
+         replicas: 3\n  restore:\n    pvc:\n      claimName: backups\n    key: \
+         rig/default/vsrc/to-claim.db\n    sha256: {}\n",
+        st.sha256.clone().unwrap_or_default()
+    );
+    rig.apply(&restored);
+    wait_ready(&rig.client(), "vrestored", 3).await;
+    eprintln!("restored from the claim, 3 ready members: {:.1} s", t.elapsed().as_secs_f64());
+    let (rrev, rkvs) = etcdctl("vrestored", 3).everything();
+    assert_eq!(rkvs, kvs, "the keys restored from the claim differ from the source's");
+    assert_eq!(rrev, rev, "revision");
+    for o in 0..3 {
+        let one = member_ctl("vrestored", o);
+        let got = poll_some(WAIT, || async {
+            let out = one.run(&["get", "app/042", "--print-value-only", "--consistency=s"]);
+            out.stdout.starts_with("value 42 ").then_some(())
+        })
+        .await;
+        assert!(got.is_some(), "vrestored-{o} never served app/042");
+    }
+    let leases = etcdctl("vrestored", 3).run(&["lease", "list"]);
+    assert!(leases.stdout.contains(&lease), "the lease is restored: {leases}");
+    let t = Instant::now();
+    let by_name = "apiVersion: oxcd.dev/v1alpha1\nkind: EtcdCluster\nmetadata:\n  name: vbyname\n\
+                   spec:\n  replicas: 1\n  restore:\n    snapshot: to-claim\n";
+    rig.apply(by_name);
+    wait_ready(&rig.client(), "vbyname", 1).await;
+    eprintln!("restored from EtcdSnapshot to-claim: {:.1} s", t.elapsed().as_secs_f64());
+    assert_eq!(etcdctl("vbyname", 1).everything(), (rev, kvs), "restored by name");
+    // A restore naming both a claim and a bucket is refused.
+    let both = "apiVersion: oxcd.dev/v1alpha1\nkind: EtcdCluster\nmetadata:\n  name: both2\n\
+                spec:\n  restore:\n    key: x.db\n    pvc:\n      claimName: backups\n    s3:\n      \
+                bucket: b\n      credentialsSecret: s\n";
+    let out = rig.cp.kubectl_input(&["apply", "-n", NS, "-f", "-"], Some(both));
+    assert!(out.stderr.contains("or key and one of s3 and pvc"), "{out}");
     rig.stop().await;
 }

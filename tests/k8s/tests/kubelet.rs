@@ -409,16 +409,37 @@ async fn shell_pods_env_volumes_and_termination() {
     wait_for("stubborn removed", || async { rig.pod("stubborn").await.is_none() }).await;
     assert!(t_del.elapsed() >= Duration::from_secs(2), "stubborn waited out its grace period");
 
-    // restartPolicy Never: runs once, Succeeded.
+    // restartPolicy Never: runs once, Succeeded; what it wrote to /dev/termination-log (the
+    // API server's default terminationMessagePath) is its terminated state's message.
     let _: Pod = rig
         .create(json!({"metadata": {"name": "once"}, "spec": {"restartPolicy": "Never",
-            "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", "exit 0"]}]}}))
+            "containers": [{"name": "main", "image": "busybox",
+                            "command": ["sh", "-c", "echo '{\"result\": 42}' > /dev/termination-log"]}]}}))
         .await;
     wait_for("once Succeeded", || async {
         rig.pod("once").await.and_then(|p| p.status).and_then(|s| s.phase).as_deref()
             == Some("Succeeded")
     })
     .await;
+    let terminated = |p: Pod| {
+        let cs = p.status?.container_statuses?.into_iter().next()?;
+        cs.state?.terminated
+    };
+    let once = terminated(rig.pod("once").await.unwrap()).expect("terminated");
+    assert_eq!(once.message.as_deref(), Some("{\"result\": 42}\n"));
+    // A failure that wrote nothing there, with FallbackToLogsOnError: its log's tail.
+    let _: Pod = rig
+        .create(json!({"metadata": {"name": "fails"}, "spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox", "terminationMessagePolicy": "FallbackToLogsOnError",
+                            "command": ["sh", "-c", "echo starting; echo 'cannot go on' >&2; exit 3"]}]}}))
+        .await;
+    wait_for("fails Failed", || async {
+        rig.pod("fails").await.and_then(|p| p.status).and_then(|s| s.phase).as_deref()
+            == Some("Failed")
+    })
+    .await;
+    let fails = terminated(rig.pod("fails").await.unwrap()).expect("terminated");
+    assert_eq!((fails.exit_code, fails.message.as_deref()), (3, Some("starting\ncannot go on")));
     eprintln!("shell_pods_env_volumes_and_termination: {:?}", t0.elapsed());
 }
 

@@ -15,7 +15,8 @@
 //! * [`claims`] — PVCs as directories and the volumes bound to them.
 //! * [`volumes`] — a pod's volumes and its ServiceAccount kubeconfig.
 //! * [`images`] — image name → local binary; [`expand`] — `$(VAR)`; [`env`] — the environment.
-//! * [`process`] — one container process; [`probe`] — probes.
+//! * [`process`] — one container process; [`probe`] — probes; [`termination`] — termination
+//!   messages.
 //! * `pod` — the per-pod worker that drives containers and reports status.
 //!
 //! Not offered: `kubectl logs`/`exec`/`port-forward` (there is no kubelet API; read
@@ -34,6 +35,7 @@ pub mod node;
 mod pod;
 pub mod probe;
 pub mod process;
+pub mod termination;
 pub mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet};

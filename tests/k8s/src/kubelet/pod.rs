@@ -25,6 +25,7 @@ use super::env::{container_env, PodFacts, Sources};
 use super::expand::expand_with;
 use super::probe::{self, Tracker};
 use super::process::{self, Exit, Launch, Mount};
+use super::termination;
 use super::volumes::{self, PodVolumes, VolumeContext};
 use super::{names, ContainerRecord, Ctx, PodRecord};
 
@@ -50,6 +51,9 @@ struct Terminated {
     started_at: Option<Timestamp>,
     finished_at: Timestamp,
     pid: i32,
+    /// What the container wrote to its `terminationMessagePath` (or, with
+    /// `FallbackToLogsOnError`, the tail of its log after a failure).
+    message: String,
 }
 
 /// One container's runtime state.
@@ -263,6 +267,7 @@ impl Worker {
                     started_at: None,
                     finished_at: Timestamp::now(),
                     pid: 0,
+                    message: String::new(),
                 });
             }
             if let Some(pid) = cr.pid {
@@ -432,6 +437,7 @@ impl Worker {
     fn exited(&mut self, init: bool, i: usize, pid: i32, exit: Exit, policy: &str) {
         let backoff = (self.ctx.opts.restart_backoff, self.ctx.opts.restart_backoff_max);
         let pod_name = self.name.clone();
+        let pod_dir = self.dir.clone();
         self.ctx.host.range.forget_process(pid);
         let c = self.ctr(init, i);
         let started_at = match &c.state {
@@ -439,12 +445,19 @@ impl Worker {
             _ => None,
         };
         let reason = if exit == Exit::Code(0) { "Completed" } else { "Error" };
+        let message = termination::message(
+            &termination::host_file(&pod_dir, &c.spec.name),
+            c.spec.termination_message_policy.as_deref(),
+            exit == Exit::Code(0),
+            c.log.as_deref(),
+        );
         let t = Terminated {
             exit,
             reason: reason.into(),
             started_at,
             finished_at: Timestamp::now(),
             pid,
+            message,
         };
         tracing::info!(container = %c.spec.name, ?exit, "container exited");
         c.pid = None;
@@ -614,6 +627,9 @@ impl Worker {
                 target: PathBuf::from(&m.mount_path),
                 read_only: m.read_only.unwrap_or(false),
             });
+        }
+        if let Some(m) = termination::mount(&self.dir, &spec) {
+            mounts.push(m);
         }
         let n = if ran { restart_count + 1 } else { restart_count };
         let log = ctx
@@ -945,6 +961,9 @@ fn terminated_json(t: &Terminated) -> Value {
     }
     if let Exit::Signal(sig) = t.exit {
         v["signal"] = json!(sig);
+    }
+    if !t.message.is_empty() {
+        v["message"] = json!(t.message);
     }
     v
 }
