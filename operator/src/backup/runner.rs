@@ -62,11 +62,12 @@ where
 async fn round(client: &Client, namespace: Option<&str>) {
     match api::<EtcdSnapshot>(client, namespace).list(&ListParams::default()).await {
         Ok(list) => {
+            let mut running: Vec<Running> = list.items.iter().filter_map(Running::of).collect();
             for snap in &list.items {
                 if is_being_pruned(snap) {
                     finish_prune(client, snap).await;
                 } else if !snap.is_done() {
-                    take(client, snap).await;
+                    take(client, snap, &mut running).await;
                 }
             }
         }
@@ -123,7 +124,30 @@ fn pick_member(cluster: &EtcdCluster) -> Option<(String, String)> {
 }
 
 /// Takes one snapshot and records the outcome in its status.
-async fn take(client: &Client, snap: &EtcdSnapshot) {
+/// A snapshot being taken: (namespace, cluster, snapshot). One at a time per cluster, as a
+/// stream to a bucket is by construction: Jobs to a claim are started one after the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Running(String, String, String);
+
+impl Running {
+    fn of(snap: &EtcdSnapshot) -> Option<Running> {
+        let phase = snap.status.as_ref().and_then(|s| s.phase.as_deref());
+        (phase == Some(phase::RUNNING)).then(|| Running::new(snap))
+    }
+
+    fn new(snap: &EtcdSnapshot) -> Running {
+        let ns = snap.namespace().unwrap_or_default();
+        Running(ns, snap.spec.cluster_ref.clone(), snap.name_any())
+    }
+
+    /// Another snapshot of the same cluster is being taken.
+    fn other_than(running: &[Running], snap: &EtcdSnapshot) -> Option<String> {
+        let me = Running::new(snap);
+        running.iter().find(|r| r.0 == me.0 && r.1 == me.1 && r.2 != me.2).map(|r| r.2.clone())
+    }
+}
+
+async fn take(client: &Client, snap: &EtcdSnapshot, running: &mut Vec<Running>) {
     let ns = snap.namespace().unwrap_or_default();
     let name = snap.name_any();
     let snaps: Api<EtcdSnapshot> = Api::namespaced(client.clone(), &ns);
@@ -145,7 +169,7 @@ async fn take(client: &Client, snap: &EtcdSnapshot) {
     let dest = &snap.spec.destination;
     let key = store::snapshot_key(dest, &ns, &snap.spec.cluster_ref, &name);
     if let Some(pvc) = &dest.pvc {
-        return take_on_volume(client, snap, &cluster, pvc, key.as_ref()).await;
+        return take_on_volume(client, snap, &cluster, pvc, key.as_ref(), running).await;
     }
     let Some(s3) = &dest.s3 else {
         let msg = "the destination names neither s3 nor pvc".to_string();
@@ -211,6 +235,7 @@ async fn take_on_volume(
     cluster: &EtcdCluster,
     pvc: &PvcVolume,
     path: &str,
+    running: &mut Vec<Running>,
 ) {
     let ns = snap.namespace().unwrap_or_default();
     let name = snap.name_any();
@@ -252,9 +277,21 @@ async fn take_on_volume(
     };
     match state {
         JobState::Absent => {
+            if let Some(other) = Running::other_than(running, snap) {
+                let waiting = EtcdSnapshotStatus {
+                    phase: Some(phase::PENDING.into()),
+                    message: Some(format!("waiting for snapshot {other} to finish")),
+                    ..Default::default()
+                };
+                if snap.status.as_ref() != Some(&waiting) {
+                    set_status(&snaps, &name, waiting).await;
+                }
+                return;
+            }
             let Some((member, endpoint)) = pick_member(cluster) else {
                 return wait_for_member(&snaps, snap).await;
             };
+            running.push(Running::new(snap));
             let j = volume::save_job(cluster, snap, pvc, &endpoint, path);
             if let Err(e) = volume::create(client, &j).await {
                 return tracing::warn!(snapshot = %name, error = %e, "creating its Job");
@@ -411,5 +448,45 @@ pub async fn delete_snapshot(
         Ok(_) => Ok(true),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(true),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(ns: &str, cluster: &str, name: &str, phase: Option<&str>) -> EtcdSnapshot {
+        let mut s = EtcdSnapshot::new(
+            name,
+            EtcdSnapshotSpec {
+                cluster_ref: cluster.into(),
+                destination: crate::backup::api::Destination {
+                    s3: None,
+                    pvc: Some(PvcVolume { claim_name: "b".into() }),
+                    prefix: None,
+                },
+            },
+        );
+        s.metadata.namespace = Some(ns.into());
+        s.status =
+            phase.map(|p| EtcdSnapshotStatus { phase: Some(p.into()), ..Default::default() });
+        s
+    }
+
+    #[test]
+    fn one_snapshot_of_a_cluster_at_a_time() {
+        let all = [
+            snap("ns", "a", "a-1", Some("Running")),
+            snap("ns", "b", "b-1", Some("Succeeded")),
+            snap("other", "a", "a-9", Some("Running")),
+        ];
+        let running: Vec<Running> = all.iter().filter_map(Running::of).collect();
+        assert_eq!(running.len(), 2);
+        let next = snap("ns", "a", "a-2", None);
+        assert_eq!(Running::other_than(&running, &next).as_deref(), Some("a-1"));
+        // Itself (its Job vanished) does not block it; nor do other clusters or namespaces.
+        assert_eq!(Running::other_than(&running, &all[0]), None);
+        assert_eq!(Running::other_than(&running, &snap("ns", "b", "b-2", None)), None);
+        assert_eq!(Running::other_than(&running, &snap("x", "a", "a-3", None)), None);
     }
 }

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use common::{etcdctl, member_ctl, wait_ready, Rig, NS, WAIT};
 use futures::TryStreamExt;
+use k8s_openapi::api::batch::v1::Job;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -305,9 +306,19 @@ async fn snapshots_to_a_claim_scheduled_and_pruned_then_restore_from_the_claim()
     rig.apply(&schedule);
     let lp = ListParams::default().labels("oxcd.dev/cluster=vsrc,oxcd.dev/scheduled=true");
     let seen = std::sync::Mutex::new(BTreeSet::new());
+    let most_at_once = std::sync::atomic::AtomicUsize::new(0);
+    let jobs: Api<Job> = Api::namespaced(rig.client(), NS);
     let pruned = poll_some(WAIT, || {
-        let (snaps, lp, seen) = (snaps.clone(), lp.clone(), &seen);
+        let (snaps, lp, seen, jobs) = (snaps.clone(), lp.clone(), &seen, jobs.clone());
+        let most_at_once = &most_at_once;
         async move {
+            // Snapshot Jobs of one cluster run one at a time.
+            let of_vsrc = ListParams::default().labels("oxcd.dev/cluster=vsrc");
+            let active = jobs.list(&of_vsrc).await.ok()?.items.into_iter().filter(|j| {
+                let streaming = j.name_any().ends_with("-snapshot");
+                streaming && j.status.as_ref().and_then(|s| s.active).unwrap_or(0) > 0
+            });
+            most_at_once.fetch_max(active.count(), std::sync::atomic::Ordering::Relaxed);
             let list = snaps.list(&lp).await.ok()?.items;
             let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
             seen.extend(list.iter().map(|s| s.name_any()));
@@ -320,6 +331,7 @@ async fn snapshots_to_a_claim_scheduled_and_pruned_then_restore_from_the_claim()
     .await;
     let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
     assert!(pruned.is_some(), "scheduled snapshots on the claim were not pruned to 1: {seen:?}");
+    assert_eq!(most_at_once.into_inner(), 1, "snapshot Jobs of vsrc ran at once");
     rig.apply(src);
     // Then every snapshot finishes, and a prune once started finishes too (files, then object).
     let kept: BTreeSet<String> = wait_some(WAIT, "the schedule to settle", || async {
