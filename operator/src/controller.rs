@@ -215,6 +215,7 @@ async fn act(ctx: &Context, cluster: &EtcdCluster, obs: &Observation, step: &Ste
         Step::RemoveMember { .. } => "remove_member",
         Step::DeleteVolume { .. } => "delete_volume",
         Step::RestartPod { .. } => "restart_pod",
+        Step::RestartFounder { .. } => "restart_founder",
         Step::ExpandVolume { .. } => "expand_volume",
         Step::Defragment { .. } => "defragment",
         Step::ForceNewCluster { .. } => "force_new_cluster",
@@ -263,6 +264,10 @@ async fn act(ctx: &Context, cluster: &EtcdCluster, obs: &Observation, step: &Ste
         Step::RestartPod { ordinal } => {
             delete::<Pod>(client, ns, &names.pod(*ordinal)).await?;
             ("PodRestarted", false)
+        }
+        Step::RestartFounder { ordinal } => {
+            delete::<Pod>(client, ns, &names.pod(*ordinal)).await?;
+            ("FounderRestarted", false)
         }
         Step::ExpandVolume { ordinal } => {
             let size = &cluster.spec.storage.size;

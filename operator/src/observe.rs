@@ -183,12 +183,17 @@ impl Observation {
                     .and_then(|s| s.phase.as_deref())
                     .is_some_and(|ph| ph == "Running");
                 let hash = p.annotations().get(crate::resources::TEMPLATE_HASH);
+                let member_id = self.answered_by.get(o).copied();
                 PodObs {
                     ordinal: *o,
                     running,
                     terminating: p.metadata.deletion_timestamp.is_some(),
                     current_template: hash.is_none_or(|h| h == template_hash),
-                    member_id: self.answered_by.get(o).copied(),
+                    member_id,
+                    raft_index: member_id
+                        .and_then(|id| self.statuses.get(&id))
+                        .map(|(_, s)| s.raft_index),
+                    founding: crate::resources::is_founding(p),
                 }
             })
             .collect();

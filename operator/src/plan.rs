@@ -7,7 +7,9 @@
 //! promoted once in sync; a voter is removed only when the remaining healthy voters still form
 //! a quorum, and never while it leads (leadership is moved first); pods are restarted one at a
 //! time, the leader last, only while every voter is healthy; quorum-loss recovery only when
-//! the policy allows it and a majority is permanently gone.
+//! the policy allows it and a majority is permanently gone; no pod keeps the founding flags
+//! once a second member joins; a pod's data is wiped only when its log is no longer than the
+//! leader's.
 
 use std::fmt;
 
@@ -49,6 +51,12 @@ pub struct PodObs {
     /// The member id its process reports, if it answers (a pod answering with an id the
     /// cluster does not list runs on a volume of a removed member).
     pub member_id: Option<u64>,
+    /// The last raft index its process reports, if it answers.
+    pub raft_index: Option<u64>,
+    /// Whether it runs the founding flags (`--initial-cluster-state=new`): a pod keeps the
+    /// flags it was created with through container restarts, and a founder whose volume is
+    /// emptied would found a second cluster under the same member and cluster ids.
+    pub founding: bool,
 }
 
 /// One member volume (`data-<cluster>-<ordinal>`).
@@ -195,6 +203,12 @@ pub enum Step {
         /// Its ordinal.
         ordinal: u32,
     },
+    /// Delete the founding pod while it is the only member, so the StatefulSet recreates it
+    /// without the founding flags before anyone joins.
+    RestartFounder {
+        /// Its ordinal.
+        ordinal: u32,
+    },
     /// Restart the most advanced survivor with `--force-new-cluster`.
     ForceNewCluster {
         /// The survivor's ordinal.
@@ -252,6 +266,10 @@ pub enum Waiting {
     PodsSettling,
     /// The survivor is restarting with `--force-new-cluster`.
     Recovering(u32),
+    /// A pod answers as a member the cluster does not list, with a longer raft log than the
+    /// leader's: it is not a removed member of this cluster (whose log stops at its removal),
+    /// so its data is never wiped automatically.
+    AheadOfLeader(u32),
 }
 
 impl fmt::Display for Waiting {
@@ -273,6 +291,11 @@ impl fmt::Display for Waiting {
             Waiting::Recovering(o) => {
                 write!(f, "waiting for pod {o} to lead alone after --force-new-cluster")
             }
+            Waiting::AheadOfLeader(o) => write!(
+                f,
+                "pod {o} runs as a member this cluster does not list, with more raft log than \
+                 the leader: its data is kept; a person must decide"
+            ),
         }
     }
 }
@@ -350,7 +373,22 @@ pub fn plan(want: &Desired, obs: &Observed) -> Step {
     let volume = |ordinal: u32| obs.volumes.iter().find(|v| v.ordinal == ordinal);
     let pod = |ordinal: u32| obs.pods.iter().find(|p| p.ordinal == ordinal);
 
-    // 2. Learners: start them, then promote them once in sync (one at a time, as etcd allows).
+    // 2. The founding pod keeps `--initial-cluster-state=new` through container restarts until
+    //    it is recreated: restarted on an emptied volume it would found a second cluster under
+    //    the same member and cluster ids, whose leader the other members follow (its higher
+    //    term wins) and whose empty member list makes them look removed. It is recreated on the
+    //    normal template while it is alone, before anyone joins (later, the rolling restart of
+    //    step 9 does it).
+    if members.len() == 1 {
+        if let Some(p) = leader.ordinal.and_then(pod).filter(|p| p.founding) {
+            if p.terminating {
+                return Step::Wait(Waiting::PodsSettling);
+            }
+            return Step::RestartFounder { ordinal: p.ordinal };
+        }
+    }
+
+    // 3. Learners: start them, then promote them once in sync (one at a time, as etcd allows).
     if let Some(l) = members.iter().find(|m| m.learner) {
         if l.name.is_empty() || l.health.is_none() {
             if let Some(o) = l.ordinal {
@@ -378,7 +416,7 @@ pub fn plan(want: &Desired, obs: &Observed) -> Step {
         return Step::Wait(Waiting::Unhealthy);
     }
 
-    // 3. Members whose data is gone (volume missing, being deleted or replaced), then members
+    // 4. Members whose data is gone (volume missing, being deleted or replaced), then members
     //    lost for longer than the policy allows: remove them (they are re-added below).
     for m in &voters {
         let Some(o) = m.ordinal else { continue };
@@ -401,13 +439,16 @@ pub fn plan(want: &Desired, obs: &Observed) -> Step {
         }
     }
 
-    // 4. An ordinal inside the StatefulSet without a member (its member was removed): a
+    // 5. An ordinal inside the StatefulSet without a member (its member was removed): a
     //    fresh learner for it, once its pod no longer runs as a removed member.
     let member_of = |o: u32| members.iter().find(|m| m.ordinal == Some(o));
     let join = |o: u32| -> Step {
         match pod(o) {
             Some(p) if p.terminating => Step::Wait(Waiting::PodsSettling),
             Some(p) if p.member_id.is_some_and(|id| members.iter().all(|m| m.id != id)) => {
+                if p.raft_index.is_some_and(|i| i > leader_index) {
+                    return Step::Wait(Waiting::AheadOfLeader(o));
+                }
                 Step::ResetOrdinal { ordinal: o }
             }
             _ => Step::AddLearner { ordinal: o },
@@ -420,7 +461,7 @@ pub fn plan(want: &Desired, obs: &Observed) -> Step {
         }
     }
 
-    // 5. Scale.
+    // 6. Scale.
     if want.replicas > count {
         let o = (0..).find(|o| member_of(*o).is_none()).unwrap_or(count);
         if o >= sts_replicas && volume(o).is_some() {
@@ -437,7 +478,7 @@ pub fn plan(want: &Desired, obs: &Observed) -> Step {
         }
     }
 
-    // 6. Shrink the StatefulSet to the members, then apply the volume policy.
+    // 7. Shrink the StatefulSet to the members, then apply the volume policy.
     let needed = max_ordinal(members).map(|o| o + 1).unwrap_or(0);
     if sts_replicas > needed {
         return Step::ScaleStatefulSet { replicas: needed };
@@ -452,7 +493,7 @@ pub fn plan(want: &Desired, obs: &Observed) -> Step {
         }
     }
 
-    // 7. Volumes smaller than spec.storage.size grow, one per step, where their class allows
+    // 8. Volumes smaller than spec.storage.size grow, one per step, where their class allows
     //    (the others stay as they are; status says why).
     let grows = |v: &&VolumeObs| {
         needs_expansion(want, v) && v.expandable && v.ordinal < sts_replicas && !v.terminating
@@ -461,13 +502,14 @@ pub fn plan(want: &Desired, obs: &Observed) -> Step {
         return Step::ExpandVolume { ordinal: v.ordinal };
     }
 
-    // 8. Rolling restart onto the current template, one pod at a time, the leader last, only
-    //    while every voter is healthy.
+    // 9. Rolling restart onto the current template (and off the founding flags), one pod at a
+    //    time, the leader last, only while every voter is healthy.
     if obs.pods.iter().any(|p| p.terminating) {
         return Step::Wait(Waiting::PodsSettling);
     }
     let all_healthy = members.iter().all(|m| m.healthy());
-    let stale: Vec<&PodObs> = obs.pods.iter().filter(|p| !p.current_template).collect();
+    let stale: Vec<&PodObs> =
+        obs.pods.iter().filter(|p| !p.current_template || p.founding).collect();
     if !stale.is_empty() {
         if !all_healthy {
             return Step::Wait(Waiting::Unhealthy);
@@ -490,7 +532,7 @@ pub fn plan(want: &Desired, obs: &Observed) -> Step {
         return Step::Wait(Waiting::Unhealthy);
     }
 
-    // 9. Scheduled defragmentation, one member per step, the leader last.
+    // 10. Scheduled defragmentation, one member per step, the leader last.
     if let Some(every) = want.defragment_every_secs {
         let due: Vec<&MemberObs> =
             members.iter().filter(|m| m.since_defragment_secs >= every).collect();

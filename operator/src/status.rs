@@ -142,7 +142,8 @@ pub fn compute(
     let quorum_lost = recovering || matches!(step, Step::Wait(Waiting::QuorumLost { .. }));
     let progressing = !matches!(step, Step::Done);
     let degraded = quorum_lost || members.iter().any(|m| !m.healthy);
-    let phase = if obs.members.is_none() && previous.cluster_id.is_none() {
+    let creating = obs.members.is_none() && previous.cluster_id.is_none();
+    let phase = if creating || matches!(step, Step::RestartFounder { .. }) {
         "Creating"
     } else if recovering {
         "Recovering"
@@ -269,6 +270,9 @@ pub fn describe(step: &Step) -> String {
         Step::RemoveMember { id, reason } => format!("removing member {id:x} ({reason:?})"),
         Step::DeleteVolume { ordinal } => format!("deleting the volume of removed pod {ordinal}"),
         Step::RestartPod { ordinal } => format!("restarting pod {ordinal} on the new template"),
+        Step::RestartFounder { ordinal } => format!(
+            "restarting pod {ordinal}, which founded the cluster, without the founding flags"
+        ),
         Step::ExpandVolume { ordinal } => {
             format!("growing the volume of pod {ordinal} to spec.storage.size")
         }

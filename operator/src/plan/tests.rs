@@ -62,6 +62,8 @@ fn pod(o: u32) -> PodObs {
         terminating: false,
         current_template: true,
         member_id: None,
+        raft_index: None,
+        founding: false,
     }
 }
 
@@ -494,6 +496,42 @@ fn a_pod_running_as_a_removed_member_is_reset_before_any_add() {
     // The recreated pod has no identity yet: now the learner is added.
     obs.pods[2] = pod(2);
     assert_eq!(plan(&want(3), &obs), Step::AddLearner { ordinal: 2 });
+}
+
+#[test]
+fn a_pod_with_more_log_than_the_leader_is_never_reset() {
+    // The "leader" is a member that founded a second cluster on an emptied volume under the
+    // same ids: its list lacks 102, whose pod holds the real cluster's longer log.
+    let mut obs = cluster(3, 0);
+    members(&mut obs).pop();
+    obs.pods[2].member_id = Some(102);
+    obs.pods[2].raft_index = Some(LEADER_INDEX + 1);
+    assert_eq!(plan(&want(3), &obs), Step::Wait(Waiting::AheadOfLeader(2)));
+    // A removed member's log stops at its removal, which the leader has.
+    obs.pods[2].raft_index = Some(LEADER_INDEX);
+    assert_eq!(plan(&want(3), &obs), Step::ResetOrdinal { ordinal: 2 });
+}
+
+#[test]
+fn the_founding_pod_is_recreated_before_anyone_joins() {
+    let mut obs = cluster(1, 0);
+    obs.pods[0].founding = true;
+    assert_eq!(plan(&want(3), &obs), Step::RestartFounder { ordinal: 0 });
+    assert_eq!(plan(&want(1), &obs), Step::RestartFounder { ordinal: 0 });
+    obs.pods[0].terminating = true;
+    assert_eq!(plan(&want(3), &obs), Step::Wait(Waiting::PodsSettling));
+    obs.pods[0] = pod(0);
+    assert_eq!(plan(&want(3), &obs), Step::AddLearner { ordinal: 1 });
+}
+
+#[test]
+fn a_founding_pod_of_a_grown_cluster_is_rolled_like_a_stale_one() {
+    // A cluster made before founders were recreated: pod 0 still has the founding flags.
+    let mut obs = cluster(3, 0);
+    obs.pods[0].founding = true;
+    assert_eq!(plan(&want(3), &obs), Step::MoveLeader { from: 100, to: 101 });
+    members(&mut obs).iter_mut().for_each(|m| m.health.as_mut().unwrap().leader = 101);
+    assert_eq!(plan(&want(3), &obs), Step::RestartPod { ordinal: 0 });
 }
 
 #[test]

@@ -14,7 +14,7 @@ use kube::{Resource, ResourceExt};
 pub use pdb::pod_disruption_budget;
 pub use services::{client_service, peer_service};
 pub use statefulset::{
-    args, keep_claim_templates, statefulset, template_hash, Bootstrap, TEMPLATE_HASH,
+    args, is_founding, keep_claim_templates, statefulset, template_hash, Bootstrap, TEMPLATE_HASH,
 };
 
 use crate::crd::EtcdCluster;

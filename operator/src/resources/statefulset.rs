@@ -67,8 +67,8 @@ pub fn args(cluster: &EtcdCluster, bootstrap: Bootstrap) -> Vec<String> {
             .join(","),
     };
     let state = match bootstrap {
-        Bootstrap::New => "new",
-        Bootstrap::Existing | Bootstrap::Recover { .. } => "existing",
+        Bootstrap::New => FOUNDING_FLAG,
+        Bootstrap::Existing | Bootstrap::Recover { .. } => "--initial-cluster-state=existing",
     };
     let mut a = vec![
         "--name=$(POD_NAME)".to_string(),
@@ -78,7 +78,7 @@ pub fn args(cluster: &EtcdCluster, bootstrap: Bootstrap) -> Vec<String> {
         format!("--advertise-client-urls=http://{host}:{CLIENT_PORT}"),
         format!("--initial-advertise-peer-urls=http://{host}:{PEER_PORT}"),
         format!("--initial-cluster-token={}", token(cluster)),
-        format!("--initial-cluster-state={state}"),
+        state.to_string(),
         format!("--initial-cluster={initial_cluster}"),
     ];
     if let Bootstrap::Recover { .. } = bootstrap {
@@ -109,6 +109,16 @@ pub fn args(cluster: &EtcdCluster, bootstrap: Bootstrap) -> Vec<String> {
     }
     a.extend(s.extra_args.iter().cloned());
     a
+}
+
+/// The flag only a founding member's pod carries.
+const FOUNDING_FLAG: &str = "--initial-cluster-state=new";
+
+/// Whether `pod` was created from the founding template (`--initial-cluster-state=new`): it
+/// keeps those flags through container restarts until the pod itself is recreated.
+pub fn is_founding(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    containers.iter().flat_map(|c| c.args.iter().flatten()).any(|a| a == FOUNDING_FLAG)
 }
 
 /// Prefer one member per node, so a node failure costs at most one member.
@@ -342,6 +352,17 @@ mod tests {
         let a = args(&demo(), Bootstrap::New);
         assert_eq!(arg(&a, "--initial-cluster-state"), "new");
         assert_eq!(arg(&a, "--initial-cluster"), "demo-0=http://demo-0.demo.ns.svc:2380");
+    }
+
+    #[test]
+    fn a_pod_of_the_founding_template_is_recognised() {
+        let pod = |b| k8s_openapi::api::core::v1::Pod {
+            spec: statefulset(&demo(), 1, b).spec.and_then(|s| s.template.spec),
+            ..Default::default()
+        };
+        assert!(is_founding(&pod(Bootstrap::New)));
+        assert!(!is_founding(&pod(Bootstrap::Existing)));
+        assert!(!is_founding(&pod(Bootstrap::Recover { ordinal: 2 })));
     }
 
     #[test]

@@ -89,6 +89,12 @@ impl Operator {
 impl Rig {
     async fn start() -> Rig {
         let serial = SERIAL.lock().await;
+        // The operator's own log (what it planned, which step failed) goes with the test's
+        // output, shown when a test fails.
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,oxcd_operator=info,kube_client=off")
+        });
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
         // A deleted member volume must go once its pod is gone, as in a real cluster.
         let mut opts = Options::new(StorageKind::Oxcd);
         opts.controllers.push("persistentvolumeclaim-protection-controller".into());
@@ -176,7 +182,33 @@ impl Rig {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        self.diagnose(name);
         panic!("{name} never had {n} ready members; last status: {last:#?}");
+    }
+
+    /// Prints what a person would look at when a step of cluster `name` does not happen:
+    /// its pods, volumes and Events, and the end of every log its member containers wrote
+    /// (restarted and deleted ones included), oldest first.
+    fn diagnose(&self, name: &str) {
+        let out = self.cp.kubectl_run(&["get", "pods,pvc", "-n", NS, "-o", "wide"]);
+        eprintln!("{}{}", out.stdout, out.stderr);
+        let out = self.cp.kubectl_run(&["get", "events.events.k8s.io", "-n", NS]);
+        eprintln!("{}{}", out.stdout, out.stderr);
+        let Ok(dirs) = std::fs::read_dir(self.kubelet.root().join("logs")) else { return };
+        let mut files: Vec<PathBuf> = dirs
+            .flatten()
+            .filter(|d| d.file_name().to_string_lossy().starts_with(&format!("{NS}_{name}-")))
+            .flat_map(|d| std::fs::read_dir(d.path().join("oxcd")).into_iter().flatten())
+            .flatten()
+            .map(|f| f.path())
+            .collect();
+        files.sort_by_key(|f| f.metadata().and_then(|m| m.modified()).ok());
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(25).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!("== {}:\n{}", f.display(), tail.join("\n"));
+        }
     }
 
     /// etcdctl as a user runs it: through the client Service.
@@ -270,6 +302,13 @@ impl Rig {
         let Ok(p) = pods.get(pod).await else { return false };
         let statuses = p.status.and_then(|s| s.container_statuses).unwrap_or_default();
         statuses.first().is_some_and(|c| c.ready)
+    }
+
+    /// How many times the kubelet restarted the container of `pod` (its status says).
+    async fn restarts(&self, pod: &str) -> Option<i32> {
+        let pods: Api<Pod> = Api::namespaced(self.cp.client(), NS);
+        let p = pods.get(pod).await.ok()?;
+        Some(p.status?.container_statuses?.first()?.restart_count)
     }
 
     /// The reasons of the Events on EtcdCluster `name`, as `kubectl get events` lists them.
@@ -635,6 +674,7 @@ async fn operator_recovers_from_quorum_loss_from_the_surviving_member() {
     let pods: Vec<String> = (0..3).map(|o| format!("{name}-{o}")).collect();
     let survivor = pods.iter().rfind(|p| **p != leader).expect("a follower").clone();
     let lost: Vec<&String> = pods.iter().filter(|p| **p != survivor).collect();
+    eprintln!("{} keys written; {survivor} survives, {lost:?} are lost", written.len());
     // The survivor has every acknowledged key (it may lag the leader by a moment).
     poll_some(WAIT, || async {
         let has = rig.member_keys(name, &survivor, "q/")?;
@@ -643,10 +683,16 @@ async fn operator_recovers_from_quorum_loss_from_the_surviving_member() {
     .await
     .expect("the survivor has every key");
     for pod in &lost {
+        let restarts = rig.restarts(pod).await.expect("a running member");
         rig.kubelet.lose_claim(NS, &format!("data-{pod}")).expect("lose the volume");
         assert!(rig.kubelet.kill_container(NS, pod, "oxcd"), "no process to kill in {pod}");
-        // A restarted container keeps its pod's mount of the old directory: only a new pod
-        // sees the lost (empty) volume.
+        // The kubelet restarts the process in the same pod, on the emptied volume, with the
+        // flags the pod was created with: pod 0 (always lost here) must not found a second
+        // cluster under the first one's ids, which the survivor would follow (an operator
+        // bug: the founding pod kept `--initial-cluster-state=new`). Then the pod goes.
+        poll_some(WAIT, || async { (rig.restarts(pod).await? > restarts).then_some(()) })
+            .await
+            .unwrap_or_else(|| panic!("the kubelet never restarted {pod}"));
         rig.cp.kubectl_run(&["delete", "pod", "-n", NS, pod, "--wait=false"]).assert_success();
     }
 
@@ -656,8 +702,8 @@ async fn operator_recovers_from_quorum_loss_from_the_surviving_member() {
             .await;
     if started.is_none() {
         let s = rig.status(name).await;
-        let pods = rig.cp.kubectl_run(&["get", "pods", "-o", "wide"]);
-        panic!("no recovery started; status {s:#?}\n{}", pods.stdout);
+        rig.diagnose(name);
+        panic!("no recovery started; status {s:#?}");
     }
     eprintln!("quorum loss → recovery started: {}", seconds(t));
     let recovering = rig.status(name).await.expect("status");
@@ -671,19 +717,7 @@ async fn operator_recovers_from_quorum_loss_from_the_surviving_member() {
     })
     .await;
     if grown.is_none() {
-        let out = rig.cp.kubectl_run(&["get", "pods,pvc,pv", "-o", "wide"]);
-        eprintln!("{}\n{}", out.stdout, out.stderr);
-        for o in 0..2 {
-            if let Some(log) = rig.kubelet.log_path(NS, &format!("{name}-{o}"), "oxcd") {
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(15).collect();
-                eprintln!(
-                    "== {name}-{o} {}:\n{}",
-                    log.display(),
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
-        }
+        rig.diagnose(name);
     }
     let after_status = rig.wait_ready(name, 3).await;
     eprintln!("quorum loss → 3 healthy members again: {}", seconds(t));
@@ -698,7 +732,9 @@ async fn operator_recovers_from_quorum_loss_from_the_surviving_member() {
         rig.assert_member_has(name, pod, "q/", &written);
     }
     let events = rig.event_reasons(name);
-    for reason in ["RecoveryStarted", "Recovered", "MemberAdded", "MemberPromoted"] {
+    let reasons =
+        ["FounderRestarted", "RecoveryStarted", "Recovered", "MemberAdded", "MemberPromoted"];
+    for reason in reasons {
         assert!(events.iter().any(|e| e == reason), "no {reason} Event in {events:?}");
     }
 }
