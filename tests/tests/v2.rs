@@ -515,3 +515,46 @@ fn v2_member_changes_match_etcd_34() {
         list(s, &ctl);
     });
 }
+
+/// What a streaming watch that starts in history (`wait=true&stream=true&waitIndex=<past>`)
+/// receives within a second: its first event, and whether the server ended the response.
+fn history_stream(kind: Kind) -> (bool, bool) {
+    use std::io::{Read, Write};
+    let member = oxcd_e2e::Member::start_with(oxcd_e2e::MemberConfig::new(kind).arg("--enable-v2"));
+    let addr = member.client_addr();
+    let a = request(&addr, "PUT", "/v2/keys/h", "value=1", Duration::from_secs(10));
+    assert_eq!(a.status, 201, "{kind:?}: {a:?}");
+    let mut conn = std::net::TcpStream::connect(&addr).expect("connect");
+    let get = format!(
+        "GET /v2/keys/h?wait=true&stream=true&waitIndex=1 HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+    );
+    conn.write_all(get.as_bytes()).expect("send");
+    conn.set_read_timeout(Some(Duration::from_secs(1))).expect("timeout");
+    let (mut got, mut ended) = (Vec::new(), false);
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => {
+                ended = true;
+                break;
+            }
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => break, // still open after a second
+        }
+    }
+    let body = String::from_utf8_lossy(&got);
+    // The final empty chunk also ends a response while the connection stays up.
+    let ended = ended || body.contains("\r\n0\r\n\r\n");
+    (body.contains(r#""action":"set""#), ended)
+}
+
+#[test]
+fn a_stream_from_history_stays_open_after_its_event_as_in_etcd_34() {
+    let (reference, subject) = std::thread::scope(|s| {
+        let r = s.spawn(|| history_stream(Kind::Etcd34));
+        let o = s.spawn(|| history_stream(Kind::Oxcd));
+        (r.join().unwrap(), o.join().unwrap())
+    });
+    assert_eq!(reference, (true, false), "etcd 3.4.23 (event seen, response ended)");
+    assert_eq!(subject, reference, "oxcd (event seen, response ended)");
+}

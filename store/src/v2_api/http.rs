@@ -357,6 +357,12 @@ fn watch_response(server: &Member, watch: Watch, index: u64, stream: bool) -> Re
         match watch {
             Watch::Found(e) => {
                 yield Ok::<_, std::convert::Infallible>((*e).trimmed(KEYS_PREFIX).line());
+                // etcd answers a stream that starts in history with that one event and then
+                // keeps the response open (its watcher is never registered for more): a
+                // streaming client sees the same, not an end of stream it would retry on.
+                if stream {
+                    stopping.stopping().await;
+                }
             }
             Watch::Waiting(mut rx) => loop {
                 let next = tokio::select! {
