@@ -600,3 +600,16 @@ fn chunks(s: &str) -> Vec<String> {
     }
     chars.chunks(COL).map(|c| c.iter().collect()).collect()
 }
+
+/// Runs `scenario` against the reference etcd and oxcd at once (each on its own servers) and
+/// returns (reference, oxcd), for tests that compare a result rather than a transcript.
+pub fn against_both<T: Send>(reference: Kind, scenario: impl Fn(Kind) -> T + Sync) -> (T, T) {
+    std::thread::scope(|s| {
+        let r = s.spawn(|| scenario(reference));
+        let o = s.spawn(|| scenario(Kind::Oxcd));
+        let join = |h: std::thread::ScopedJoinHandle<'_, T>| {
+            h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+        };
+        (join(r), join(o))
+    })
+}

@@ -35,7 +35,7 @@ pub mod rng;
 pub mod s3;
 pub mod server;
 
-pub use diff::{describe, differential, lease_id, Differential, Session, Step};
+pub use diff::{against_both, describe, differential, lease_id, Differential, Session, Step};
 pub use etcdctl::{CtlOutput, CtlVersion, Etcdctl, Spawned};
 pub use normalize::Normalizer;
 pub use server::{Cluster, Kind, Member, MemberConfig};

@@ -216,11 +216,7 @@ fn mask(body: &str) -> String {
 
 #[test]
 fn gateway_answers_as_etcd_does() {
-    let (reference, subject) = std::thread::scope(|s| {
-        let r = s.spawn(|| transcript(Kind::Etcd35));
-        let o = s.spawn(|| transcript(Kind::Oxcd));
-        (r.join().unwrap(), o.join().unwrap())
-    });
+    let (reference, subject) = oxcd_e2e::against_both(Kind::Etcd35, transcript);
     assert_eq!(reference.len(), subject.len());
     let mut report = String::new();
     for (r, o) in reference.iter().zip(&subject) {
@@ -245,11 +241,7 @@ fn v3beta_prefix_as_etcd_34() {
             .expect("curl");
         [put, get].map(|o| mask(&String::from_utf8_lossy(&o.stdout)))
     };
-    let (reference, subject) = std::thread::scope(|s| {
-        let r = s.spawn(|| run(Kind::Etcd34));
-        let o = s.spawn(|| run(Kind::Oxcd));
-        (r.join().unwrap(), o.join().unwrap())
-    });
+    let (reference, subject) = oxcd_e2e::against_both(Kind::Etcd34, run);
     assert_eq!(reference, subject);
 }
 
@@ -292,10 +284,6 @@ fn member_add_and_remove_as_etcd() {
         [added, String::from_utf8_lossy(&remove.stdout).to_string()]
             .map(|s| mask(&members_in_stable_order(&s)))
     };
-    let (reference, subject) = std::thread::scope(|s| {
-        let r = s.spawn(|| run(Kind::Etcd35));
-        let o = s.spawn(|| run(Kind::Oxcd));
-        (r.join().unwrap(), o.join().unwrap())
-    });
+    let (reference, subject) = oxcd_e2e::against_both(Kind::Etcd35, run);
     assert_eq!(reference, subject);
 }

@@ -420,11 +420,7 @@ fn stats_after_writes(kind: Kind) -> Vec<String> {
 
 #[test]
 fn v2_leader_and_self_stats_count_raft_traffic_as_etcd_34() {
-    let (reference, subject) = std::thread::scope(|s| {
-        let r = s.spawn(|| stats_after_writes(Kind::Etcd34));
-        let o = s.spawn(|| stats_after_writes(Kind::Oxcd));
-        (r.join().unwrap(), o.join().unwrap())
-    });
+    let (reference, subject) = oxcd_e2e::against_both(Kind::Etcd34, stats_after_writes);
     assert_eq!(reference, subject);
 }
 
@@ -550,11 +546,7 @@ fn history_stream(kind: Kind) -> (bool, bool) {
 
 #[test]
 fn a_stream_from_history_stays_open_after_its_event_as_in_etcd_34() {
-    let (reference, subject) = std::thread::scope(|s| {
-        let r = s.spawn(|| history_stream(Kind::Etcd34));
-        let o = s.spawn(|| history_stream(Kind::Oxcd));
-        (r.join().unwrap(), o.join().unwrap())
-    });
+    let (reference, subject) = oxcd_e2e::against_both(Kind::Etcd34, history_stream);
     assert_eq!(reference, (true, false), "etcd 3.4.23 (event seen, response ended)");
     assert_eq!(subject, reference, "oxcd (event seen, response ended)");
 }
