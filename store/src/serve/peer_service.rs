@@ -159,9 +159,15 @@ impl RaftPeer for PeerService {
         &self,
         _request: Request<Empty>,
     ) -> Result<Response<ClusterInfoResponse>, Status> {
+        // The members of the current configuration only: after --force-new-cluster the
+        // attribute table still names the lost members, and a member joining under a lost
+        // member's peer URL would take that member for itself ("already bootstrapped").
+        let current: std::collections::BTreeSet<u64> =
+            crate::member::membership::list(&self.server).iter().map(|m| m.id).collect();
+        let members = self.server.cluster().members().into_iter();
         Ok(Response::new(ClusterInfoResponse {
             cluster_id: self.server.headers().cluster_id(),
-            members: self.server.cluster().members().into_values().collect(),
+            members: members.filter(|(id, _)| current.contains(id)).map(|(_, a)| a).collect(),
             token: self.server.config().initial_cluster_token.clone(),
         }))
     }

@@ -84,6 +84,12 @@ impl Operator {
     fn kill(self) {
         self.task.abort();
     }
+
+    /// [`Operator::kill`], returning once the task is gone.
+    async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
 }
 
 impl Rig {
@@ -311,6 +317,30 @@ impl Rig {
         Some(p.status?.container_statuses?.first()?.restart_count)
     }
 
+    /// The operator crashes (mid-step, nothing released) and starts again, as a crashed
+    /// container is restarted in its pod: same identity, so it takes its own Lease back at
+    /// once, and must carry on from what the cluster and the objects say.
+    async fn crash_and_restart_operator(&mut self) {
+        let op = self.operator.take().expect("a running operator");
+        let identity = op.identity.clone();
+        op.crash().await;
+        self.operator = Some(Operator::start(self.cp.client(), &identity));
+    }
+
+    /// Asserts every key of `acked` (acknowledged puts of [`start_writer`]) is stored.
+    fn assert_acked_kept(&self, name: &str, acked: &[String]) {
+        assert!(acked.len() > 10, "the writer made no progress: {} writes", acked.len());
+        let out = self.ctl(name, &["get", "w-", "--prefix", "--keys-only"]);
+        let stored: BTreeSet<&str> = out.stdout.lines().filter(|l| !l.is_empty()).collect();
+        let lost: Vec<&String> = acked.iter().filter(|k| !stored.contains(k.as_str())).collect();
+        assert!(
+            lost.is_empty(),
+            "{} acknowledged writes lost, e.g. {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
+    }
+
     /// The reasons of the Events on EtcdCluster `name`, as `kubectl get events` lists them.
     fn event_reasons(&self, name: &str) -> Vec<String> {
         let out = self.cp.kubectl_run(&[
@@ -377,7 +407,7 @@ fn seconds(since: Instant) -> String {
 /// volumes whose class cannot grow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn operator_runs_the_example_through_faults_and_an_upgrade() {
-    let rig = Rig::start().await;
+    let mut rig = Rig::start().await;
     let name = "example";
 
     // kubectl apply → 3 ready members; etcdctl through the Service; kubectl get.
@@ -457,7 +487,8 @@ async fn operator_runs_the_example_through_faults_and_an_upgrade() {
     rig.assert_kept(name, "b/", &during);
 
     // An upgrade to the second build: one member at a time, the leader last, each member on
-    // the new binary afterwards, identities and data kept.
+    // the new binary afterwards, identities and data kept, under writes; the operator crashes
+    // and restarts after the first and after the second member moved, and carries on.
     let before = rig.wait_ready(name, 3).await;
     let leader = before.leader.clone().expect("a leader");
     let ids = rig.member_ids(name);
@@ -466,10 +497,19 @@ async fn operator_runs_the_example_through_faults_and_an_upgrade() {
         assert_ne!(exe, rig.next_binary);
     }
     let t = Instant::now();
+    let (stop, writer) = start_writer(name);
     rig.patch_spec(name, serde_json::json!({ "version": NEXT })).await;
-    let order = upgrade_order(&rig, name).await;
+    let order = upgrade_order(&mut rig, name, &[1, 2]).await;
     let after = rig.wait_ready(name, 3).await;
-    eprintln!("upgrade of 3 members to a second build: {}, order {order:?}", seconds(t));
+    let _ = stop.send(true);
+    let acked = writer.await.expect("writer");
+    eprintln!(
+        "upgrade of 3 members to a second build, the operator crashed twice: {}, order \
+         {order:?}, {} acknowledged writes",
+        seconds(t),
+        acked.len()
+    );
+    rig.assert_acked_kept(name, &acked);
     assert_eq!(order.last(), Some(&leader), "the leader restarts last: {order:?}");
     assert_eq!(after.current_version.as_deref(), Some(NEXT));
     for o in 0..3 {
@@ -498,8 +538,9 @@ async fn operator_runs_the_example_through_faults_and_an_upgrade() {
     }
 }
 
-/// The order in which the pods of `name` come back on version [`NEXT`].
-async fn upgrade_order(rig: &Rig, name: &str) -> Vec<String> {
+/// The order in which the pods of `name` come back on version [`NEXT`]; the operator crashes
+/// and restarts when the number of pods on it first reaches each of `crash_at`.
+async fn upgrade_order(rig: &mut Rig, name: &str, crash_at: &[usize]) -> Vec<String> {
     let pods: Api<Pod> = Api::namespaced(rig.cp.client(), NS);
     let mut order: Vec<String> = Vec::new();
     let deadline = Instant::now() + WAIT;
@@ -510,6 +551,9 @@ async fn upgrade_order(rig: &Rig, name: &str) -> Vec<String> {
             let v = p.labels().get("oxcd.dev/version").cloned();
             if v.as_deref() == Some(NEXT) && !order.contains(&pod) {
                 order.push(pod);
+                if crash_at.contains(&order.len()) {
+                    rig.crash_and_restart_operator().await;
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -628,16 +672,7 @@ async fn operator_scales_under_writes_while_its_replicas_crash_and_hand_over() {
 
     let _ = stop.send(true);
     let acked = writer.await.expect("writer");
-    assert!(acked.len() > 10, "the writer made no progress: {} writes", acked.len());
-    let out = rig.ctl(name, &["get", "w-", "--prefix", "--keys-only"]);
-    let stored: BTreeSet<&str> = out.stdout.lines().filter(|l| !l.is_empty()).collect();
-    let lost: Vec<&String> = acked.iter().filter(|k| !stored.contains(k.as_str())).collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged writes lost, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(5)]
-    );
+    rig.assert_acked_kept(name, &acked);
     eprintln!("{} acknowledged writes during the scaling, all present", acked.len());
     // The removed members' volumes are deleted (policy Delete): gone, or still carrying their
     // deletion timestamp while the pvc-protection controller catches up.
@@ -661,7 +696,7 @@ async fn operator_scales_under_writes_while_its_replicas_crash_and_hand_over() {
 /// and status and Events say what happened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn operator_recovers_from_quorum_loss_from_the_surviving_member() {
-    let rig = Rig::start().await;
+    let mut rig = Rig::start().await;
     let name = "quorum";
     let yaml = format!("{}  recovery:\n    memberLostAfterSeconds: 10\n", cluster_yaml(name, 3));
     rig.apply(&yaml);
@@ -710,14 +745,34 @@ async fn operator_recovers_from_quorum_loss_from_the_surviving_member() {
     assert_eq!(recovering.phase.as_deref(), Some("Recovering"), "{recovering:#?}");
     let degraded = recovering.conditions.iter().find(|c| c.type_ == "Degraded").expect("Degraded");
     assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "QuorumLost"));
+    // The operator crashes right after the recovery started, and again at its second stage
+    // (the survivor leads alone and restarts without --force-new-cluster) or, if that went
+    // by between two looks, once it ended: each new process carries on from status.
+    rig.crash_and_restart_operator().await;
+    let stage = poll_some(WAIT, || async {
+        match rig.status(name).await?.recovery {
+            Some(r) if r.restarting => Some("the survivor restarting without the flag"),
+            Some(_) => None,
+            None => Some("the recovery ended"),
+        }
+    })
+    .await
+    .expect("the recovery goes on after the operator restarted");
+    rig.crash_and_restart_operator().await;
+    eprintln!("operator crashed at the recovery's start and at {stage}: {}", seconds(t));
 
     let grown = poll_some(Duration::from_secs(150), || async {
         let s = rig.status(name).await?;
         (s.ready_replicas == 3 && s.members.len() == 3).then_some(())
     })
     .await;
+    // Recovered to 3 healthy members takes 35-45 s here: 150 s is far beyond it, and well
+    // short of a learner's 300 s start grace (a joiner refused "already bootstrapped" by the
+    // survivor, which still listed the lost members under the same peer URLs, was dropped and
+    // re-added only after it: an oxcd bug).
     if grown.is_none() {
         rig.diagnose(name);
+        panic!("the cluster did not grow back to 3 members: {:#?}", rig.status(name).await);
     }
     let after_status = rig.wait_ready(name, 3).await;
     eprintln!("quorum loss → 3 healthy members again: {}", seconds(t));
