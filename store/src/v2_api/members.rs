@@ -92,11 +92,8 @@ async fn add(server: &Member, peer_urls: Vec<String>) -> Response {
     let added = match server.leader_client() {
         Ok(Some(leader)) => {
             let req = MemberAddRequest { peer_ur_ls: peer_urls, is_learner: false };
-            ClusterClient::new(leader)
-                .member_add(req)
-                .await
-                .map_err(|s| from_leader(&s))
-                .and_then(|r| r.into_inner().member.ok_or(Error::MemberNotFound))
+            let added = on_leader(server, ClusterClient::new(leader).member_add(req)).await;
+            added.and_then(|r| r.member.ok_or(Error::MemberNotFound))
         }
         Ok(None) => server.add_member(peer_urls, false).await,
         Err(e) => Err(e),
@@ -115,11 +112,10 @@ async fn add(server: &Member, peer_urls: Vec<String>) -> Response {
 
 async fn remove(server: &Member, id: u64) -> Response {
     let removed = match server.leader_client() {
-        Ok(Some(leader)) => ClusterClient::new(leader)
-            .member_remove(MemberRemoveRequest { id })
-            .await
-            .map(drop)
-            .map_err(|s| from_leader(&s)),
+        Ok(Some(leader)) => {
+            let mut client = ClusterClient::new(leader);
+            on_leader(server, client.member_remove(MemberRemoveRequest { id })).await.map(drop)
+        }
         Ok(None) => server.remove_member(id).await,
         Err(e) => Err(e),
     };
@@ -135,11 +131,10 @@ async fn remove(server: &Member, id: u64) -> Response {
 
 async fn update(server: &Member, id: u64, peer_urls: Vec<String>) -> Response {
     let updated = match server.leader_client() {
-        Ok(Some(leader)) => ClusterClient::new(leader)
-            .member_update(MemberUpdateRequest { id, peer_ur_ls: peer_urls })
-            .await
-            .map(drop)
-            .map_err(|s| from_leader(&s)),
+        Ok(Some(leader)) => {
+            let req = MemberUpdateRequest { id, peer_ur_ls: peer_urls };
+            on_leader(server, ClusterClient::new(leader).member_update(req)).await.map(drop)
+        }
         Ok(None) => server.update_member(id, peer_urls).await,
         Err(e) => Err(e),
     };
@@ -153,10 +148,22 @@ async fn update(server: &Member, id: u64, peer_urls: Vec<String>) -> Response {
     }
 }
 
-/// The error the leader's Cluster service answered with.
-fn from_leader(status: &tonic::Status) -> Error {
-    Error::from_client_status(status)
-        .unwrap_or_else(|| Error::internal("membership change on the leader", status.message()))
+/// A membership change passed on to the leader: its answer, once this member has applied
+/// the change too (as in etcd, where the member a client asked applies it before answering),
+/// so the client's next read here (`etcdctl member add` lists the members right after)
+/// sees it.
+async fn on_leader<T>(
+    server: &Member,
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, Error> {
+    let answer = call.await.map_err(|status| {
+        Error::from_client_status(&status)
+            .unwrap_or_else(|| Error::internal("membership change on the leader", status.message()))
+    })?;
+    if let Err(e) = server.sync_to_read_index().await {
+        tracing::warn!(error = %e, "catching up with a membership change made on the leader");
+    }
+    Ok(answer.into_inner())
 }
 
 /// The member id of a `/v2/members/<id>` path (hex, as etcd's `types.IDFromString`).
