@@ -60,6 +60,31 @@ fn restore_target(source: Source, sha256: Option<String>) -> (Member, MemberRest
     (m, r)
 }
 
+/// Writes `count` values of `value_bytes` under `prefix/` and a key on a fresh one-hour
+/// lease; returns the lease id and the revision of the last write.
+async fn fill(url: &str, prefix: &str, count: usize, value_bytes: usize) -> (i64, i64) {
+    let mut c = connect(url).await;
+    let value = vec![b'v'; value_bytes];
+    for i in 0..count {
+        c.put(format!("{prefix}/{i:04}"), value.clone(), None).await.expect("put");
+    }
+    let lease = c.lease_grant(3600, None).await.expect("lease").id();
+    let opts = etcd_client::PutOptions::new().with_lease(lease);
+    let last = c.put("leased", "yes", Some(opts)).await.expect("put");
+    (lease, last.header().expect("header").revision())
+}
+
+/// The restored member serves what the source does: the revision, every key, and the lease
+/// (`lease_hex`, as `etcdctl lease list` prints it).
+fn assert_restored(source: &oxcd_e2e::Etcdctl, target: &Member, lease_hex: &str) {
+    let (rev_a, kvs_a) = source.everything();
+    let (rev_b, kvs_b) = target.ctl(CtlVersion::V35).everything();
+    assert_eq!(rev_a, rev_b, "revision");
+    assert!(kvs_a == kvs_b, "the restored keys differ");
+    let leases = target.ctl(CtlVersion::V35).run(&["lease", "list"]);
+    assert!(leases.stdout.contains(lease_hex), "{leases}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_streams_into_s3_verified_and_restores_a_member() {
     set_credentials_env();
@@ -69,15 +94,7 @@ async fn snapshot_streams_into_s3_verified_and_restores_a_member() {
 
     // 12 MiB of values (more than one 8 MiB part), and a lease with a key.
     let source = Member::start(Kind::Oxcd);
-    let mut c = connect(&source.client_url()).await;
-    let value = vec![b'v'; 64 << 10];
-    for i in 0..200 {
-        c.put(format!("big/{i:04}"), value.clone(), None).await.expect("put");
-    }
-    let lease = c.lease_grant(3600, None).await.expect("lease").id();
-    let opts = etcd_client::PutOptions::new().with_lease(lease);
-    let last = c.put("leased", "yes", Some(opts)).await.expect("put");
-    let revision = last.header().expect("header").revision();
+    let (lease, revision) = fill(&source.client_url(), "big", 200, 64 << 10).await;
 
     let key = Path::from("ns/src/src-1.db");
     let stored = stream::upload_snapshot(&source.client_url(), bucket_store.as_ref(), &key)
@@ -118,12 +135,7 @@ async fn snapshot_streams_into_s3_verified_and_restores_a_member() {
     // Run again (a restarted init container): the data dir is there, nothing is done.
     assert_eq!(restore_member(&r).await.expect("again"), Restored::AlreadyPresent);
     target.launch().expect("oxcd on the restored data dir");
-    let (rev_a, kvs_a) = source.ctl(CtlVersion::V35).everything();
-    let (rev_b, kvs_b) = target.ctl(CtlVersion::V35).everything();
-    assert_eq!(rev_a, rev_b);
-    assert!(kvs_a == kvs_b, "the restored keys differ");
-    let leases = target.ctl(CtlVersion::V35).run(&["lease", "list"]);
-    assert!(leases.stdout.contains(&format!("{lease:x}")), "{leases}");
+    assert_restored(&source.ctl(CtlVersion::V35), &target, &format!("{lease:x}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,12 +169,7 @@ async fn etcd_snapshot_in_s3_restores_into_an_oxcd_member() {
     let (mut target, r) = restore_target(s3_source(&s3, key.as_ref()), None);
     assert!(matches!(restore_member(&r).await.expect("restore"), Restored::Restored { .. }));
     target.launch().expect("oxcd on the restored data dir");
-    let (rev_a, kvs_a) = ctl.everything();
-    let (rev_b, kvs_b) = target.ctl(CtlVersion::V35).everything();
-    assert_eq!(rev_a, rev_b, "revision");
-    assert!(kvs_a == kvs_b, "the restored keys differ");
-    let leases = target.ctl(CtlVersion::V35).run(&["lease", "list"]);
-    assert!(leases.stdout.contains(&lease), "{leases}");
+    assert_restored(&ctl, &target, &lease);
 }
 
 /// The PersistentVolumeClaim path: what a snapshot Job's pod runs (`save_snapshot` into a
@@ -170,15 +177,7 @@ async fn etcd_snapshot_in_s3_restores_into_an_oxcd_member() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_saved_to_a_file_with_its_sha256_restores_a_member() {
     let source = Member::start(Kind::Oxcd);
-    let mut c = connect(&source.client_url()).await;
-    let value = vec![b'v'; 16 << 10];
-    for i in 0..100 {
-        c.put(format!("app/{i:03}"), value.clone(), None).await.expect("put");
-    }
-    let lease = c.lease_grant(3600, None).await.expect("lease").id();
-    let opts = etcd_client::PutOptions::new().with_lease(lease);
-    let last = c.put("leased", "yes", Some(opts)).await.expect("put");
-    let revision = last.header().expect("header").revision();
+    let (lease, revision) = fill(&source.client_url(), "app", 100, 16 << 10).await;
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ns/src/nightly.db");
@@ -213,10 +212,5 @@ async fn snapshot_saved_to_a_file_with_its_sha256_restores_a_member() {
     let done = restore_member(&r).await.expect("restore");
     assert_eq!(done, Restored::Restored { size: stored.size, sha256: stored.sha256.clone() });
     target.launch().expect("oxcd on the restored data dir");
-    let (rev_a, kvs_a) = source.ctl(CtlVersion::V35).everything();
-    let (rev_b, kvs_b) = target.ctl(CtlVersion::V35).everything();
-    assert_eq!(rev_a, rev_b);
-    assert!(kvs_a == kvs_b, "the restored keys differ");
-    let leases = target.ctl(CtlVersion::V35).run(&["lease", "list"]);
-    assert!(leases.stdout.contains(&format!("{lease:x}")), "{leases}");
+    assert_restored(&source.ctl(CtlVersion::V35), &target, &format!("{lease:x}"));
 }
