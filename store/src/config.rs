@@ -115,6 +115,14 @@ pub struct Config {
     #[arg(long, env = "ETCD_ENABLE_V2", default_value = "false", action = ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
     pub enable_v2: bool,
+    /// Origins browsers may call the client port's HTTP endpoints from (CORS), comma-separated
+    /// URLs or `*` for any, as etcd's `--cors`.
+    #[arg(long, env = "ETCD_CORS", default_value = "*")]
+    pub cors: String,
+    /// Host names a plain-HTTP request may name in its `Host` header, comma-separated or `*`
+    /// for any: etcd's guard against DNS rebinding (CVE-2018-5702).
+    #[arg(long, env = "ETCD_HOST_WHITELIST", default_value = "*")]
+    pub host_whitelist: String,
     /// Client and peer TLS (`--cert-file`, `--peer-auto-tls`, ...).
     #[command(flatten)]
     pub tls: crate::tls::TlsFlags,
@@ -189,8 +197,6 @@ accepted_flags! {
         "ETCD_PEER_CERT_ALLOWED_HOSTNAME";
     peer_crl_file = "peer-crl-file", "ETCD_PEER_CRL_FILE";
     cipher_suites = "cipher-suites", "ETCD_CIPHER_SUITES";
-    cors = "cors", "ETCD_CORS";
-    host_whitelist = "host-whitelist", "ETCD_HOST_WHITELIST";
     enable_pprof = "enable-pprof", "ETCD_ENABLE_PPROF";
     enable_log_rotation = "enable-log-rotation", "ETCD_ENABLE_LOG_ROTATION";
     log_rotation_config_json = "log-rotation-config-json", "ETCD_LOG_ROTATION_CONFIG_JSON";
@@ -393,6 +399,12 @@ impl Config {
         if token_type != "simple" && token_type != "jwt" {
             return Err(format!("--auth-token: unknown token type: {token_type}"));
         }
+        let origins: Vec<String> =
+            Config::urls(&self.cors).into_iter().filter(|o| o != "*").collect();
+        if !origins.is_empty() {
+            check_urls(&origins)
+                .map_err(|e| format!("invalid value {:?} for flag -cors: {e}", self.cors))?;
+        }
         if self.progress_notify_interval().is_zero() {
             return Err("--watch-progress-notify-interval must be greater than 0".into());
         }
@@ -403,6 +415,35 @@ impl Config {
     pub fn urls(flag: &str) -> Vec<String> {
         flag.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
     }
+}
+
+/// etcd's `types.NewURLs` checks, with its messages: URL lists in flags and in v2 member
+/// requests are refused with the words etcd uses.
+pub fn check_urls(urls: &[String]) -> Result<(), String> {
+    if urls.is_empty() {
+        return Err("no valid URLs given".into());
+    }
+    for url in urls {
+        let url = url.trim();
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(format!("URL scheme must be http, https, unix, or unixs: {url}"));
+        };
+        if !["http", "https", "unix", "unixs"].contains(&scheme) {
+            return Err(format!("URL scheme must be http, https, unix, or unixs: {url}"));
+        }
+        let (host, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let has_port = host.rsplit_once(':').is_some_and(|(_, port)| !port.contains(']'));
+        if !has_port {
+            return Err(format!("URL address does not have the form \"host:port\": {url}"));
+        }
+        if !path.is_empty() {
+            return Err(format!("URL must not contain a path: {url}"));
+        }
+    }
+    Ok(())
 }
 
 /// How the automatic compactor runs.
@@ -545,5 +586,22 @@ mod tests {
             "100",
         ]);
         assert_eq!(c.auto_compaction().unwrap(), Some(AutoCompaction::Revisions(100)));
+    }
+
+    #[test]
+    fn peer_urls_are_checked_with_etcds_messages() {
+        let check = |u: &str| check_urls(&[u.to_string()]);
+        assert_eq!(check("http://127.0.0.1:1"), Ok(()));
+        assert_eq!(check("https://[::1]:2380"), Ok(()));
+        assert_eq!(
+            check("nope"),
+            Err("URL scheme must be http, https, unix, or unixs: nope".into())
+        );
+        assert_eq!(
+            check("http://host"),
+            Err("URL address does not have the form \"host:port\": http://host".into())
+        );
+        assert_eq!(check("http://h:1/x"), Err("URL must not contain a path: http://h:1/x".into()));
+        assert_eq!(check_urls(&[]), Err("no valid URLs given".into()));
     }
 }

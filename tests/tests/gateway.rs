@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use oxcd_e2e::{Kind, Member};
+use oxcd_e2e::{Kind, Member, MemberConfig};
 use regex::Regex;
 
 /// One request: path, JSON body, and whether to send the token from the last authenticate.
@@ -283,6 +283,242 @@ fn member_add_and_remove_as_etcd() {
                 .expect("curl");
         [added, String::from_utf8_lossy(&remove.stdout).to_string()]
             .map(|s| mask(&members_in_stable_order(&s)))
+    };
+    let (reference, subject) = oxcd_e2e::against_both(Kind::Etcd35, run);
+    assert_eq!(reference, subject);
+}
+
+/// The v3lock and v3election gateways. The lease has a fixed ID (0x1234), so the keys a lock
+/// and a campaign make (`<name>/1234`) and their revisions compare (the campaign's key is
+/// created at revision 6). An empty name locks under "/" ("/1234" is LzEyMzQ=); the
+/// services' errors are code Unknown (2), as etcd's servers pass clientv3's errors on.
+/// "mylock" is bXlsb2Nr,
+/// "mylock/1234" bXlsb2NrLzEyMzQ=, "election" ZWxlY3Rpb24=, "election/1234"
+/// ZWxlY3Rpb24vMTIzNA==.
+const CONCURRENCY: &[Call] = &[
+    call("/v3/lease/grant", r#"{"TTL":"60","ID":"4660"}"#),
+    call("/v3/lock/lock", r#"{"name":"bXlsb2Nr","lease":"4660"}"#),
+    call("/v3/kv/range", r#"{"key":"bXlsb2Nr","range_end":"bXlsb2Ns","keys_only":true}"#),
+    call("/v3/lock/unlock", r#"{"key":"bXlsb2NrLzEyMzQ="}"#),
+    call("/v3/lock/unlock", r#"{"key":"bXlsb2NrLzEyMzQ="}"#),
+    call("/v3/lock/lock", r#"{"name":"bXlsb2Nr","lease":"999"}"#),
+    call("/v3/lock/lock", r#"{"lease":"4660"}"#),
+    call("/v3/lock/unlock", r#"{"key":"LzEyMzQ="}"#),
+    call("/v3/election/leader", r#"{"name":"ZWxlY3Rpb24="}"#),
+    call("/v3/election/campaign", r#"{"name":"ZWxlY3Rpb24=","lease":"4660","value":"djE="}"#),
+    call("/v3/election/leader", r#"{"name":"ZWxlY3Rpb24="}"#),
+    call(
+        "/v3/election/proclaim",
+        r#"{"leader":{"name":"ZWxlY3Rpb24=","key":"ZWxlY3Rpb24vMTIzNA==","rev":"6","lease":"4660"},"value":"djI="}"#,
+    ),
+    call("/v3/election/leader", r#"{"name":"ZWxlY3Rpb24="}"#),
+    call(
+        "/v3/election/proclaim",
+        r#"{"leader":{"name":"ZWxlY3Rpb24=","key":"ZWxlY3Rpb24vMTIzNA==","rev":"3","lease":"4660"},"value":"djM="}"#,
+    ),
+    call("/v3/election/proclaim", r#"{"value":"djM="}"#),
+    call(
+        "/v3/election/resign",
+        r#"{"leader":{"name":"ZWxlY3Rpb24=","key":"ZWxlY3Rpb24vMTIzNA==","rev":"6","lease":"4660"}}"#,
+    ),
+    call("/v3/election/leader", r#"{"name":"ZWxlY3Rpb24="}"#),
+    call(
+        "/v3/election/resign",
+        r#"{"leader":{"name":"ZWxlY3Rpb24=","key":"ZWxlY3Rpb24vMTIzNA==","rev":"6","lease":"4660"}}"#,
+    ),
+];
+
+/// Runs `calls` against `base`; one line per call: path, body sent, status and masked answer.
+fn run_script(base: &str, calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .map(|c| {
+            let mut cmd = curl(&format!("{base}{}", c.path), c.body, None);
+            cmd.args(["-w", "\n%{http_code}"]);
+            let out = cmd.output().expect("run curl");
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let (body, status) = text.rsplit_once('\n').unwrap_or((&text, "?"));
+            let sent: String = c.body.split_whitespace().collect();
+            format!("{} {sent} -> {status} {}", c.path, mask(body))
+        })
+        .collect()
+}
+
+/// The first `n` lines a streaming gateway call answers, then the call is dropped.
+fn stream_lines(url: &str, body: &str, n: usize, between: impl Fn(usize)) -> Vec<String> {
+    let mut child =
+        curl(url, body, None).arg("-N").stdout(Stdio::piped()).spawn().expect("run curl");
+    let stdout = child.stdout.take().expect("curl stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut out = Vec::new();
+    for i in 0..n {
+        between(i);
+        out.push(rx.recv_timeout(Duration::from_secs(15)).unwrap_or_else(|_| "<nothing>".into()));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    out
+}
+
+/// Lock and election through the gateway, then `/v3/election/observe` (the leader, then a
+/// proclaimed value) — "obs" is b2Jz, "obs/1235" b2JzLzEyMzU=.
+fn concurrency_transcript(kind: Kind) -> Vec<String> {
+    let member = Member::start(kind);
+    let base = member.client_url();
+    let mut lines = run_script(&base, CONCURRENCY);
+    let setup = [
+        call("/v3/lease/grant", r#"{"TTL":"60","ID":"4661"}"#),
+        call("/v3/election/campaign", r#"{"name":"b2Jz","lease":"4661","value":"djE="}"#),
+    ];
+    let campaigned = run_script(&base, &setup);
+    let rev = Regex::new(r#""rev":"(\d+)""#)
+        .unwrap()
+        .captures(&campaigned[1])
+        .map(|c| c[1].to_string())
+        .unwrap_or_default();
+    lines.extend(campaigned);
+    let proclaim = format!(
+        r#"{{"leader":{{"name":"b2Jz","key":"b2JzLzEyMzU=","rev":"{rev}","lease":"4661"}},"value":"djI="}}"#
+    );
+    let observed =
+        stream_lines(&format!("{base}/v3/election/observe"), r#"{"name":"b2Jz"}"#, 2, |i| {
+            if i == 1 {
+                let out = curl(&format!("{base}/v3/election/proclaim"), &proclaim, None)
+                    .output()
+                    .expect("curl");
+                assert!(out.status.success(), "{out:?}");
+            }
+        });
+    lines.extend(observed.iter().map(|l| format!("observe -> {}", mask(l))));
+    lines
+}
+
+#[test]
+fn lock_and_election_gateways_answer_as_etcd_does() {
+    let (reference, subject) = oxcd_e2e::against_both(Kind::Etcd35, concurrency_transcript);
+    assert_eq!(reference.len(), subject.len());
+    let mut report = String::new();
+    for (r, o) in reference.iter().zip(&subject) {
+        if r != o {
+            report.push_str(&format!("etcd: {r}\noxcd: {o}\n\n"));
+        }
+    }
+    assert!(report.is_empty(), "gateway answers differ:\n{report}");
+}
+
+/// `/v3/maintenance/snapshot` streams the snapshot in base64 chunks; the joined chunks are a
+/// snapshot file etcdutl reads, with the member's revision, from etcd and from oxcd alike.
+#[test]
+fn snapshot_streams_through_the_gateway_as_etcd_does() {
+    let run = |kind: Kind| {
+        let member = Member::start(kind);
+        let base = member.client_url();
+        for i in 0..50 {
+            let put = format!(r#"{{"key":"{}","value":"{}"}}"#, b64(&format!("k{i}")), b64("v"));
+            assert!(curl(&format!("{base}/v3/kv/put"), &put, None)
+                .output()
+                .unwrap()
+                .status
+                .success());
+        }
+        let out =
+            curl(&format!("{base}/v3/maintenance/snapshot"), "{}", None).output().expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut file = Vec::new();
+        let mut last_remaining = None;
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            let result = &v["result"];
+            assert!(result.is_object(), "not a result line: {line}");
+            let blob = result["blob"].as_str().unwrap_or_default();
+            file.extend(base64_decode(blob));
+            last_remaining = Some(result.get("remaining_bytes").cloned());
+        }
+        assert_eq!(last_remaining, Some(None), "the last chunk has no remaining bytes");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snap.db");
+        std::fs::write(&path, &file).unwrap();
+        let status = Command::new(oxcd_e2e::bins::etcdutl35())
+            .args(["snapshot", "status", "-w", "json"])
+            .arg(&path)
+            .output()
+            .expect("run etcdutl");
+        assert!(status.status.success(), "etcdutl: {status:?}");
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        status["revision"].clone()
+    };
+    let (reference, subject) = oxcd_e2e::against_both(Kind::Etcd35, run);
+    assert_eq!(reference, subject);
+    assert_eq!(subject, serde_json::json!(51));
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).expect("base64 blob")
+}
+
+/// etcd's access controller on the client port's HTTP endpoints: CORS headers for any origin
+/// by default, `OPTIONS` answered 200 on any path, a host outside `--host-whitelist` refused
+/// with 421 on plain HTTP, `--cors` naming the origins that get the headers.
+#[test]
+fn cors_and_host_whitelist_as_etcd() {
+    let run = |kind: Kind| {
+        let mut out = Vec::new();
+        let head = |args: &[&str]| {
+            let o = Command::new("curl")
+                .args(["-sS", "-i", "--max-time", "20"])
+                .args(args)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&o.stdout).to_string();
+            let mut lines: Vec<String> = text
+                .lines()
+                // Header names compare without case (hyper writes them in lower case).
+                .map(|l| match l.trim_end().split_once(": ") {
+                    Some((name, value)) => format!("{}: {value}", name.to_ascii_lowercase()),
+                    None => l.trim_end().to_string(),
+                })
+                .filter(|l| {
+                    ["HTTP/", "access-control", "grpc-metadata"].iter().any(|p| l.starts_with(p))
+                })
+                .collect();
+            lines.sort();
+            let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+            if body.contains("Host header was unrecognized") {
+                lines.push(body);
+            }
+            lines
+        };
+        let member = Member::start(kind);
+        let base = member.client_url();
+        out.push(head(&[&format!("{base}/health")]));
+        out.push(head(&["-X", "OPTIONS", "-H", "Origin: x", &format!("{base}/v3/kv/range")]));
+        out.push(head(&["-X", "POST", "-d", "{}", &format!("{base}/v3/maintenance/status")]));
+        drop(member);
+        let mut cfg = MemberConfig::new(kind);
+        cfg.extra_args = vec![
+            "--host-whitelist=example.com,127.0.0.1".into(),
+            "--cors=http://a.example:80".into(),
+        ];
+        let member = Member::start_with(cfg);
+        let base = member.client_url();
+        out.push(head(&[&format!("{base}/health")]));
+        out.push(head(&["-H", "Host: evil.com:2379", &format!("{base}/health")]));
+        out.push(head(&["-H", "Origin: http://a.example:80", &format!("{base}/version")]));
+        out.push(head(&["-H", "Origin: http://b.example:80", &format!("{base}/version")]));
+        out
     };
     let (reference, subject) = oxcd_e2e::against_both(Kind::Etcd35, run);
     assert_eq!(reference, subject);

@@ -41,6 +41,11 @@ fn not_leader() -> Status {
     Status::unknown("election: not leader")
 }
 
+/// etcd's answer to a Proclaim or Resign without its `leader`.
+fn missing_leader() -> Status {
+    Status::unknown("\"leader\" field must be provided")
+}
+
 type ObserveStream = Pin<Box<dyn Stream<Item = Result<LeaderResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -51,18 +56,23 @@ impl Election for ElectionService {
     ) -> Result<Response<CampaignResponse>, Status> {
         let caller = super::caller(&self.server, request.metadata()).await?;
         let req = request.into_inner();
-        if req.name.is_empty() {
-            return Err(Error::EmptyKey.into());
+        // An empty name campaigns under the prefix "/", as in etcd.
+        let (lease, mine) = async {
+            let lease = queue::session_lease(&self.server, &caller, req.lease).await?;
+            let mine =
+                queue::enqueue(&self.server, &caller, &req.name, lease, req.value.clone()).await?;
+            Ok((lease, mine))
         }
-        let lease = queue::session_lease(&self.server, &caller, req.lease).await?;
-        let mine =
-            queue::enqueue(&self.server, &caller, &req.name, lease, req.value.clone()).await?;
+        .await
+        .map_err(queue::as_client_error)?;
         if mine.value != req.value {
             // Re-campaigning with the same lease updates the value, as etcd does.
             proclaim_value(&self.server, &caller, &mine.key, mine.create_revision, req.value)
                 .await?;
         }
-        queue::wait_until_owner(&self.server, &caller, &req.name, &mine).await?;
+        queue::wait_until_owner(&self.server, &caller, &req.name, &mine)
+            .await
+            .map_err(queue::as_client_error)?;
         let leader = LeaderKey { name: req.name, key: mine.key, rev: mine.create_revision, lease };
         Ok(Response::new(CampaignResponse { header: self.header(), leader: Some(leader) }))
     }
@@ -73,7 +83,7 @@ impl Election for ElectionService {
     ) -> Result<Response<ProclaimResponse>, Status> {
         let caller = super::caller(&self.server, request.metadata()).await?;
         let req = request.into_inner();
-        let leader = req.leader.ok_or_else(not_leader)?;
+        let leader = req.leader.ok_or_else(missing_leader)?;
         proclaim_value(&self.server, &caller, &leader.key, leader.rev, req.value).await?;
         Ok(Response::new(ProclaimResponse { header: self.header() }))
     }
@@ -84,7 +94,7 @@ impl Election for ElectionService {
     ) -> Result<Response<LeaderResponse>, Status> {
         let caller = super::caller(&self.server, request.metadata()).await?;
         let name = request.into_inner().name;
-        match queue::owner(&self.server, &caller, &name).await? {
+        match queue::owner(&self.server, &caller, &name).await.map_err(queue::as_client_error)? {
             Some(kv) => Ok(Response::new(LeaderResponse { header: self.header(), kv: Some(kv) })),
             None => Err(Status::unknown("election: no leader")),
         }
@@ -103,7 +113,8 @@ impl Election for ElectionService {
             let mut applied = server.subscribe_applied();
             let mut last: Option<(Vec<u8>, i64)> = None;
             loop {
-                if let Some(kv) = queue::owner(&server, &caller, &name).await? {
+                let owner = queue::owner(&server, &caller, &name).await;
+                if let Some(kv) = owner.map_err(queue::as_client_error)? {
                     let seen = (kv.key.clone(), kv.mod_revision);
                     if last.as_ref() != Some(&seen) {
                         last = Some(seen);
@@ -122,11 +133,16 @@ impl Election for ElectionService {
         request: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
         let caller = super::caller(&self.server, request.metadata()).await?;
-        let leader = request.into_inner().leader.ok_or_else(not_leader)?;
-        let current = queue::get(&self.server, &caller, &leader.key).await?;
-        if current.is_some_and(|kv| kv.create_revision == leader.rev) {
-            queue::delete(&self.server, &caller, &leader.key).await?;
+        let leader = request.into_inner().leader.ok_or_else(missing_leader)?;
+        async {
+            let current = queue::get(&self.server, &caller, &leader.key).await?;
+            if current.is_some_and(|kv| kv.create_revision == leader.rev) {
+                queue::delete(&self.server, &caller, &leader.key).await?;
+            }
+            Ok(())
         }
+        .await
+        .map_err(queue::as_client_error)?;
         Ok(Response::new(ResignResponse { header: self.header() }))
     }
 }
@@ -157,9 +173,9 @@ async fn proclaim_value(
         }],
         failure: Vec::new(),
     };
-    match server.propose_as(caller, Cmd::Txn(txn)).await? {
+    match server.propose_as(caller, Cmd::Txn(txn)).await.map_err(queue::as_client_error)? {
         Out::Txn(resp) if resp.succeeded => Ok(()),
         Out::Txn(_) => Err(not_leader()),
-        other => Err(crate::member::handle::unexpected(other).into()),
+        other => Err(queue::as_client_error(crate::member::handle::unexpected(other))),
     }
 }

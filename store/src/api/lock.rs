@@ -4,7 +4,6 @@
 use tonic::{Request, Response, Status};
 
 use super::queue;
-use crate::error::Error;
 use crate::member::handle::Member;
 use crate::pb::v3lockpb::lock_server::Lock;
 use crate::pb::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
@@ -26,12 +25,15 @@ impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         let caller = super::caller(&self.server, request.metadata()).await?;
         let req = request.into_inner();
-        if req.name.is_empty() {
-            return Err(Error::EmptyKey.into());
+        // An empty name is a lock on the prefix "/", as in etcd.
+        let mine = async {
+            let lease = queue::session_lease(&self.server, &caller, req.lease).await?;
+            let mine = queue::enqueue(&self.server, &caller, &req.name, lease, Vec::new()).await?;
+            queue::wait_until_owner(&self.server, &caller, &req.name, &mine).await?;
+            Ok(mine)
         }
-        let lease = queue::session_lease(&self.server, &caller, req.lease).await?;
-        let mine = queue::enqueue(&self.server, &caller, &req.name, lease, Vec::new()).await?;
-        queue::wait_until_owner(&self.server, &caller, &req.name, &mine).await?;
+        .await
+        .map_err(queue::as_client_error)?;
         let header = Some(self.server.header());
         Ok(Response::new(LockResponse { header, key: mine.key }))
     }
@@ -41,7 +43,9 @@ impl Lock for LockService {
         request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
         let caller = super::caller(&self.server, request.metadata()).await?;
-        let rev = queue::delete(&self.server, &caller, &request.into_inner().key).await?;
+        let rev = queue::delete(&self.server, &caller, &request.into_inner().key)
+            .await
+            .map_err(queue::as_client_error)?;
         Ok(Response::new(UnlockResponse { header: Some(self.server.headers().make(rev)) }))
     }
 }

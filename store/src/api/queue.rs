@@ -19,6 +19,14 @@ use crate::pb::mvccpb::KeyValue;
 use crate::pb::oxcdpb::internal_request::Request as Cmd;
 use crate::pb::oxcdpb::internal_response::Response as Out;
 
+/// An error of the recipe's reads and writes as etcd's Lock and Election servers return it:
+/// they make them through a clientv3 client and hand its errors back as plain errors, which
+/// gRPC sends with code Unknown and the same message (clients map the message back to the
+/// typed error, e.g. `ErrLeaseNotFound`).
+pub fn as_client_error(e: Error) -> tonic::Status {
+    tonic::Status::unknown(tonic::Status::from(e).message())
+}
+
 /// The prefix every waiter key of `name` lives under.
 pub fn prefix(name: &[u8]) -> Vec<u8> {
     let mut p = name.to_vec();

@@ -1,6 +1,7 @@
 //! Listeners: client URLs (gRPC and HTTP on one port, as etcd), peer URLs (the peer service
 //! only) and metrics URLs. `run` owns the member's lifetime and its shutdown order.
 
+pub mod access;
 pub mod conn_limit;
 pub mod h2_authority;
 pub mod peer_service;
@@ -141,8 +142,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .layer(axum::middleware::from_fn(tls_listener::client_identity));
 
     let mut tasks = tokio::task::JoinSet::new();
+    let policy = std::sync::Arc::new(access::AccessPolicy::from_config(&config));
     for (listener, tls) in client_listeners {
-        let router = client_router.clone();
+        let access = access::ListenerAccess { policy: policy.clone(), tls: tls.is_some() };
+        let router = client_router
+            .clone()
+            .layer(axum::middleware::from_fn_with_state(access, access::check));
         let stop = wait_stop(stop_rx.clone());
         let stopped_early = wait_stop(stop_rx.clone());
         let server = server.clone();

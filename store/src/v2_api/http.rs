@@ -220,16 +220,7 @@ async fn read_form(req: Request) -> (Method, String, Form) {
 /// Headers every v2 answer carries.
 pub(super) fn base_headers(server: &Member) -> HeaderMap {
     let mut h = HeaderMap::new();
-    // etcd's v2 handlers allow any origin (its default `--cors`).
-    h.insert(
-        "access-control-allow-headers",
-        HeaderValue::from_static("accept, content-type, authorization"),
-    );
-    h.insert(
-        "access-control-allow-methods",
-        HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"),
-    );
-    h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    // CORS headers come from the client port's access controller (`serve::access`).
     h.insert("content-type", HeaderValue::from_static("application/json"));
     if let Ok(v) = HeaderValue::from_str(&format!("{:x}", server.headers().cluster_id())) {
         h.insert("x-etcd-cluster-id", v);

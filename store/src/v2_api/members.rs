@@ -191,36 +191,8 @@ async fn peer_urls(req: Request) -> Result<Vec<String>, (StatusCode, String)> {
         peer_urls: Vec<String>,
     }
     let parsed: Body = serde_json::from_slice(&body).map_err(|e| bad(e.to_string()))?;
-    check_urls(&parsed.peer_urls).map_err(bad)?;
+    crate::config::check_urls(&parsed.peer_urls).map_err(bad)?;
     Ok(parsed.peer_urls.iter().map(|u| u.trim().to_string()).collect())
-}
-
-/// etcd's `types.NewURLs` checks, with its messages.
-fn check_urls(urls: &[String]) -> Result<(), String> {
-    if urls.is_empty() {
-        return Err("no valid URLs given".into());
-    }
-    for url in urls {
-        let url = url.trim();
-        let Some((scheme, rest)) = url.split_once("://") else {
-            return Err(format!("URL scheme must be http, https, unix, or unixs: {url}"));
-        };
-        if !["http", "https", "unix", "unixs"].contains(&scheme) {
-            return Err(format!("URL scheme must be http, https, unix, or unixs: {url}"));
-        }
-        let (host, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
-        let has_port = host.rsplit_once(':').is_some_and(|(_, port)| !port.contains(']'));
-        if !has_port {
-            return Err(format!("URL address does not have the form \"host:port\": {url}"));
-        }
-        if !path.is_empty() {
-            return Err(format!("URL must not contain a path: {url}"));
-        }
-    }
-    Ok(())
 }
 
 fn no_content(server: &Member) -> Response {
@@ -245,26 +217,4 @@ fn http_error(server: &Member, status: StatusCode, message: &str) -> Response {
     let mut h: HeaderMap = base_headers(server);
     h.insert("content-type", HeaderValue::from_static("application/json"));
     (status, h, body).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn peer_urls_are_checked_with_etcds_messages() {
-        let check = |u: &str| check_urls(&[u.to_string()]);
-        assert_eq!(check("http://127.0.0.1:1"), Ok(()));
-        assert_eq!(check("https://[::1]:2380"), Ok(()));
-        assert_eq!(
-            check("nope"),
-            Err("URL scheme must be http, https, unix, or unixs: nope".into())
-        );
-        assert_eq!(
-            check("http://host"),
-            Err("URL address does not have the form \"host:port\": http://host".into())
-        );
-        assert_eq!(check("http://h:1/x"), Err("URL must not contain a path: http://h:1/x".into()));
-        assert_eq!(check_urls(&[]), Err("no valid URLs given".into()));
-    }
 }

@@ -317,6 +317,15 @@ pub fn hash(r: &HashResponse) -> String {
     Obj::new().msg("header", header(&r.header)).u32("hash", r.hash).done()
 }
 
+/// `SnapshotResponse`: one chunk of a snapshot.
+pub fn snapshot(r: &SnapshotResponse) -> String {
+    Obj::new()
+        .msg("header", header(&r.header))
+        .i64("remaining_bytes", r.remaining_bytes)
+        .bytes("blob", &r.blob)
+        .done()
+}
+
 /// `AuthenticateResponse`.
 pub fn authenticate(r: &AuthenticateResponse) -> String {
     Obj::new().msg("header", header(&r.header)).str("token", &r.token).done()

@@ -8,8 +8,33 @@
 //! nothing but the services' wire interface. The `Authorization` header carries a token from
 //! `/v3/auth/authenticate`; as in etcd, a client certificate's CN is never the user of a
 //! gateway request. Errors are grpc-gateway's `{"error","code","message"}` with its HTTP
-//! status. `/v3/watch` streams one `{"result": WatchResponse}` line per response (`watch`).
+//! status. `/v3/watch` streams one `{"result": WatchResponse}` line per response (`watch`), as do
+//! `/v3/maintenance/snapshot` and `/v3/election/observe`; `/v3/lock/*` and `/v3/election/*`
+//! are the v3lock and v3election services, which etcd's gateway serves too (`concurrency`).
 
+/// Defines a unary route handler: decode the body, call a method of a gRPC client over the
+/// loopback channel, encode the answer. Used by the route modules below.
+macro_rules! route {
+    ($name:ident, $client:ident, $method:ident, $decode:expr, $encode:expr) => {
+        pub(super) async fn $name(
+            axum::extract::State(gw): axum::extract::State<super::Gateway>,
+            headers: axum::http::HeaderMap,
+            body: axum::body::Bytes,
+        ) -> axum::response::Response {
+            let result = async {
+                let message = super::decode(&body, $decode)?;
+                let mut client = $client::new(gw.channel.clone())
+                    .max_decoding_message_size(usize::MAX)
+                    .max_encoding_message_size(usize::MAX);
+                let response = client.$method(super::grpc(&headers, message)).await?.into_inner();
+                Ok($encode(&response))
+            };
+            super::reply(result.await)
+        }
+    };
+}
+
+mod concurrency;
 mod goerr;
 pub mod json;
 pub mod loopback;
@@ -67,8 +92,13 @@ fn reply(result: Result<String, tonic::Status>) -> Response {
         Ok(body) => (StatusCode::OK, body),
         Err(status) => (http_status(status.code()), error_body(&status)),
     };
-    (code, [("content-type", "application/json")], body).into_response()
+    (code, GATEWAY_HEADERS, body).into_response()
 }
+
+/// Headers of every gateway answer: grpc-gateway copies the gRPC response's metadata as
+/// `Grpc-Metadata-*` headers, and etcd's answers carry the content type that way.
+const GATEWAY_HEADERS: [(&str, &str); 2] =
+    [("content-type", "application/json"), ("grpc-metadata-content-type", "application/grpc")];
 
 /// A gRPC request for `message` with the token of the HTTP request's `Authorization`.
 fn grpc<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {

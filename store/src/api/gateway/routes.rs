@@ -1,16 +1,13 @@
 //! The gateway's routes: one per unary gRPC method etcd's gateway serves, each decoding the
 //! JSON body, calling the method over the loopback channel and encoding the answer.
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use tonic::transport::Channel;
 
 use super::json::{self, In};
-use super::{decode, grpc, reply, Gateway};
+use super::Gateway;
 use crate::pb::authpb::permission::Type as PermType;
 use crate::pb::authpb::{Permission, UserAddOptions};
 use crate::pb::etcdserverpb::auth_client::AuthClient;
@@ -67,7 +64,15 @@ pub fn router(channel: Channel) -> Router {
             .route(&at("/auth/role/delete"), post(role_delete))
             .route(&at("/auth/role/grant"), post(role_grant_permission))
             .route(&at("/auth/role/revoke"), post(role_revoke_permission))
+            .route(&at("/maintenance/snapshot"), post(super::watch::snapshot))
             .route(&at("/watch"), post(super::watch::watch))
+            .route(&at("/lock/lock"), post(super::concurrency::lock))
+            .route(&at("/lock/unlock"), post(super::concurrency::unlock))
+            .route(&at("/election/campaign"), post(super::concurrency::campaign))
+            .route(&at("/election/proclaim"), post(super::concurrency::proclaim))
+            .route(&at("/election/leader"), post(super::concurrency::leader))
+            .route(&at("/election/resign"), post(super::concurrency::resign))
+            .route(&at("/election/observe"), post(super::concurrency::observe))
             // grpc-gateway's answer for paths it does not serve.
             .route(&at("/{*rest}"), axum::routing::any(not_found));
     }
@@ -82,24 +87,6 @@ async fn not_found() -> Response {
         "Not Found\n",
     )
         .into_response()
-}
-
-/// Defines a route handler: decode the body, call a method of a gRPC client over the
-/// loopback channel, encode the answer.
-macro_rules! route {
-    ($name:ident, $client:ident, $method:ident, $decode:expr, $encode:expr) => {
-        async fn $name(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-            let result = async {
-                let message = decode(&body, $decode)?;
-                let mut client = $client::new(gw.channel.clone())
-                    .max_decoding_message_size(usize::MAX)
-                    .max_encoding_message_size(usize::MAX);
-                let response = client.$method(grpc(&headers, message)).await?.into_inner();
-                Ok($encode(&response))
-            };
-            reply(result.await)
-        }
-    };
 }
 
 route!(kv_range, KvClient, range, json::range_request, json::range);

@@ -6,6 +6,8 @@
 //!   client goes away, which drops the gRPC call, or the member stops.
 //! - `/v3/lease/keepalive`: the request stream ends with the body, so the answer ends after
 //!   the last keep-alive's response.
+//! - `/v3/maintenance/snapshot` (server streaming): one line per chunk of the snapshot, each
+//!   chunk's bytes base64 in `blob`, until `remaining_bytes` reaches 0.
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -18,10 +20,11 @@ use super::json::{self, In};
 use super::{grpc, reply, Gateway};
 use crate::error::Result;
 use crate::pb::etcdserverpb::lease_client::LeaseClient;
+use crate::pb::etcdserverpb::maintenance_client::MaintenanceClient;
 use crate::pb::etcdserverpb::watch_client::WatchClient;
 use crate::pb::etcdserverpb::watch_request::RequestUnion;
 use crate::pb::etcdserverpb::{
-    LeaseKeepAliveRequest, WatchCancelRequest, WatchProgressRequest, WatchRequest,
+    LeaseKeepAliveRequest, SnapshotRequest, WatchCancelRequest, WatchProgressRequest, WatchRequest,
 };
 
 /// The JSON values in a body (grpc-gateway reads a stream of them).
@@ -59,7 +62,7 @@ fn watch_request(o: &In<'_>) -> Result<WatchRequest> {
 }
 
 /// A streamed answer: one `{"result": ...}` line per item, an error line if the stream fails.
-fn lines<S, T>(responses: S, encode: fn(&T) -> String) -> Response
+pub(super) fn lines<S, T>(responses: S, encode: fn(&T) -> String) -> Response
 where
     S: futures::Stream<Item = Result<T, tonic::Status>> + Send + 'static,
     T: Send + 'static,
@@ -71,8 +74,7 @@ where
         };
         Ok::<_, std::io::Error>(Bytes::from(line))
     });
-    (StatusCode::OK, [("content-type", "application/json")], Body::from_stream(body))
-        .into_response()
+    (StatusCode::OK, super::GATEWAY_HEADERS, Body::from_stream(body)).into_response()
 }
 
 /// `/v3/watch`.
@@ -103,6 +105,19 @@ pub async fn lease_keep_alive(
     let mut client = LeaseClient::new(gw.channel.clone());
     match client.lease_keep_alive(grpc(&headers, futures::stream::iter(requests))).await {
         Ok(stream) => lines(stream.into_inner(), json::lease_keep_alive),
+        Err(status) => reply(Err(status)),
+    }
+}
+
+/// `/v3/maintenance/snapshot`.
+pub async fn snapshot(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(status) = super::decode(&body, |_: &In<'_>| Ok(SnapshotRequest {})) {
+        return reply(Err(status));
+    }
+    let mut client =
+        MaintenanceClient::new(gw.channel.clone()).max_decoding_message_size(usize::MAX);
+    match client.snapshot(grpc(&headers, SnapshotRequest {})).await {
+        Ok(stream) => lines(stream.into_inner(), json::snapshot),
         Err(status) => reply(Err(status)),
     }
 }
