@@ -190,13 +190,6 @@ accepted_flags! {
     discovery_srv_name = "discovery-srv-name", "ETCD_DISCOVERY_SRV_NAME";
     pre_vote = "pre-vote", "ETCD_PRE_VOTE";
     v2_deprecation = "v2-deprecation", "ETCD_V2_DEPRECATION";
-    client_crl_file = "client-crl-file", "ETCD_CLIENT_CRL_FILE";
-    client_cert_allowed_hostname = "client-cert-allowed-hostname",
-        "ETCD_CLIENT_CERT_ALLOWED_HOSTNAME";
-    peer_cert_allowed_hostname = "peer-cert-allowed-hostname",
-        "ETCD_PEER_CERT_ALLOWED_HOSTNAME";
-    peer_crl_file = "peer-crl-file", "ETCD_PEER_CRL_FILE";
-    cipher_suites = "cipher-suites", "ETCD_CIPHER_SUITES";
     enable_pprof = "enable-pprof", "ETCD_ENABLE_PPROF";
     enable_log_rotation = "enable-log-rotation", "ETCD_ENABLE_LOG_ROTATION";
     log_rotation_config_json = "log-rotation-config-json", "ETCD_LOG_ROTATION_CONFIG_JSON";
@@ -405,6 +398,7 @@ impl Config {
             check_urls(&origins)
                 .map_err(|e| format!("invalid value {:?} for flag -cors: {e}", self.cors))?;
         }
+        crate::tls::ciphers::check(&self.tls.cipher_suite_names())?;
         if self.progress_notify_interval().is_zero() {
             return Err("--watch-progress-notify-interval must be greater than 0".into());
         }

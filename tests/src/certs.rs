@@ -8,9 +8,13 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams,
+    SerialNumber,
 };
 
 /// What can fail while making certificates: generating them, or writing their files.
@@ -75,6 +79,8 @@ pub struct ServiceAccountKeys {
 pub struct Pki {
     dir: PathBuf,
     ca: CertifiedIssuer<'static, KeyPair>,
+    /// The serial number of every certificate issued, by its file (for revocation lists).
+    serials: Mutex<HashMap<PathBuf, u64>>,
 }
 
 impl Pki {
@@ -91,7 +97,7 @@ impl Pki {
             KeyUsagePurpose::DigitalSignature,
         ];
         let ca = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
-        let pki = Pki { dir: dir.to_path_buf(), ca };
+        let pki = Pki { dir: dir.to_path_buf(), ca, serials: Mutex::default() };
         write(&pki.ca_cert(), &pki.ca.pem())?;
         Ok(pki)
     }
@@ -156,13 +162,49 @@ impl Pki {
         Ok(keys)
     }
 
-    fn issue(&self, name: &str, params: CertificateParams) -> Result<CertFiles> {
+    /// Writes `<name>.crl`, a revocation list signed by the CA revoking `revoked` (PEM, valid
+    /// for ten years).
+    pub fn revocation_list(&self, name: &str, revoked: &[&CertFiles]) -> Result<PathBuf> {
+        let serials = self.serials.lock().unwrap_or_else(|e| e.into_inner());
+        let now = rcgen::date_time_ymd(2026, 1, 1);
+        let revoked_certs = revoked
+            .iter()
+            .filter_map(|c| serials.get(&c.cert))
+            .map(|serial| RevokedCertParams {
+                serial_number: SerialNumber::from(*serial),
+                revocation_time: now,
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect();
+        let crl = CertificateRevocationListParams {
+            this_update: now,
+            next_update: rcgen::date_time_ymd(2036, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.ca)?;
+        let path = self.dir.join(format!("{name}.crl"));
+        write(&path, &crl.pem()?)?;
+        Ok(path)
+    }
+
+    fn issue(&self, name: &str, mut params: CertificateParams) -> Result<CertFiles> {
         let key = KeyPair::generate()?;
-        let cert = params.signed_by(&key, &*self.ca)?;
         let files = CertFiles {
             cert: self.dir.join(format!("{name}.crt")),
             key: self.dir.join(format!("{name}.key")),
         };
+        let serial = {
+            let mut serials = self.serials.lock().unwrap_or_else(|e| e.into_inner());
+            let serial = 1000 + serials.len() as u64;
+            serials.insert(files.cert.clone(), serial);
+            serial
+        };
+        params.serial_number = Some(SerialNumber::from(serial));
+        let cert = params.signed_by(&key, &*self.ca)?;
         write(&files.cert, &cert.pem())?;
         write(&files.key, &key.serialize_pem())?;
         Ok(files)

@@ -48,9 +48,9 @@ pub fn install(peer: &Side, client: &Side) -> super::Result<()> {
 
 /// The rustls client configuration for dialing with `side`'s files.
 pub fn config(side: &Side) -> super::Result<Arc<rustls::ClientConfig>> {
-    let provider = super::provider();
+    let provider = super::provider_for(side);
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(super::ciphers::versions(&side.cipher_suites))
         .map_err(|source| TlsError::Rustls { context: "TLS protocol versions", source })?;
     let builder = if side.self_signed {
         // etcd's `--auto-tls`/`--peer-auto-tls` members skip verifying each other.

@@ -48,6 +48,24 @@ pub struct TlsFlags {
     /// `--peer-client-cert-auth`).
     #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_CN", default_value = "")]
     pub peer_cert_allowed_cn: String,
+    /// The host name a peer's client certificate must be valid for (with
+    /// `--peer-client-cert-auth`).
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_HOSTNAME", default_value = "")]
+    pub peer_cert_allowed_hostname: String,
+    /// The host name a client's certificate must be valid for (with `--client-cert-auth`).
+    #[arg(long, env = "ETCD_CLIENT_CERT_ALLOWED_HOSTNAME", default_value = "")]
+    pub client_cert_allowed_hostname: String,
+    /// A certificate revocation list (PEM or DER): client certificates it revokes are
+    /// refused. Read at every handshake, as etcd does, so a new list takes effect at once.
+    #[arg(long, env = "ETCD_CLIENT_CRL_FILE", default_value = "")]
+    pub client_crl_file: String,
+    /// The same for peer certificates.
+    #[arg(long, env = "ETCD_PEER_CRL_FILE", default_value = "")]
+    pub peer_crl_file: String,
+    /// TLS 1.2 cipher suites offered on both ports, by Go's names, comma-separated; empty:
+    /// rustls' defaults. TLS 1.3 suites are not configurable, as in Go.
+    #[arg(long, env = "ETCD_CIPHER_SUITES", default_value = "")]
+    pub cipher_suites: String,
     /// The validity period of the client and peer certificates made by `--auto-tls` and
     /// `--peer-auto-tls`, in years.
     #[arg(long, env = "ETCD_SELF_SIGNED_CERT_VALIDITY", default_value_t = 1)]
@@ -69,6 +87,13 @@ pub struct Side {
     /// The only common name the other end's certificate may have (`--peer-cert-allowed-cn`);
     /// empty: any.
     pub allowed_cn: String,
+    /// The host name the other end's certificate must be valid for
+    /// (`--*-cert-allowed-hostname`); empty: any.
+    pub allowed_hostname: String,
+    /// The revocation list the other end's certificate is checked against; empty: none.
+    pub crl_file: PathBuf,
+    /// The TLS 1.2 cipher suites offered, by Go's names (`--cipher-suites`); empty: defaults.
+    pub cipher_suites: Vec<String>,
     /// Whether the certificate is self-signed by `--auto-tls`: as etcd, whoever dials with
     /// it does not verify the other end's certificate.
     pub self_signed: bool,
@@ -90,6 +115,9 @@ impl TlsFlags {
             trusted_ca_file: self.trusted_ca_file.clone().into(),
             client_cert_auth: self.client_cert_auth,
             allowed_cn: String::new(),
+            allowed_hostname: self.client_cert_allowed_hostname.clone(),
+            crl_file: self.client_crl_file.clone().into(),
+            cipher_suites: self.cipher_suite_names(),
             self_signed: false,
         }
     }
@@ -102,8 +130,17 @@ impl TlsFlags {
             trusted_ca_file: self.peer_trusted_ca_file.clone().into(),
             client_cert_auth: self.peer_client_cert_auth,
             allowed_cn: self.peer_cert_allowed_cn.clone(),
+            allowed_hostname: self.peer_cert_allowed_hostname.clone(),
+            crl_file: self.peer_crl_file.clone().into(),
+            cipher_suites: self.cipher_suite_names(),
             self_signed: false,
         }
+    }
+
+    /// `--cipher-suites` as a list.
+    pub fn cipher_suite_names(&self) -> Vec<String> {
+        let names = self.cipher_suites.split(',').map(str::trim).filter(|s| !s.is_empty());
+        names.map(String::from).collect()
     }
 
     /// The client side in force: the given files, or with `--auto-tls` and no certificate a
@@ -116,7 +153,8 @@ impl TlsFlags {
         }
         let dir = data_dir.join("fixtures").join("client");
         let made = super::self_signed::make(&dir, hosts, self.self_signed_cert_validity)?;
-        Ok(Side { client_cert_auth: false, self_signed: true, ..made })
+        let cipher_suites = side.cipher_suites;
+        Ok(Side { client_cert_auth: false, self_signed: true, cipher_suites, ..made })
     }
 
     /// The peer side in force, as `resolve_client` with `--peer-auto-tls` under
@@ -129,7 +167,8 @@ impl TlsFlags {
         let dir = data_dir.join("fixtures").join("peer");
         let made = super::self_signed::make(&dir, hosts, self.self_signed_cert_validity)?;
         // A self-signed peer certificate cannot be verified by the other members.
-        Ok(Side { client_cert_auth: false, self_signed: true, ..made })
+        let cipher_suites = side.cipher_suites;
+        Ok(Side { client_cert_auth: false, self_signed: true, cipher_suites, ..made })
     }
 }
 

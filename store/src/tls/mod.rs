@@ -8,14 +8,19 @@
 //! - `client`: the rustls client configuration members use to dial each other's https peer
 //!   URLs (and the leader's client URL), with the peer certificate as client certificate.
 //! - `self_signed`: `--auto-tls` and `--peer-auto-tls`.
+//! - `ciphers`: `--cipher-suites` (Go's names) to rustls' suites.
+//! - `revocation`: `--client-crl-file`/`--peer-crl-file` and `--*-cert-allowed-hostname`,
+//!   the checks a verified certificate still has to pass.
 //! - `der`: the few DER fields read from certificates and keys (common name, key bits).
 //!
 //! Foundation: uses no other module of the crate (the TLS listener is `serve::tls_listener`).
 //! Owns certificate files and outgoing sockets only; never touches the stores.
 
+pub mod ciphers;
 pub mod client;
 pub mod der;
 pub mod flags;
+pub mod revocation;
 pub mod self_signed;
 pub mod server;
 
@@ -66,4 +71,9 @@ pub type Result<T, E = TlsError> = std::result::Result<T, E>;
 /// same one whatever other crates enable.
 pub fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
     std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// `provider()` offering only `side`'s `--cipher-suites` for TLS 1.2.
+pub fn provider_for(side: &Side) -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    ciphers::restrict(rustls::crypto::ring::default_provider(), &side.cipher_suites)
 }

@@ -22,9 +22,9 @@ use super::{Side, TlsError};
 
 /// The server configuration for `side` (which must have a certificate).
 pub fn config(side: &Side) -> super::Result<Arc<rustls::ServerConfig>> {
-    let provider = super::provider();
+    let provider = super::provider_for(side);
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(super::ciphers::versions(&side.cipher_suites))
         .map_err(|source| TlsError::Rustls { context: "TLS protocol versions", source })?;
     // etcd (`TLSInfo.ServerConfig`) requires a verified client certificate as soon as a
     // trusted CA file is given, with or without client cert auth; the flag only adds the
@@ -35,7 +35,11 @@ pub fn config(side: &Side) -> super::Result<Arc<rustls::ServerConfig>> {
             .build()
             .map_err(|e| TlsError::Config(format!("client certificate verifier: {e}")))?;
         let allowed_cn = (!side.allowed_cn.is_empty()).then(|| side.allowed_cn.clone());
-        builder.with_client_cert_verifier(Arc::new(GoAlerts { inner: verifier, allowed_cn }))
+        let allowed_hostname =
+            (!side.allowed_hostname.is_empty()).then(|| side.allowed_hostname.clone());
+        let crl_file = (!side.crl_file.as_os_str().is_empty()).then(|| side.crl_file.clone());
+        let verifier = GoAlerts { inner: verifier, allowed_cn, allowed_hostname, crl_file };
+        builder.with_client_cert_verifier(Arc::new(verifier))
     } else {
         builder.with_no_client_auth()
     };
@@ -198,6 +202,8 @@ impl ResolvesServerCert for ReloadingCert {
 struct GoAlerts {
     inner: Arc<dyn ClientCertVerifier>,
     allowed_cn: Option<String>,
+    allowed_hostname: Option<String>,
+    crl_file: Option<PathBuf>,
 }
 
 impl ClientCertVerifier for GoAlerts {
@@ -230,6 +236,25 @@ impl ClientCertVerifier for GoAlerts {
             if cn.as_deref() != Some(allowed.as_str()) {
                 tracing::info!(?cn, %allowed, "client certificate refused: common name not allowed");
                 return Err(refused());
+            }
+        }
+        if let Some(hostname) = &self.allowed_hostname {
+            if !super::revocation::valid_for_hostname(end_entity, hostname) {
+                tracing::info!(%hostname, "client certificate refused: not valid for the allowed host name");
+                return Err(refused());
+            }
+        }
+        if let Some(crl_file) = &self.crl_file {
+            match super::revocation::revoked(crl_file, end_entity) {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::info!("client certificate refused: revoked by the CRL");
+                    return Err(refused());
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "client certificate refused: the CRL cannot be read");
+                    return Err(refused());
+                }
             }
         }
         Ok(verified)
