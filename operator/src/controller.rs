@@ -184,6 +184,7 @@ pub async fn reconcile(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<A
     }
     ctx.metrics.observe_cluster(&ns, &names.name, &new_status);
     publish_transition(&ctx, &cluster, &new_status).await;
+    publish_attention(&ctx, &cluster, &step, &new_status).await;
     let patch = serde_json::json!({
         "apiVersion": "oxcd.dev/v1alpha1",
         "kind": "EtcdCluster",
@@ -322,6 +323,38 @@ async fn publish_transition(
     };
     if let Err(e) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
         tracing::warn!(error = %e, "publishing an Event");
+    }
+}
+
+/// A Warning Event, once, for what a person must act on: a change past its progress deadline
+/// (`ProgressDeadlineExceeded`), and quorum lost for good under `recovery.quorumLoss: Manual`
+/// (`ManualRecoveryRequired`, whose note says what to do).
+async fn publish_attention(
+    ctx: &Context,
+    cluster: &EtcdCluster,
+    step: &Step,
+    new: &crate::crd::EtcdClusterStatus,
+) {
+    let previous = cluster.status.as_ref();
+    let mut notes = Vec::new();
+    if let Some(note) = status::newly_failed(previous, new) {
+        notes.push(("ProgressDeadlineExceeded", note));
+    }
+    let manual = matches!(step, Step::Wait(crate::plan::Waiting::QuorumLost { manual: true }));
+    if manual && previous.and_then(|s| s.last_step.as_ref()) != new.last_step.as_ref() {
+        notes.push(("ManualRecoveryRequired", status::describe(step)));
+    }
+    for (reason, note) in notes {
+        let event = Event {
+            type_: EventType::Warning,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
+            tracing::warn!(error = %e, "publishing an Event");
+        }
     }
 }
 

@@ -70,6 +70,12 @@ pub struct EtcdClusterSpec {
     /// What the operator may do when members are lost.
     #[serde(default)]
     pub recovery: RecoverySpec,
+    /// How long a change of size or version may take before it is reported as failed
+    /// (condition `Progressing=False`, reason `ProgressDeadlineExceeded`, and an Event), as a
+    /// Deployment's: a change that cannot finish (an image that never runs) must not hold the
+    /// spec locked forever, and a person must learn of it. A corrected spec starts a new one.
+    #[serde(default = "default_progress_deadline")]
+    pub progress_deadline_seconds: i64,
     /// Routine maintenance.
     #[serde(default)]
     pub maintenance: MaintenanceSpec,
@@ -92,6 +98,10 @@ pub struct MaintenanceSpec {
     /// only while every member is healthy. Unset: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defragment_every_minutes: Option<i64>,
+}
+
+fn default_progress_deadline() -> i64 {
+    600
 }
 
 fn default_replicas() -> i32 {
@@ -356,6 +366,10 @@ pub struct Target {
     pub version: String,
     /// When the change started (the progress deadline counts from here).
     pub started: Time,
+    /// When it passed `spec.progressDeadlineSeconds` unfinished: the change has failed (it is
+    /// still driven while the spec asks for it, and replaced by a corrected spec at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<Time>,
 }
 
 /// A recovery from quorum loss: recorded before the survivor restarts so that a restarted
@@ -424,6 +438,11 @@ const RULES: &[Rule] = &[
         rule: "has(self.snapshot) ? !has(self.s3) && !has(self.pvc) && !has(self.key) : \
                has(self.key) && has(self.s3) != has(self.pvc)",
         message: "spec.restore needs either snapshot, or key and one of s3 and pvc",
+    },
+    Rule {
+        path: &[],
+        rule: "!has(self.progressDeadlineSeconds) || self.progressDeadlineSeconds >= 1",
+        message: "spec.progressDeadlineSeconds must be at least 1",
     },
     Rule {
         path: &["backup"],
@@ -511,6 +530,7 @@ mod tests {
         assert_eq!(spec.storage.removed_member_policy, RemovedMemberPolicy::Delete);
         assert!(spec.pod_disruption_budget.enabled);
         assert_eq!(spec.recovery.quorum_loss, QuorumLossPolicy::Auto);
+        assert_eq!(spec.progress_deadline_seconds, 600);
         assert_eq!(spec.image(), format!("oxcd:{}", env!("CARGO_PKG_VERSION")));
     }
 }

@@ -278,9 +278,15 @@ impl fmt::Display for Waiting {
             Waiting::FirstMember => write!(f, "waiting for the first member to start"),
             Waiting::NoMemberAnswers => write!(f, "no member answers"),
             Waiting::NoLeader => write!(f, "waiting for a leader to be elected"),
-            Waiting::QuorumLost { manual: true } => {
-                write!(f, "quorum lost; recovery.quorumLoss is Manual")
-            }
+            Waiting::QuorumLost { manual: true } => write!(
+                f,
+                "quorum lost for good and recovery.quorumLoss is Manual: nothing is rebuilt. \
+                 Bring the lost members back with their volumes, or let the operator rebuild \
+                 from the most advanced survivor (every write it has is kept, later ones on the \
+                 lost members are not): set spec.recovery.quorumLoss to Auto, e.g. kubectl \
+                 patch etcdcluster <name> --type merge -p \
+                 '{{\"spec\":{{\"recovery\":{{\"quorumLoss\":\"Auto\"}}}}}}'"
+            ),
             Waiting::QuorumLost { manual: false } => {
                 write!(f, "quorum lost; waiting for members that may come back")
             }
@@ -512,6 +518,15 @@ pub fn plan(want: &Desired, obs: &Observed) -> Step {
         obs.pods.iter().filter(|p| !p.current_template || p.founding).collect();
     if !stale.is_empty() {
         if !all_healthy {
+            // The one member down runs on a stale pod (e.g. an upgrade to an image that cannot
+            // run, then corrected): replacing that pod takes away nothing that serves, and it
+            // is the only way the member can come back.
+            let down: Vec<&MemberObs> = members.iter().filter(|m| !m.healthy()).collect();
+            if let [m] = down[..] {
+                if let Some(p) = stale.iter().find(|p| m.ordinal == Some(p.ordinal)) {
+                    return Step::RestartPod { ordinal: p.ordinal };
+                }
+            }
             return Step::Wait(Waiting::Unhealthy);
         }
         let leader_ordinal = leader.ordinal;

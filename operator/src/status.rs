@@ -13,17 +13,43 @@ use crate::crd::{EtcdCluster, EtcdClusterStatus, MemberStatus, Target};
 use crate::observe::Observation;
 use crate::plan::{Step, Waiting};
 
-/// How long a change may take before it stops blocking newer edits of the spec.
-pub const PROGRESS_DEADLINE_SECS: i64 = 600;
-
-/// The change to drive now: the recorded target while it is unfinished and within its
-/// deadline (a newer edit of the spec waits for it), else what the spec asks for now.
+/// The change to drive now: the recorded target while it is unfinished and within
+/// `spec.progressDeadlineSeconds` (a newer edit of the spec waits for it); past its deadline it
+/// is marked failed and kept while the spec still asks for it, and replaced by the spec at
+/// once when a person corrects it; with none recorded, what the spec asks for now.
 pub fn target(cluster: &EtcdCluster, now: Timestamp) -> Target {
     let spec = &cluster.spec;
+    let asked = |t: &Target| t.replicas == spec.replicas && t.version == spec.version;
     match cluster.status.as_ref().and_then(|s| s.target.clone()) {
-        Some(t) if now.as_second() - t.started.0.as_second() < PROGRESS_DEADLINE_SECS => t,
-        _ => Target { replicas: spec.replicas, version: spec.version.clone(), started: Time(now) },
+        Some(t)
+            if t.failed.is_none()
+                && now.as_second() - t.started.0.as_second() < spec.progress_deadline_seconds =>
+        {
+            t
+        }
+        Some(t) if asked(&t) => Target { failed: t.failed.clone().or(Some(Time(now))), ..t },
+        _ => Target {
+            replicas: spec.replicas,
+            version: spec.version.clone(),
+            started: Time(now),
+            failed: None,
+        },
     }
+}
+
+/// The Event text when `new` records a change that failed and `previous` did not: once per
+/// failed change.
+pub fn newly_failed(
+    previous: Option<&EtcdClusterStatus>,
+    new: &EtcdClusterStatus,
+) -> Option<String> {
+    let was = previous.and_then(|s| s.target.as_ref()).is_some_and(|t| t.failed.is_some());
+    let failed = new.target.as_ref().is_some_and(|t| t.failed.is_some());
+    if was || !failed {
+        return None;
+    }
+    let c = new.conditions.iter().find(|c| c.type_ == "Progressing")?;
+    Some(c.message.clone())
 }
 
 /// The target to record after a reconcile: none once the cluster has reached it (the next
@@ -141,6 +167,7 @@ pub fn compute(
     };
     let quorum_lost = recovering || matches!(step, Step::Wait(Waiting::QuorumLost { .. }));
     let progressing = !matches!(step, Step::Done);
+    let failed = target.as_ref().filter(|t| t.failed.is_some());
     let degraded = quorum_lost || members.iter().any(|m| !m.healthy);
     let creating = obs.members.is_none() && previous.cluster_id.is_none();
     let phase = if creating || matches!(step, Step::RestartFounder { .. }) {
@@ -171,15 +198,32 @@ pub fn compute(
             generation,
             now,
         ),
-        condition(
-            &previous.conditions,
-            "Progressing",
-            progressing,
-            if progressing { "Reconciling" } else { "Done" },
-            step_text.clone(),
-            generation,
-            now,
-        ),
+        match failed {
+            // Kubernetes' convention for a rollout past its deadline (a Deployment's).
+            Some(t) => condition(
+                &previous.conditions,
+                "Progressing",
+                false,
+                "ProgressDeadlineExceeded",
+                format!(
+                    "the change to {} members at version {} started at {} did not finish \
+                     within spec.progressDeadlineSeconds ({} s); it stays as the spec asks until \
+                     the spec is corrected (membership is not changed for it). Now: {step_text}",
+                    t.replicas, t.version, t.started.0, cluster.spec.progress_deadline_seconds
+                ),
+                generation,
+                now,
+            ),
+            None => condition(
+                &previous.conditions,
+                "Progressing",
+                progressing,
+                if progressing { "Reconciling" } else { "Done" },
+                step_text.clone(),
+                generation,
+                now,
+            ),
+        },
         condition(
             &previous.conditions,
             "Degraded",
@@ -500,8 +544,43 @@ mod tests {
         c.status = Some(EtcdClusterStatus { target: Some(first.clone()), ..Default::default() });
         c.spec.replicas = 5;
         assert_eq!(target(&c, t(10)), first, "an edit mid-change waits");
-        assert_eq!(target(&c, t(PROGRESS_DEADLINE_SECS + 1)).replicas, 5);
+        let deadline = c.spec.progress_deadline_seconds;
+        assert_eq!(target(&c, t(deadline + 1)).replicas, 5, "a newer edit past the deadline");
+        assert_eq!(target(&c, t(deadline + 1)).failed, None);
         assert_eq!(next_target(first.clone(), &Step::Done), None);
         assert_eq!(next_target(first.clone(), &Step::Promote { id: 1 }), Some(first));
+    }
+
+    #[test]
+    fn a_change_past_its_deadline_is_reported_failed_once_until_the_spec_is_corrected() {
+        let mut c = demo();
+        c.spec.progress_deadline_seconds = 30;
+        c.spec.version = "bad".into();
+        let first = target(&c, t(0));
+        let obs = observation(3, 100, &[0, 1], t(31));
+        let step = Step::Wait(Waiting::Unhealthy);
+        let before = compute(&c, &obs, &step, Some(first.clone()));
+        assert_eq!(cond(&before, "Progressing").reason, "Reconciling");
+        c.status = Some(before.clone());
+        // Past the deadline with the spec unchanged: the same change, marked failed.
+        let failed = target(&c, t(31));
+        assert_eq!((failed.version.as_str(), failed.started.clone()), ("bad", first.started));
+        assert_eq!(failed.failed, Some(Time(t(31))));
+        let s = compute(&c, &obs, &step, Some(failed.clone()));
+        let p = cond(&s, "Progressing");
+        assert_eq!((p.status.as_str(), p.reason.as_str()), ("False", "ProgressDeadlineExceeded"));
+        assert!(p.message.contains("version bad"), "{}", p.message);
+        assert_eq!(newly_failed(c.status.as_ref(), &s).as_deref(), Some(p.message.as_str()));
+        // Reported once; the failure time stays.
+        c.status = Some(s.clone());
+        assert_eq!(newly_failed(c.status.as_ref(), &s), None);
+        assert_eq!(target(&c, t(90)).failed, Some(Time(t(31))));
+        // A corrected spec is a new change at once.
+        c.spec.version = "good".into();
+        let next = target(&c, t(95));
+        assert_eq!((next.version.as_str(), next.failed.clone()), ("good", None));
+        assert_eq!(next.started, Time(t(95)));
+        let s = compute(&c, &obs, &step, Some(next));
+        assert_eq!(cond(&s, "Progressing").reason, "Reconciling");
     }
 }

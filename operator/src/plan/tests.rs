@@ -375,6 +375,21 @@ fn rolling_restart_waits_for_health_between_pods() {
 }
 
 #[test]
+fn a_stale_pod_whose_member_is_the_one_down_is_replaced() {
+    // An upgrade to an image that cannot run left pod 2 down on it; the spec is corrected:
+    // pod 2 (stale again, down) is replaced first, the healthy ones wait for it.
+    let mut obs = cluster(3, 0);
+    for p in &mut obs.pods {
+        p.current_template = false;
+    }
+    members(&mut obs)[2] = down(member(2, 0), 30);
+    assert_eq!(plan(&want(3), &obs), Step::RestartPod { ordinal: 2 });
+    // Two down: nothing is restarted.
+    members(&mut obs)[1] = down(member(1, 0), 30);
+    assert_eq!(plan(&want(3), &obs), Step::Wait(Waiting::Unhealthy));
+}
+
+#[test]
 fn membership_is_finished_before_a_rolling_restart() {
     let mut obs = cluster(1, 0);
     obs.pods[0].current_template = false;

@@ -32,6 +32,9 @@ const WAIT: Duration = Duration::from_secs(240);
 /// The version the upgrade goes to: image `oxcd:<NEXT>`, which the rig's image table maps to a
 /// second oxcd binary (see [`Rig::start`]).
 const NEXT: &str = "0.1.1-next";
+/// A version whose image `oxcd:<BROKEN>` the kubelet cannot run: the rig's image table maps it
+/// to a binary that does not exist, so its pods stay in `ErrImagePull`.
+const BROKEN: &str = "0.0.0-broken";
 
 /// The control plane, one kubelet and the operator.
 struct Rig {
@@ -115,7 +118,9 @@ impl Rig {
             std::fs::copy(&built, &next_binary).expect("a second oxcd binary");
         }
         let mut kopts = KubeletOptions::new(cp.dir().join("kubelet"));
-        kopts.images = images.with_image(&format!("oxcd:{NEXT}"), &next_binary);
+        kopts.images = images
+            .with_image(&format!("oxcd:{NEXT}"), &next_binary)
+            .with_image(&format!("oxcd:{BROKEN}"), cp.dir().join("no-such-oxcd-binary"));
         let kubelet = Kubelet::start(cp.client(), kopts).await.expect("kubelet");
         let crd = oxcd_operator::crd::crd_yaml();
         cp.kubectl_input(&["apply", "-f", "-"], Some(&crd)).assert_success();
@@ -225,16 +230,20 @@ impl Rig {
     /// Runs etcdctl through the client Service until it succeeds (bounded): like a user, it
     /// retries when the Service still names a member that just went down (the name moves only
     /// once that pod is unready, as a Service's endpoints do). Only for idempotent commands.
+    /// The waits and the etcdctl processes block this thread, so the runtime first hands this
+    /// worker's other tasks (the operator's) to another one (`block_in_place`).
     fn ctl(&self, name: &str, args: &[&str]) -> oxcd_e2e::CtlOutput {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let out = self.etcdctl(name).run(args);
-            if out.success() || Instant::now() > deadline {
-                out.assert_success();
-                return out;
+        tokio::task::block_in_place(|| {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let out = self.etcdctl(name).run(args);
+                if out.success() || Instant::now() > deadline {
+                    out.assert_success();
+                    return out;
+                }
+                std::thread::sleep(Duration::from_millis(500));
             }
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        })
     }
 
     /// Member (name → id) as the cluster lists it.
@@ -278,13 +287,8 @@ impl Rig {
     /// URL); None when it does not answer.
     fn member_keys(&self, name: &str, pod: &str, prefix: &str) -> Option<BTreeSet<String>> {
         let url = format!("http://{pod}.{name}.{NS}.svc:2379");
-        let out = Etcdctl::new(CtlVersion::V34, [url]).run(&[
-            "get",
-            prefix,
-            "--prefix",
-            "--keys-only",
-            "--consistency=s",
-        ]);
+        let args = ["get", prefix, "--prefix", "--keys-only", "--consistency=s"];
+        let out = tokio::task::block_in_place(|| Etcdctl::new(CtlVersion::V34, [url]).run(&args));
         out.success()
             .then(|| out.stdout.lines().filter(|l| !l.is_empty()).map(String::from).collect())
     }
@@ -704,32 +708,9 @@ async fn operator_recovers_from_quorum_loss_from_the_surviving_member() {
     let written = keys("q/", 20);
     rig.put_all(name, &written);
     let before = rig.member_ids(name);
-    // The survivor is a follower; the leader and the other follower are lost.
-    let leader = status.leader.clone().expect("a leader");
+    let (survivor, lost) =
+        lose_a_majority(&rig, name, &status.leader.expect("a leader"), &written).await;
     let pods: Vec<String> = (0..3).map(|o| format!("{name}-{o}")).collect();
-    let survivor = pods.iter().rfind(|p| **p != leader).expect("a follower").clone();
-    let lost: Vec<&String> = pods.iter().filter(|p| **p != survivor).collect();
-    eprintln!("{} keys written; {survivor} survives, {lost:?} are lost", written.len());
-    // The survivor has every acknowledged key (it may lag the leader by a moment).
-    poll_some(WAIT, || async {
-        let has = rig.member_keys(name, &survivor, "q/")?;
-        written.iter().all(|k| has.contains(k)).then_some(())
-    })
-    .await
-    .expect("the survivor has every key");
-    for pod in &lost {
-        let restarts = rig.restarts(pod).await.expect("a running member");
-        rig.kubelet.lose_claim(NS, &format!("data-{pod}")).expect("lose the volume");
-        assert!(rig.kubelet.kill_container(NS, pod, "oxcd"), "no process to kill in {pod}");
-        // The kubelet restarts the process in the same pod, on the emptied volume, with the
-        // flags the pod was created with: pod 0 (always lost here) must not found a second
-        // cluster under the first one's ids, which the survivor would follow (an operator
-        // bug: the founding pod kept `--initial-cluster-state=new`). Then the pod goes.
-        poll_some(WAIT, || async { (rig.restarts(pod).await? > restarts).then_some(()) })
-            .await
-            .unwrap_or_else(|| panic!("the kubelet never restarted {pod}"));
-        rig.cp.kubectl_run(&["delete", "pod", "-n", NS, pod, "--wait=false"]).assert_success();
-    }
 
     let t = Instant::now();
     let started =
@@ -780,7 +761,7 @@ async fn operator_recovers_from_quorum_loss_from_the_surviving_member() {
     let after = rig.member_ids(name);
     assert_eq!(after.get(&survivor), before.get(&survivor), "the survivor keeps its id");
     for pod in &lost {
-        assert_ne!(after.get(*pod), before.get(*pod), "{pod} comes back as a new member");
+        assert_ne!(after.get(pod), before.get(pod), "{pod} comes back as a new member");
     }
     rig.assert_kept(name, "q/", &written);
     for pod in &pods {
@@ -792,6 +773,238 @@ async fn operator_recovers_from_quorum_loss_from_the_surviving_member() {
     for reason in reasons {
         assert!(events.iter().any(|e| e == reason), "no {reason} Event in {events:?}");
     }
+}
+
+/// Quorum lost for good under `recovery.quorumLoss: Manual`: the operator rebuilds nothing
+/// (no recovery recorded, the survivor keeps running as a member of the old three, with its
+/// data), and status, conditions and a Warning Event say what a person must do. The person
+/// does what they say (`spec.recovery.quorumLoss: Auto`), and the cluster is rebuilt from the
+/// survivor with every key it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operator_only_reports_quorum_loss_under_a_manual_policy_until_told_to_rebuild() {
+    let rig = Rig::start().await;
+    let name = "manual";
+    let yaml = format!(
+        "{}  recovery:\n    quorumLoss: Manual\n    memberLostAfterSeconds: 10\n",
+        cluster_yaml(name, 3)
+    );
+    rig.apply(&yaml);
+    let status = rig.wait_ready(name, 3).await;
+    let written = keys("q/", 20);
+    rig.put_all(name, &written);
+    let before = rig.member_ids(name);
+    let (survivor, lost) =
+        lose_a_majority(&rig, name, &status.leader.expect("a leader"), &written).await;
+
+    // Reported, with what to do, where a person looks: phase, conditions, lastStep, Events.
+    let t = Instant::now();
+    let reported = poll_some(WAIT, || async {
+        let s = rig.status(name).await?;
+        s.last_step.as_ref()?.contains("quorumLoss is Manual").then_some(s)
+    })
+    .await;
+    let Some(reported) = reported else {
+        rig.diagnose(name);
+        panic!("quorum loss under Manual never reported: {:#?}", rig.status(name).await);
+    };
+    eprintln!("quorum loss → reported for a person: {}", seconds(t));
+    assert_eq!(reported.phase.as_deref(), Some("QuorumLost"), "{reported:#?}");
+    let cond = |s: &EtcdClusterStatus, type_: &str| {
+        s.conditions.iter().find(|c| c.type_ == type_).cloned().expect(type_)
+    };
+    let degraded = cond(&reported, "Degraded");
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "QuorumLost"));
+    assert!(degraded.message.contains("set spec.recovery.quorumLoss to Auto"), "{degraded:?}");
+    assert!(degraded.message.contains("kubectl patch etcdcluster"), "{degraded:?}");
+    assert_eq!(cond(&reported, "Available").status, "False");
+    poll_some(WAIT, || async {
+        rig.event_reasons(name).iter().any(|e| e == "ManualRecoveryRequired").then_some(())
+    })
+    .await
+    .expect("a ManualRecoveryRequired Event");
+    let notes = rig.cp.kubectl_run(&[
+        "get",
+        "events.events.k8s.io",
+        "-n",
+        NS,
+        "--field-selector",
+        "reason=ManualRecoveryRequired",
+        "-o",
+        "jsonpath={.items[*].note}",
+    ]);
+    assert!(notes.stdout.contains("quorumLoss to Auto"), "{notes}");
+
+    // Nothing is rebuilt: over several reconciles (one every 5 s while waiting) no recovery is
+    // recorded and the survivor still runs as a member of the old three, with every key.
+    let survivor_url = format!("http://{survivor}.{name}.{NS}.svc:2379");
+    let survivor_members = || {
+        let ctl = Etcdctl::new(CtlVersion::V34, [survivor_url.clone()]);
+        let out = tokio::task::block_in_place(|| ctl.run(&["member", "list"]));
+        out.assert_success();
+        out.stdout.lines().filter(|l| !l.is_empty()).count()
+    };
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(20) {
+        let s = rig.status(name).await.expect("status");
+        assert!(s.recovery.is_none(), "a recovery started under Manual: {s:#?}");
+        assert_eq!(s.phase.as_deref(), Some("QuorumLost"));
+        assert_eq!(survivor_members(), 3, "the survivor's membership was changed");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let events = rig.event_reasons(name);
+    assert!(!events.iter().any(|e| e == "RecoveryStarted"), "{events:?}");
+    rig.assert_member_has(name, &survivor, "q/", &written);
+
+    // The documented action: the policy to Auto. The operator rebuilds from the survivor.
+    let t = Instant::now();
+    rig.patch_spec(name, serde_json::json!({ "recovery": { "quorumLoss": "Auto" } })).await;
+    let after_status = rig.wait_ready(name, 3).await;
+    eprintln!("quorumLoss set to Auto → 3 healthy members: {}", seconds(t));
+    assert!(after_status.recovery.is_none());
+    let after = rig.member_ids(name);
+    assert_eq!(after.get(&survivor), before.get(&survivor), "the survivor keeps its id");
+    for pod in &lost {
+        assert_ne!(after.get(pod), before.get(pod), "{pod} comes back as a new member");
+    }
+    rig.assert_kept(name, "q/", &written);
+    for o in 0..3 {
+        rig.assert_member_has(name, &format!("{name}-{o}"), "q/", &written);
+    }
+    let events = rig.event_reasons(name);
+    for reason in ["RecoveryStarted", "Recovered", "MemberAdded", "MemberPromoted"] {
+        assert!(events.iter().any(|e| e == reason), "no {reason} Event in {events:?}");
+    }
+}
+
+/// A change that cannot finish: an upgrade to an image the kubelet cannot run (its pod stays
+/// in ErrImagePull). Past `spec.progressDeadlineSeconds` the change is reported failed as
+/// Kubernetes reports a rollout (`Progressing=False`, `ProgressDeadlineExceeded`, a Warning
+/// Event), while the two other members keep serving every key and membership is untouched.
+/// A corrected spec (a version that runs) then completes: the stuck pod is replaced first,
+/// every member ends on the new binary with its identity and data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operator_reports_a_change_past_its_deadline_and_completes_a_corrected_one() {
+    let rig = Rig::start().await;
+    let name = "deadline";
+    let yaml = format!("{}  progressDeadlineSeconds: 20\n", cluster_yaml(name, 3));
+    rig.apply(&yaml);
+    rig.wait_ready(name, 3).await;
+    let written = keys("d/", 20);
+    rig.put_all(name, &written);
+    let ids = rig.member_ids(name);
+
+    let broken = BROKEN;
+    let t = Instant::now();
+    rig.patch_spec(name, serde_json::json!({ "version": broken })).await;
+    let failed = poll_some(WAIT, || async {
+        let s = rig.status(name).await?;
+        let p = s.conditions.iter().find(|c| c.type_ == "Progressing")?;
+        (p.reason == "ProgressDeadlineExceeded").then_some(s)
+    })
+    .await;
+    let Some(failed) = failed else {
+        rig.diagnose(name);
+        panic!("the stuck change was never reported failed: {:#?}", rig.status(name).await);
+    };
+    eprintln!("upgrade to an image that cannot run → reported failed: {}", seconds(t));
+    let progressing = failed.conditions.iter().find(|c| c.type_ == "Progressing").expect("it");
+    assert_eq!(progressing.status, "False");
+    assert!(progressing.message.contains(&format!("version {broken}")), "{progressing:?}");
+    let target = failed.target.clone().expect("the failed change stays recorded");
+    assert_eq!(target.version, broken);
+    assert!(target.failed.is_some(), "{target:?}");
+    let available = failed.conditions.iter().find(|c| c.type_ == "Available").expect("it");
+    assert_eq!(available.status, "True", "two members keep the quorum: {available:?}");
+    // What a person sees on the stuck pod.
+    let pods: Api<Pod> = Api::namespaced(rig.cp.client(), NS);
+    let stuck = poll_some(WAIT, || async {
+        let all = pods.list(&Default::default()).await.ok()?;
+        all.items.into_iter().find_map(|p| {
+            let cs = p.status.as_ref()?.container_statuses.as_ref()?.first()?.clone();
+            let reason = cs.state?.waiting?.reason?;
+            (p.labels().get("oxcd.dev/version").map(String::as_str) == Some(broken))
+                .then(|| (p.name_any(), reason))
+        })
+    })
+    .await
+    .expect("a pod on the broken version");
+    eprintln!("stuck pod: {stuck:?}");
+    assert!(stuck.1.contains("ErrImagePull") || stuck.1.contains("ImagePullBackOff"), "{stuck:?}");
+    poll_some(WAIT, || async {
+        rig.event_reasons(name).iter().any(|e| e == "ProgressDeadlineExceeded").then_some(())
+    })
+    .await
+    .expect("a ProgressDeadlineExceeded Event");
+    // Membership untouched, every key served by the others.
+    assert_eq!(rig.member_ids(name), ids, "membership changed for a stuck upgrade");
+    rig.assert_kept(name, "d/", &written);
+    let more = keys("e/", 5);
+    rig.put_all(name, &more);
+
+    // The corrected spec: a version that runs.
+    let t = Instant::now();
+    rig.patch_spec(name, serde_json::json!({ "version": NEXT })).await;
+    let done = poll_some(WAIT, || async {
+        let s = rig.status(name).await?;
+        let ready = s.phase.as_deref() == Some("Running") && s.ready_replicas == 3;
+        (ready && s.current_version.as_deref() == Some(NEXT)).then_some(s)
+    })
+    .await;
+    let Some(done) = done else {
+        rig.diagnose(name);
+        panic!("the corrected upgrade did not complete: {:#?}", rig.status(name).await);
+    };
+    eprintln!("corrected spec → every member on {NEXT}: {}", seconds(t));
+    assert!(done.target.is_none(), "{:?}", done.target);
+    let progressing = done.conditions.iter().find(|c| c.type_ == "Progressing").expect("it");
+    assert_eq!((progressing.status.as_str(), progressing.reason.as_str()), ("False", "Done"));
+    for o in 0..3 {
+        let pod = format!("{name}-{o}");
+        assert_eq!(rig.executable(&pod).as_deref(), Some(rig.next_binary.as_path()), "{pod}");
+    }
+    assert_eq!(rig.member_ids(name), ids, "upgraded members keep their identity");
+    rig.assert_kept(name, "d/", &written);
+    rig.assert_kept(name, "e/", &more);
+    for o in 0..3 {
+        rig.assert_member_has(name, &format!("{name}-{o}"), "d/", &written);
+    }
+}
+
+/// Two of the three members of `name` are lost for good, the survivor being a follower: the
+/// leader and the other follower lose their volumes and their processes are killed (restarted
+/// on empty volumes, they cannot rejoin), then their pods are deleted. Returns the survivor
+/// and the lost pods, once the survivor had every key of `written`.
+async fn lose_a_majority(
+    rig: &Rig,
+    name: &str,
+    leader: &str,
+    written: &[String],
+) -> (String, Vec<String>) {
+    let pods: Vec<String> = (0..3).map(|o| format!("{name}-{o}")).collect();
+    let survivor = pods.iter().rfind(|p| *p != leader).expect("a follower").clone();
+    let lost: Vec<String> = pods.iter().filter(|p| **p != survivor).cloned().collect();
+    eprintln!("{} keys written; {survivor} survives, {lost:?} are lost", written.len());
+    // The survivor has every acknowledged key (it may lag the leader by a moment).
+    poll_some(WAIT, || async {
+        let has = rig.member_keys(name, &survivor, "q/")?;
+        written.iter().all(|k| has.contains(k)).then_some(())
+    })
+    .await
+    .expect("the survivor has every key");
+    for pod in &lost {
+        let restarts = rig.restarts(pod).await.expect("a running member");
+        rig.kubelet.lose_claim(NS, &format!("data-{pod}")).expect("lose the volume");
+        assert!(rig.kubelet.kill_container(NS, pod, "oxcd"), "no process to kill in {pod}");
+        // The kubelet restarts the process in the same pod, on the emptied volume, with the
+        // flags the pod was created with: pod 0 (always lost here) must not found a second
+        // cluster under the first one's ids, which the survivor would follow (an operator
+        // bug: the founding pod kept `--initial-cluster-state=new`). Then the pod goes.
+        poll_some(WAIT, || async { (rig.restarts(pod).await? > restarts).then_some(()) })
+            .await
+            .unwrap_or_else(|| panic!("the kubelet never restarted {pod}"));
+        rig.cp.kubectl_run(&["delete", "pod", "-n", NS, pod, "--wait=false"]).assert_success();
+    }
+    (survivor, lost)
 }
 
 /// The operator's `/metrics` page (bounded retries: the server starts with the operator).
