@@ -7,7 +7,9 @@
 //! made before an auth change fails with `AuthOldRevision` (the client authenticates again).
 //!
 //! Signing goes through rustls' ring signers (PKCS#1, PKCS#8 and SEC1 keys), verifying
-//! through ring with the public key's SubjectPublicKeyInfo.
+//! through ring with the public key's SubjectPublicKeyInfo. HMAC methods (HS*) use the raw
+//! bytes of the `priv-key` file as the shared key for both, as etcd does, and need no
+//! `pub-key`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,9 +29,13 @@ const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-/// The signing methods oxcd supports (etcd's RS*, PS* and ES256/ES384).
+/// The signing methods oxcd supports (etcd's RS*, PS*, ES256/ES384, EdDSA and HS*).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Method {
+    Hs256,
+    Hs384,
+    Hs512,
+    EdDsa,
     Rs256,
     Rs384,
     Rs512,
@@ -43,6 +49,10 @@ enum Method {
 impl Method {
     fn parse(name: &str) -> Option<Method> {
         Some(match name {
+            "HS256" => Method::Hs256,
+            "HS384" => Method::Hs384,
+            "HS512" => Method::Hs512,
+            "EdDSA" => Method::EdDsa,
             "RS256" => Method::Rs256,
             "RS384" => Method::Rs384,
             "RS512" => Method::Rs512,
@@ -57,6 +67,10 @@ impl Method {
 
     fn name(self) -> &'static str {
         match self {
+            Method::Hs256 => "HS256",
+            Method::Hs384 => "HS384",
+            Method::Hs512 => "HS512",
+            Method::EdDsa => "EdDSA",
             Method::Rs256 => "RS256",
             Method::Rs384 => "RS384",
             Method::Rs512 => "RS512",
@@ -68,8 +82,21 @@ impl Method {
         }
     }
 
-    fn scheme(self) -> SignatureScheme {
+    /// The HMAC algorithm of an HS* method.
+    fn hmac(self) -> Option<ring::hmac::Algorithm> {
         match self {
+            Method::Hs256 => Some(ring::hmac::HMAC_SHA256),
+            Method::Hs384 => Some(ring::hmac::HMAC_SHA384),
+            Method::Hs512 => Some(ring::hmac::HMAC_SHA512),
+            _ => None,
+        }
+    }
+
+    /// The signature scheme of an asymmetric method (HMAC methods have none).
+    fn scheme(self) -> Option<SignatureScheme> {
+        Some(match self {
+            Method::Hs256 | Method::Hs384 | Method::Hs512 => return None,
+            Method::EdDsa => SignatureScheme::ED25519,
             Method::Rs256 => SignatureScheme::RSA_PKCS1_SHA256,
             Method::Rs384 => SignatureScheme::RSA_PKCS1_SHA384,
             Method::Rs512 => SignatureScheme::RSA_PKCS1_SHA512,
@@ -78,11 +105,14 @@ impl Method {
             Method::Ps512 => SignatureScheme::RSA_PSS_SHA512,
             Method::Es256 => SignatureScheme::ECDSA_NISTP256_SHA256,
             Method::Es384 => SignatureScheme::ECDSA_NISTP384_SHA384,
-        }
+        })
     }
 
-    fn verification(self) -> &'static dyn VerificationAlgorithm {
-        match self {
+    /// ring's verifier of an asymmetric method (HMAC methods have none).
+    fn verification(self) -> Option<&'static dyn VerificationAlgorithm> {
+        Some(match self {
+            Method::Hs256 | Method::Hs384 | Method::Hs512 => return None,
+            Method::EdDsa => &signature::ED25519,
             Method::Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
             Method::Rs384 => &signature::RSA_PKCS1_2048_8192_SHA384,
             Method::Rs512 => &signature::RSA_PKCS1_2048_8192_SHA512,
@@ -91,7 +121,7 @@ impl Method {
             Method::Ps512 => &signature::RSA_PSS_2048_8192_SHA512,
             Method::Es256 => &signature::ECDSA_P256_SHA256_FIXED,
             Method::Es384 => &signature::ECDSA_P384_SHA384_FIXED,
-        }
+        })
     }
 
     /// The length of each of r and s in a fixed-size ECDSA signature.
@@ -104,12 +134,20 @@ impl Method {
     }
 }
 
-/// A JWT token provider: signs with the private key (if given) and checks with the public one.
+/// A JWT token provider: signs with the private key (if given) and checks with the public
+/// one, or with one shared HMAC key.
 pub struct Jwt {
     method: Method,
-    signer: Option<Arc<dyn SigningKey>>,
-    public_key: Vec<u8>,
+    keys: Keys,
     ttl: Duration,
+}
+
+/// The keys of a provider.
+enum Keys {
+    /// RS*, PS*, ES*, EdDSA.
+    Pair { signer: Option<Arc<dyn SigningKey>>, public_key: Vec<u8> },
+    /// HS*: one key signs and checks.
+    Shared(ring::hmac::Key),
 }
 
 impl std::fmt::Debug for Jwt {
@@ -148,21 +186,26 @@ impl Jwt {
             }
         }
         let method = method.ok_or("jwt: sign-method is required")?;
+        if let Some(algorithm) = method.hmac() {
+            let path = private.ok_or("jwt: priv-key is required for HMAC sign methods")?;
+            let secret = std::fs::read(&path).map_err(|e| format!("jwt: reading {path}: {e}"))?;
+            if secret.is_empty() {
+                return Err(format!("jwt: {path} is empty"));
+            }
+            let keys = Keys::Shared(ring::hmac::Key::new(algorithm, &secret));
+            return Ok(Some(Jwt { method, keys, ttl }));
+        }
         let public = public.ok_or("jwt: pub-key is required")?;
         let public_key = public_key_bits(Path::new(&public))?;
         let signer = match private {
             Some(path) => Some(signing_key(Path::new(&path), method)?),
             None => None,
         };
-        Ok(Some(Jwt { method, signer, public_key, ttl }))
+        Ok(Some(Jwt { method, keys: Keys::Pair { signer, public_key }, ttl }))
     }
 
     /// A token for `user` at auth `revision`, valid for the TTL from now.
     pub fn sign(&self, user: &str, revision: u64) -> Result<String, String> {
-        let signer = self.signer.as_ref().ok_or("jwt: no private key to sign tokens")?;
-        let signer = signer
-            .choose_scheme(&[self.method.scheme()])
-            .ok_or("jwt: the private key does not match the sign method")?;
         let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + self.ttl;
         let header = format!(r#"{{"alg":"{}","typ":"JWT"}}"#, self.method.name());
         let claims = serde_json::json!({
@@ -171,10 +214,24 @@ impl Jwt {
             "username": user,
         });
         let signed = format!("{}.{}", B64.encode(header), B64.encode(claims.to_string()));
-        let mut signature = signer.sign(signed.as_bytes()).map_err(|e| e.to_string())?;
-        if let Some(half) = self.method.ecdsa_half() {
-            signature = ecdsa_fixed(&signature, half).ok_or("jwt: bad ECDSA signature")?;
-        }
+        let signature = match &self.keys {
+            Keys::Shared(key) => ring::hmac::sign(key, signed.as_bytes()).as_ref().to_vec(),
+            Keys::Pair { signer, .. } => {
+                let signer = signer.as_ref().ok_or("jwt: no private key to sign tokens")?;
+                let signer = self
+                    .method
+                    .scheme()
+                    .and_then(|scheme| signer.choose_scheme(&[scheme]))
+                    .ok_or("jwt: the private key does not match the sign method")?;
+                let signature = signer.sign(signed.as_bytes()).map_err(|e| e.to_string())?;
+                match self.method.ecdsa_half() {
+                    Some(half) => {
+                        ecdsa_fixed(&signature, half).ok_or("jwt: bad ECDSA signature")?
+                    }
+                    None => signature,
+                }
+            }
+        };
         Ok(format!("{signed}.{}", B64.encode(signature)))
     }
 
@@ -188,9 +245,14 @@ impl Jwt {
             return None;
         }
         let signature = B64.decode(signature).ok()?;
-        UnparsedPublicKey::new(self.method.verification(), &self.public_key)
-            .verify(signed.as_bytes(), &signature)
-            .ok()?;
+        match &self.keys {
+            Keys::Shared(key) => ring::hmac::verify(key, signed.as_bytes(), &signature).ok()?,
+            Keys::Pair { public_key, .. } => {
+                UnparsedPublicKey::new(self.method.verification()?, public_key)
+                    .verify(signed.as_bytes(), &signature)
+                    .ok()?
+            }
+        }
         let claims: serde_json::Value = serde_json::from_slice(&B64.decode(claims).ok()?).ok()?;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         if claims.get("exp")?.as_f64()? <= now as f64 {
@@ -218,7 +280,7 @@ fn signing_key(path: &Path, method: Method) -> Result<Arc<dyn SigningKey>, Strin
         .map_err(|e| format!("jwt: {} is not a PEM private key: {e}", path.display()))?;
     let signer = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| format!("jwt: {}: {e}", path.display()))?;
-    if signer.choose_scheme(&[method.scheme()]).is_none() {
+    if method.scheme().and_then(|scheme| signer.choose_scheme(&[scheme])).is_none() {
         return Err(format!("jwt: {} cannot sign with {}", path.display(), method.name()));
     }
     Ok(signer)
@@ -275,6 +337,45 @@ mod tests {
         forged.replace_range(forged.len() - 3.., "AAA");
         assert_eq!(jwt.verify(&forged), None);
         assert_eq!(jwt.verify("a.b"), None);
+    }
+
+    #[test]
+    fn hmac_tokens_use_the_raw_key_file_and_need_no_public_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("hmac.key");
+        std::fs::write(&key, b"a shared secret").unwrap();
+        let flag = format!("jwt,priv-key={},sign-method=HS256", key.display());
+        let jwt = Jwt::from_flag(&flag).unwrap().unwrap();
+        let token = jwt.sign("bob", 3).unwrap();
+        assert_eq!(jwt.verify(&token), Some(("bob".to_string(), 3)));
+        let (signed, _) = token.rsplit_once('.').unwrap();
+        let expected = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"a shared secret"),
+            signed.as_bytes(),
+        );
+        assert_eq!(token.rsplit_once('.').unwrap().1, B64.encode(expected.as_ref()));
+        std::fs::write(&key, b"another secret").unwrap();
+        let other = Jwt::from_flag(&flag).unwrap().unwrap();
+        assert_eq!(other.verify(&token), None);
+        assert!(Jwt::from_flag("jwt,sign-method=HS256").is_err());
+    }
+
+    #[test]
+    fn eddsa_tokens_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let (public, private) = (dir.path().join("pub.pem"), dir.path().join("priv.pem"));
+        std::fs::write(&public, key.public_key_pem()).unwrap();
+        std::fs::write(&private, key.serialize_pem()).unwrap();
+        let flag = format!(
+            "jwt,pub-key={},priv-key={},sign-method=EdDSA",
+            public.display(),
+            private.display()
+        );
+        let jwt = Jwt::from_flag(&flag).unwrap().unwrap();
+        let token = jwt.sign("carol", 1).unwrap();
+        assert!(token.starts_with(&B64.encode(r#"{"alg":"EdDSA","typ":"JWT"}"#)));
+        assert_eq!(jwt.verify(&token), Some(("carol".to_string(), 1)));
     }
 
     #[test]
