@@ -595,3 +595,39 @@ fn cipher_suites_restrict_tls12_as_etcd() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains(r#"unexpected TLS cipher suite "TLS_NOPE""#), "{stderr}");
 }
+
+/// An https `--listen-metrics-urls` serves `/metrics` and `/health` with the client
+/// certificate, as etcd does; plain http on it gets nothing.
+#[test]
+fn https_metrics_url_as_etcd() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::create(dir.path()).unwrap();
+    let server = pki.serving("server", &["127.0.0.1", "localhost"]).unwrap();
+    let run = |kind: Kind| {
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let cfg = MemberConfig::new(kind)
+            .arg(format!("--cert-file={}", server.cert.display()))
+            .arg(format!("--key-file={}", server.key.display()))
+            .arg(format!("--listen-metrics-urls=https://{metrics}"));
+        let _member = Member::start_with(cfg);
+        let get = |url: String| {
+            let out = std::process::Command::new("curl")
+                .args(["-sS", "--max-time", "5", "--cacert"])
+                .arg(pki.ca_cert())
+                .arg(url)
+                .output()
+                .expect("run curl");
+            let body = String::from_utf8_lossy(&out.stdout).to_string();
+            let healthy = body.contains(r#""health":"true""#);
+            (out.status.success(), body.contains("etcd_server_has_leader 1"), healthy)
+        };
+        vec![
+            get(format!("https://{metrics}/metrics")),
+            get(format!("https://{metrics}/health")),
+            get(format!("http://{metrics}/metrics")),
+        ]
+    };
+    let (reference, subject) = oxcd_e2e::against_both(Kind::Etcd35, run);
+    assert_eq!(reference[..2], [(true, true, false), (true, false, true)], "{reference:?}");
+    assert_eq!(subject, reference);
+}

@@ -59,11 +59,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let metrics_addrs = resolve_all(&config.listen_metrics_urls, "--listen-metrics-urls")?;
     let client_addrs: Vec<SocketAddr> = client_urls.iter().map(|(a, _)| *a).collect();
     let peer_addrs: Vec<SocketAddr> = peer_urls.iter().map(|(a, _)| *a).collect();
-    if metrics_addrs.iter().any(|(_, https)| *https) {
-        bail!("--listen-metrics-urls: https is not supported by oxcd yet");
-    }
-    let metrics_addrs: Vec<SocketAddr> = metrics_addrs.iter().map(|(a, _)| *a).collect();
-    let tls = listener_tls(&config, &client_urls, &peer_urls)?;
+    // https metrics URLs serve with the client side's certificate, as etcd's do.
+    let client_side_urls: Vec<(SocketAddr, bool)> =
+        client_urls.iter().chain(&metrics_addrs).copied().collect();
+    let tls = listener_tls(&config, &client_side_urls, &peer_urls)?;
     // Bind before starting raft so a taken port fails fast with a clear message.
     let mut client_listeners = Vec::new();
     for (addr, https) in &client_urls {
@@ -80,12 +79,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         peer_listeners.push((listener, https.then(|| tls.peer.clone()).flatten()));
     }
     let mut metrics_listeners = Vec::new();
-    for addr in &metrics_addrs {
-        metrics_listeners.push(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listen on metrics address {addr}"))?,
-        );
+    for (addr, https) in &metrics_addrs {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listen on metrics address {addr}"))?;
+        metrics_listeners.push((listener, https.then(|| tls.client.clone()).flatten()));
     }
 
     let server = EtcdServer::start(config.clone()).await?;
@@ -170,9 +168,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             axum::serve(listener, router).with_graceful_shutdown(stop).await
         });
     }
-    for listener in metrics_listeners {
+    for (listener, tls) in metrics_listeners {
         let router = crate::http::router(member.clone());
         let stop = wait_stop(stop_rx.clone());
+        if let Some(tls) = tls {
+            let listener = TlsListener::new(listener, tls)?;
+            tasks.spawn(
+                async move { axum::serve(listener, router).with_graceful_shutdown(stop).await },
+            );
+            continue;
+        }
         let listener = listener.tap_io(set_nodelay);
         tasks
             .spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop).await });
