@@ -3,6 +3,9 @@
 //! must name a whitelisted host (`--host-whitelist`, etcd's guard against DNS rebinding,
 //! CVE-2018-5702), answers carry CORS headers for the allowed origins (`--cors`, any by
 //! default), and `OPTIONS` — a browser's preflight — is answered 200 at once on any path.
+//! With `--client-cert-auth` and auth enabled, a gateway request (`/v3/…`) over TLS whose
+//! certificate carries a common name is refused (400), as in etcd: the gateway never takes
+//! the CN as the user, and says so rather than running the request as nobody.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,12 +16,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::config::Config;
+use crate::member::handle::Member;
+use crate::serve::tls_listener::Peer;
 
 /// Who may call the HTTP endpoints, from `--cors` and `--host-whitelist`.
 #[derive(Debug, Clone)]
 pub struct AccessPolicy {
     origins: HashSet<String>,
     hosts: HashSet<String>,
+    client_cert_auth: bool,
 }
 
 impl AccessPolicy {
@@ -27,6 +33,7 @@ impl AccessPolicy {
         AccessPolicy {
             origins: Config::urls(&config.cors).into_iter().collect(),
             hosts: Config::urls(&config.host_whitelist).into_iter().collect(),
+            client_cert_auth: config.tls.client_cert_auth,
         }
     }
 
@@ -43,14 +50,16 @@ impl AccessPolicy {
     }
 }
 
-/// The access controller's state for one listener: the policy, and whether the listener's
-/// connections are TLS (where etcd accepts any host).
-#[derive(Debug, Clone)]
+/// The access controller's state for one listener: the policy, whether the listener's
+/// connections are TLS (where etcd accepts any host), and the member (is auth enabled).
+#[derive(Clone)]
 pub struct ListenerAccess {
     /// The flags' policy, shared by every listener.
     pub policy: Arc<AccessPolicy>,
     /// Whether connections on this listener are TLS.
     pub tls: bool,
+    /// The member, asked whether auth is enabled.
+    pub member: Member,
 }
 
 /// Middleware (`axum::middleware::from_fn_with_state`) applying the policy to one request.
@@ -64,6 +73,17 @@ pub async fn check(State(access): State<ListenerAccess>, req: Request, next: Nex
             tracing::warn!(host, "rejecting HTTP request to prevent DNS rebinding attacks");
             return misdirected(&host);
         }
+    } else if access.policy.client_cert_auth
+        && is_gateway(req.uri().path())
+        && has_common_name(&req)
+        && access.member.auth_enabled()
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            [("content-type", "text/plain; charset=utf-8"), ("x-content-type-options", "nosniff")],
+            "CommonName of client sending a request against gateway will be ignored and not used as expected\n",
+        )
+            .into_response();
     }
     let origin = req.headers().get("origin").and_then(|v| v.to_str().ok());
     let allow = access.policy.allowed_origin(origin);
@@ -76,6 +96,18 @@ pub async fn check(State(access): State<ListenerAccess>, req: Request, next: Nex
         add_cors_headers(response.headers_mut(), &allow);
     }
     response
+}
+
+/// The JSON gateway's paths (etcd 3.4's `/v3beta/` too).
+fn is_gateway(path: &str) -> bool {
+    path.starts_with("/v3/") || path.starts_with("/v3beta/")
+}
+
+/// Whether the TLS client's verified certificate has a common name.
+fn has_common_name(req: &Request) -> bool {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<Peer>>()
+        .is_some_and(|info| info.0.common_name.as_deref().is_some_and(|cn| !cn.is_empty()))
 }
 
 /// gRPC calls (and grpc-web) are the services' own, outside etcd's HTTP handler chain.
@@ -146,6 +178,7 @@ mod tests {
         AccessPolicy {
             origins: Config::urls(cors).into_iter().collect(),
             hosts: Config::urls(hosts).into_iter().collect(),
+            client_cert_auth: false,
         }
     }
 

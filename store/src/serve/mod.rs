@@ -142,7 +142,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut tasks = tokio::task::JoinSet::new();
     let policy = std::sync::Arc::new(access::AccessPolicy::from_config(&config));
     for (listener, tls) in client_listeners {
-        let access = access::ListenerAccess { policy: policy.clone(), tls: tls.is_some() };
+        let access = access::ListenerAccess {
+            policy: policy.clone(),
+            tls: tls.is_some(),
+            member: member.clone(),
+        };
         let router = client_router
             .clone()
             .layer(axum::middleware::from_fn_with_state(access, access::check));
