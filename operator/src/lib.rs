@@ -14,6 +14,7 @@
 //! - [`resources`]: builders for the Services, StatefulSet and PodDisruptionBudget;
 //! - [`status`]: the status the operator applies (members, conditions, phase);
 //! - [`leader`]: leader election on a `coordination.k8s.io` Lease;
+//! - [`logs`]: the log output, text or JSON lines (`--log-format`);
 //! - [`metrics`]: the Prometheus registry served on `/metrics`;
 //! - [`backup`]: `EtcdSnapshot`s to S3-compatible storage, scheduled backups, restores;
 //! - [`migration`]: `spec.migration`, the store's online v2 → v3 migration, run once.
@@ -26,6 +27,7 @@ pub mod backup;
 pub mod controller;
 pub mod crd;
 pub mod leader;
+pub mod logs;
 pub mod members;
 pub mod metrics;
 pub mod migration;

@@ -106,6 +106,10 @@ struct RunArgs {
     /// This replica's identity in the Lease (default: POD_NAME, else host and pid).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Log lines as text, or as one JSON object per line (level, timestamp, target, message,
+    /// span fields such as the cluster); the filter is RUST_LOG.
+    #[arg(long, env = "OXCD_OPERATOR_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: oxcd_operator::logs::LogFormat,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -134,12 +138,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .init();
+            oxcd_operator::logs::init(args.log_format);
             install_crypto();
             tokio::runtime::Runtime::new()?.block_on(run(args))
         }

@@ -163,6 +163,16 @@ fn helm_lint_template_rbac_and_schema() {
     assert_eq!(deploy["spec"]["replicas"].as_i64(), Some(2));
     let container = &deploy["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["image"].as_str(), Some("oxcd:0.1.0"));
+    let log_format = |docs: &[serde_yaml::Value]| {
+        let deploy = docs.iter().find(|d| d["kind"] == "Deployment").expect("Deployment");
+        let env = deploy["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+        let vars = env.as_sequence().cloned().unwrap_or_default();
+        let var = vars.iter().find(|e| e["name"] == "OXCD_OPERATOR_LOG_FORMAT").cloned();
+        var.and_then(|v| v["value"].as_str().map(String::from))
+    };
+    assert_eq!(log_format(&docs).as_deref(), Some("text"));
+    let json = documents(&helm.template(&["--set", "logFormat=json"]));
+    assert_eq!(log_format(&json).as_deref(), Some("json"), "logFormat=json reaches the operator");
 
     // One source of truth for the RBAC: the rendered rules are operator/rbac.yaml's.
     let reference = documents(&read(&repo().join("operator/rbac.yaml")));
@@ -188,6 +198,7 @@ fn helm_lint_template_rbac_and_schema() {
         ("replicaCount=0", &["replicaCount", "minimum"][..]),
         ("image.pullPolicy=Sometimes", &["pullPolicy"][..]),
         ("replicas=3", &["replicas", "additional properties"][..]),
+        ("logFormat=xml", &["logFormat"][..]),
     ] {
         let out = helm.run(&["template", "oxcd", &chart_dir, "--set", set]);
         assert!(!out.success(), "--set {set} was accepted");
