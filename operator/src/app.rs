@@ -30,7 +30,33 @@ pub struct Options {
     pub identity: String,
 }
 
+/// A task owned by one [`run`]: aborted when dropped, so that when `run` is dropped mid-way
+/// (a crash in tests, a runtime shutting down) its `/metrics` server, signal watcher and backup
+/// runner stop with it instead of serving and acting on as orphans.
+struct Owned<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Owned<T> {
+    fn spawn(f: impl Future<Output = T> + Send + 'static) -> Owned<T>
+    where
+        T: Send + 'static,
+    {
+        Owned(tokio::spawn(f))
+    }
+
+    /// Waits for the task to end by itself.
+    async fn join(mut self) {
+        let _ = (&mut self.0).await;
+    }
+}
+
+impl<T> Drop for Owned<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs until `shutdown` resolves (then releases the Lease) or the Lease is lost (error).
+/// Everything it starts stops when it returns or is dropped.
 pub async fn run(
     client: kube::Client,
     opts: Options,
@@ -53,10 +79,10 @@ pub async fn run(
         }
     };
     let http_stop = stopped();
-    let http = tokio::spawn(async move {
+    let http = Owned::spawn(async move {
         axum::serve(listener, router).with_graceful_shutdown(http_stop).await
     });
-    let signal = tokio::spawn(async move {
+    let signal = Owned::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
@@ -68,7 +94,7 @@ pub async fn run(
     tokio::select! {
         _ = elector.acquire() => {}
         _ = stopped() => {
-            let _ = http.await;
+            http.join().await;
             return Ok(());
         }
     }
@@ -77,7 +103,7 @@ pub async fn run(
 
     // Backups run beside the controller, only while leading.
     let backups =
-        tokio::spawn(crate::backup::runner::run(client.clone(), opts.namespace.clone(), stopped()));
+        Owned::spawn(crate::backup::runner::run(client.clone(), opts.namespace.clone(), stopped()));
     let ctx = Arc::new(Context::new(client, metrics.clone(), &opts.identity));
     // On shutdown the controller finishes its running reconciles; one stuck on a member that
     // does not answer is cut off after SHUTDOWN_GRACE (its step is re-planned by the next
@@ -92,13 +118,13 @@ pub async fn run(
         _ = grace => false,
     };
     metrics.is_leader.set(0);
-    backups.abort();
-    signal.abort();
+    drop(backups);
+    drop(signal);
     if lost {
         // Another replica may act now: stop at once (a Deployment restarts us as a standby).
         anyhow::bail!("lost the leader-election Lease");
     }
     elector.release().await;
-    let _ = http.await;
+    http.join().await;
     Ok(())
 }
