@@ -39,6 +39,11 @@ async fn health(State(server): State<Member>) -> (StatusCode, String) {
         }
     };
     let healthy = reason.is_empty();
+    if healthy {
+        crate::metrics::HEALTH_SUCCESS.inc();
+    } else {
+        crate::metrics::HEALTH_FAILURES.inc();
+    }
     let body = serde_json::json!({ "health": healthy.to_string(), "reason": reason }).to_string();
     (if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
 }
@@ -50,5 +55,6 @@ async fn version() -> String {
 
 async fn metrics(State(server): State<Member>) -> String {
     crate::metrics::DB_SIZE.set(server.db_size_bytes() as i64);
+    server.report_metrics();
     crate::metrics::render()
 }

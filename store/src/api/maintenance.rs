@@ -126,7 +126,9 @@ impl Maintenance for MaintenanceService {
 
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         self.check_admin(request.metadata()).await?;
+        let timer = crate::metrics::HASH_DURATION.start_timer();
         let (hash, _, rev) = self.server.hash_kv(0).await?;
+        timer.observe_duration();
         Ok(Response::new(HashResponse { header: Some(self.server.headers().make(rev)), hash }))
     }
 
@@ -136,7 +138,9 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<HashKvResponse>, Status> {
         self.check_admin(request.metadata()).await?;
         let rev = request.into_inner().revision;
+        let timer = crate::metrics::HASH_REV_DURATION.start_timer();
         let (hash, compact_revision, current) = self.server.hash_kv(rev).await?;
+        timer.observe_duration();
         Ok(Response::new(HashKvResponse {
             header: Some(self.server.headers().make(current)),
             hash,

@@ -139,6 +139,7 @@ fn respond(
                     let delivery = receiver.complete(delivery).await;
                     let mut response = delivery.response;
                     headers.stamp(&mut response.header);
+                    crate::metrics::WATCH_EVENTS.inc_by(response.events.len() as u64);
                     if delivery.fragment {
                         for piece in fragment(response, fragment_limit) {
                             yield Ok(piece);

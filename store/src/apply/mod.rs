@@ -180,7 +180,13 @@ impl Applier {
     fn apply_one(&self, w: &mut MvccWriter<'_>, req: InternalRequest, index: u64) -> Result<Out> {
         let savepoint = w.savepoint();
         let outer_moves = std::mem::take(&mut *self.lease_moves());
+        let op = req.request.as_ref().and_then(op_name);
+        let started = std::time::Instant::now();
         let result = self.apply_command(w, req, index);
+        if let Some(op) = op {
+            let success = result.is_ok();
+            crate::metrics::observe_apply("v3", op, success, started.elapsed());
+        }
         let moves = std::mem::replace(&mut *self.lease_moves(), outer_moves);
         match result {
             Err(e @ Error::Internal(_)) => Err(e),
@@ -344,7 +350,12 @@ impl Applier {
             }
             Cmd::V2(cmd) => {
                 let cmd = V2Command::decode(&cmd).map_err(|e| Error::internal("decode v2", e))?;
-                Out::V2(self.apply_v2(w, cmd)?.encode())
+                let method = cmd.method();
+                let started = std::time::Instant::now();
+                let outcome = self.apply_v2(w, cmd)?;
+                let success = !matches!(outcome, V2Outcome::Error(_) | V2Outcome::Refused(_));
+                crate::metrics::observe_apply("v2", method, success, started.elapsed());
+                Out::V2(outcome.encode())
             }
             Cmd::Batch(batch) => {
                 let mut responses = Vec::with_capacity(batch.requests.len());
@@ -440,8 +451,10 @@ impl Applier {
             (Some(p), true) => p.lease,
             _ => req.lease,
         };
+        let size = req.key.len() + value.len();
         let replaced = txn.put(&req.key, value, lease);
         crate::metrics::MVCC_PUT.inc();
+        crate::metrics::TOTAL_PUT_SIZE.add(i64::try_from(size).unwrap_or(i64::MAX));
         self.reattach(&req.key, replaced.map(|c| c.lease).unwrap_or(0), lease);
         Ok(PutResponse {
             header: Some(revision_header(txn.revision())),
@@ -489,6 +502,7 @@ impl Applier {
             let response = match &op.request {
                 Some(Op::RequestRange(r)) => {
                     crate::metrics::MVCC_RANGE.inc();
+                    crate::metrics::DEBUGGING_RANGE.inc();
                     OpResponse::ResponseRange(txn.range(r)?)
                 }
                 Some(Op::RequestPut(p)) => OpResponse::ResponsePut(self.put(txn, p.clone())?),
@@ -548,6 +562,39 @@ impl Applier {
         }
         Ok(LeaseRevokeResponse { header: Some(revision_header(txn.finish())) })
     }
+}
+
+/// etcd's name for a command in `etcd_server_apply_duration_seconds` (its request's field
+/// name); `None` for what etcd applies as a raft conf change or is a batch of commands, and
+/// for v2 commands, which are timed as `v2` once decoded.
+fn op_name(cmd: &Cmd) -> Option<&'static str> {
+    Some(match cmd {
+        Cmd::Put(_) => "Put",
+        Cmd::DeleteRange(_) => "DeleteRange",
+        Cmd::Txn(_) => "Txn",
+        Cmd::Compaction(_) => "Compaction",
+        Cmd::LeaseGrant(_) => "LeaseGrant",
+        Cmd::LeaseRevoke(_) | Cmd::LeaseExpire(_) => "LeaseRevoke",
+        Cmd::Alarm(_) => "Alarm",
+        Cmd::MemberAttributes(_) => "ClusterMemberAttrSet",
+        Cmd::AuthEnable(_) => "AuthEnable",
+        Cmd::AuthDisable(_) => "AuthDisable",
+        Cmd::Authenticate(_) => "Authenticate",
+        Cmd::AuthUserAdd(_) => "AuthUserAdd",
+        Cmd::AuthUserDelete(_) => "AuthUserDelete",
+        Cmd::AuthUserChangePassword(_) => "AuthUserChangePassword",
+        Cmd::AuthUserGrantRole(_) => "AuthUserGrantRole",
+        Cmd::AuthUserRevokeRole(_) => "AuthUserRevokeRole",
+        Cmd::AuthRoleAdd(_) => "AuthRoleAdd",
+        Cmd::AuthRoleDelete(_) => "AuthRoleDelete",
+        Cmd::AuthRoleGrantPermission(_) => "AuthRoleGrantPermission",
+        Cmd::AuthRoleRevokePermission(_) => "AuthRoleRevokePermission",
+        Cmd::MemberAdded(_)
+        | Cmd::MemberPromoted(_)
+        | Cmd::MemberRemoved(_)
+        | Cmd::V2(_)
+        | Cmd::Batch(_) => return None,
+    })
 }
 
 /// Evaluates every compare the txn will meet, before any op runs, in execution order (etcd's

@@ -103,6 +103,8 @@ impl Lessor {
         let bytes = bincode::serialize(&rec).map_err(|e| Error::internal("encode lease", e))?;
         batch.put_cf(self.storage.cf(Cf::Lease), id.to_be_bytes(), bytes);
         leases.insert(id, Lease { ttl, keys: BTreeSet::new(), expiry: Instant::now() + secs(ttl) });
+        crate::metrics::LEASE_GRANTED.inc();
+        crate::metrics::LEASE_TTL.observe(ttl as f64);
         Ok(ttl)
     }
 
@@ -110,6 +112,7 @@ impl Lessor {
     pub fn revoke(&self, batch: &mut WriteBatch, id: i64) -> Result<Vec<Vec<u8>>> {
         let lease = self.lock().remove(&id).ok_or(Error::LeaseNotFound)?;
         batch.delete_cf(self.storage.cf(Cf::Lease), id.to_be_bytes());
+        crate::metrics::LEASE_REVOKED.inc();
         Ok(lease.keys.into_iter().collect())
     }
 
@@ -137,6 +140,7 @@ impl Lessor {
         let mut leases = self.lock();
         let lease = leases.get_mut(&id).ok_or(Error::LeaseNotFound)?;
         lease.expiry = Instant::now() + secs(lease.ttl);
+        crate::metrics::LEASE_RENEWED.inc();
         Ok(lease.ttl)
     }
 

@@ -349,6 +349,11 @@ impl Member {
         self.server.raft_status()
     }
 
+    /// Brings the gauges read from the member's state up to date (before a scrape).
+    pub fn report_metrics(&self) {
+        self.server.report_metrics();
+    }
+
     /// The database's size on disk (etcd's `dbSize`).
     pub fn db_size_bytes(&self) -> u64 {
         self.server.db_size_bytes()

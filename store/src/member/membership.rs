@@ -314,6 +314,7 @@ async fn make_voter(server: &EtcdServer, id: u64) -> Result<()> {
         .await
         .map_err(write_err)?;
     server.propose(Cmd::MemberPromoted(MemberPromoted { id })).await?;
+    crate::metrics::LEARNER_PROMOTE_SUCCESSES.inc();
     Ok(())
 }
 

@@ -455,9 +455,24 @@ impl EtcdServer {
                 gauge("table_readers", memory.table_readers);
                 gauge("block_cache", memory.block_cache);
             }
-            crate::metrics::INDEX_REVISIONS.set(self.inner.mvcc.index_changes() as i64);
-            crate::metrics::KEYS_TOTAL.set(self.inner.mvcc.key_count() as i64);
+            self.report_metrics();
         }
+    }
+
+    /// Sets the gauges read from the member's state (revisions, keys, watchers, auth and
+    /// v2 store), so a scrape sees them current; cheap enough to run on every scrape.
+    pub fn report_metrics(&self) {
+        use crate::metrics as m;
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        m::INDEX_REVISIONS.set(count(self.inner.mvcc.index_changes()));
+        m::KEYS_TOTAL.set(count(self.inner.mvcc.key_count()));
+        m::CURRENT_REVISION.set(self.inner.mvcc.current_revision());
+        m::COMPACT_REVISION.set(self.inner.mvcc.compacted_revision());
+        let auth_revision = self.inner.applier.auth().revision();
+        m::AUTH_REVISION.set(i64::try_from(auth_revision).unwrap_or(i64::MAX));
+        let v2_watchers = self.inner.applier.v2().stats().watchers;
+        m::V2_WATCHERS.set(i64::try_from(v2_watchers).unwrap_or(i64::MAX));
+        self.inner.hub.report_metrics();
     }
 
     /// Returns once this member has applied every write committed before the call: the
@@ -490,13 +505,18 @@ impl EtcdServer {
             return Ok(*self.inner.applier.subscribe_applied().borrow());
         }
         let this = self.clone();
-        self.inner
+        let index = self
+            .inner
             .read_batcher
             .read_index(move || {
                 let this = this.clone();
                 async move { this.read_index_round().await }
             })
-            .await
+            .await;
+        if index.is_err() {
+            crate::metrics::READ_INDEXES_FAILED.inc();
+        }
+        index
     }
 
     /// Whether this member leads, is the only voter, and has applied an entry of its own term.
@@ -548,6 +568,8 @@ impl EtcdServer {
                 ))) => return Err(Error::Timeout),
                 Err(RaftError::Fatal(_)) => return Err(Error::Stopped),
             }
+            // etcd counts a ReadIndex it must ask again as slow.
+            crate::metrics::SLOW_READ_INDEXES.inc();
             tokio::select! {
                 _ = metrics.changed() => {}
                 _ = tokio::time::sleep(RETRY_PAUSE) => {}
@@ -722,8 +744,11 @@ impl EtcdServer {
                 continue;
             }
             for id in self.inner.lessor.expired(EXPIRE_BATCH) {
-                if let Err(e) = self.propose(Cmd::LeaseExpire(LeaseExpire { id })).await {
-                    tracing::warn!(lease = id, error = %e, "failed to revoke expired lease");
+                match self.propose(Cmd::LeaseExpire(LeaseExpire { id })).await {
+                    Ok(_) => crate::metrics::LEASE_EXPIRED.inc(),
+                    Err(e) => {
+                        tracing::warn!(lease = id, error = %e, "failed to revoke expired lease")
+                    }
                 }
             }
         }
@@ -840,6 +865,8 @@ impl EtcdServer {
     /// Compacts every column family (etcd's defragment), off the async workers.
     pub async fn defragment(&self) -> Result<()> {
         let storage = self.inner.storage.clone();
+        let _inflight = crate::metrics::InFlight::start(&crate::metrics::DEFRAG_INFLIGHT);
+        let _timer = crate::metrics::DEFRAG_DURATION.start_timer();
         let state = tokio::task::spawn_blocking(move || {
             storage.compact_all();
             storage.state_size_bytes()
@@ -856,6 +883,7 @@ impl EtcdServer {
     /// returns it with its size (see `snapshot_file::export`).
     pub async fn snapshot_file(&self) -> Result<(std::fs::File, u64)> {
         let storage = self.inner.storage.clone();
+        let _timer = crate::metrics::BACKEND_SNAPSHOT_DURATION.start_timer();
         tokio::task::spawn_blocking(move || crate::snapshot_file::export::write_temp(&storage))
             .await
             .map_err(|e| Error::internal("snapshot", e))?

@@ -3,8 +3,55 @@
 //! `mod.rs` holds the registry, rendering and the gRPC families (counted by a middleware);
 //! [`server`] the server, raft, backend, MVCC and peer families.
 
+/// Declares a plain integer gauge registered in the one registry.
+macro_rules! gauge {
+    ($(#[$doc:meta])* $name:ident, $metric:literal, $help:literal) => {
+        $(#[$doc])*
+        pub static $name: LazyLock<IntGauge> = LazyLock::new(|| {
+            register(IntGauge::new($metric, $help).expect("valid metric"))
+        });
+    };
+}
+
+/// Declares a plain integer counter registered in the one registry.
+macro_rules! counter {
+    ($(#[$doc:meta])* $name:ident, $metric:literal, $help:literal) => {
+        $(#[$doc])*
+        pub static $name: LazyLock<IntCounter> = LazyLock::new(|| {
+            register(IntCounter::new($metric, $help).expect("valid metric"))
+        });
+    };
+}
+
+/// Declares a gauge with one label whose single series is set to 1 (etcd's "info" gauges).
+macro_rules! info_gauge {
+    ($(#[$doc:meta])* $name:ident, $metric:literal, $help:literal, $label:literal) => {
+        $(#[$doc])*
+        pub static $name: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+            register(IntGaugeVec::new(Opts::new($metric, $help), &[$label]).expect("valid metric"))
+        });
+    };
+}
+
+/// Declares a histogram with etcd's buckets (`exponential_buckets(start, factor, count)`).
+macro_rules! histogram {
+    ($(#[$doc:meta])* $name:ident, $metric:literal, $help:literal, $start:expr, $factor:expr, $count:expr) => {
+        $(#[$doc])*
+        pub static $name: LazyLock<Histogram> = LazyLock::new(|| {
+            let buckets =
+                prometheus::exponential_buckets($start, $factor, $count).expect("valid buckets");
+            let opts = HistogramOpts::new($metric, $help).buckets(buckets);
+            register(Histogram::with_opts(opts).expect("valid metric"))
+        });
+    };
+}
+
+pub mod backend;
+pub mod debugging;
 pub mod server;
 
+pub use backend::*;
+pub use debugging::*;
 pub use server::*;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -207,6 +254,11 @@ pub fn init(level: &str) {
             let _ = REGISTRY.register(Box::new(collector));
         });
     }
+    // Both v2 read actions exist from the start (etcd reads its v2 store at boot, which
+    // oxcd does not), so the family has its labels before the first v2 read.
+    for action in ["get", "getRecursive"] {
+        V2_READS.with_label_values(&[action]);
+    }
     // go-grpc-prometheus initializes every method's series at 0, so rates and "started minus
     // handled" panels work before the first call.
     for (service, methods) in KNOWN_METHODS {
@@ -227,6 +279,8 @@ pub fn render() -> String {
     let _ = (&*STORAGE_MEMORY, &*INDEX_REVISIONS);
     let _ = (&*GRPC_STARTED, &*GRPC_MSG_RECEIVED, &*GRPC_MSG_SENT);
     server::touch();
+    backend::touch();
+    debugging::touch();
     let mut buf = Vec::new();
     let encoder = prometheus::TextEncoder::new();
     if encoder.encode(&REGISTRY.gather(), &mut buf).is_err() {
@@ -253,6 +307,9 @@ pub async fn count_grpc(
     let started = std::time::Instant::now();
     if let Some((service, method)) = call {
         let labels = [grpc_type(method), service, method];
+        let kind = if labels[0] == "unary" { "unary" } else { "stream" };
+        let version = client_api_version(request.headers());
+        CLIENT_REQUESTS.with_label_values(&[kind, version]).inc();
         GRPC_STARTED.with_label_values(&labels).inc();
         if labels[0] == "unary" {
             GRPC_MSG_RECEIVED.with_label_values(&labels).inc();
@@ -285,6 +342,23 @@ pub async fn count_grpc(
         }
     }
     response
+}
+
+/// The `client-api-version` a client announces (etcd's clientv3 sends its major.minor), or
+/// "unknown". Only short dotted numbers become a label value, so a client cannot create
+/// unbounded series.
+fn client_api_version(headers: &axum::http::HeaderMap) -> &str {
+    let announced = headers.get("client-api-version").and_then(|v| v.to_str().ok());
+    match announced {
+        Some(v)
+            if !v.is_empty()
+                && v.len() <= 8
+                && v.chars().all(|c| c.is_ascii_digit() || c == '.') =>
+        {
+            v
+        }
+        _ => "unknown",
+    }
 }
 
 /// The `grpc_type` label of a method: its streaming kind.

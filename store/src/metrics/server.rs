@@ -9,36 +9,6 @@ use prometheus::{
 
 use super::register;
 
-/// Declares a plain integer gauge registered in the one registry.
-macro_rules! gauge {
-    ($(#[$doc:meta])* $name:ident, $metric:literal, $help:literal) => {
-        $(#[$doc])*
-        pub static $name: LazyLock<IntGauge> = LazyLock::new(|| {
-            register(IntGauge::new($metric, $help).expect("valid metric"))
-        });
-    };
-}
-
-/// Declares a plain integer counter registered in the one registry.
-macro_rules! counter {
-    ($(#[$doc:meta])* $name:ident, $metric:literal, $help:literal) => {
-        $(#[$doc])*
-        pub static $name: LazyLock<IntCounter> = LazyLock::new(|| {
-            register(IntCounter::new($metric, $help).expect("valid metric"))
-        });
-    };
-}
-
-/// Declares a gauge with one label whose single series is set to 1 (etcd's "info" gauges).
-macro_rules! info_gauge {
-    ($(#[$doc:meta])* $name:ident, $metric:literal, $help:literal, $label:literal) => {
-        $(#[$doc])*
-        pub static $name: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-            register(IntGaugeVec::new(Opts::new($metric, $help), &[$label]).expect("valid metric"))
-        });
-    };
-}
-
 gauge!(
     /// Raft entries known committed (etcd's raft commit index; a gauge in etcd despite `_total`).
     PROPOSALS_COMMITTED,
@@ -201,6 +171,89 @@ pub static PEER_RECEIVED_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Time each applied command takes, by etcd's operation name, outcome and API version.
+pub static APPLY_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new(
+                "etcd_server_apply_duration_seconds",
+                "The latency distributions of v2 apply called by backend.",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 2.0, 20).expect("valid buckets")),
+            &["version", "op", "success"],
+        )
+        .expect("valid metric"),
+    )
+});
+counter!(
+    /// Applies slower than etcd's warning threshold (`SLOW_APPLY`, 100 ms).
+    SLOW_APPLY,
+    "etcd_server_slow_apply_total",
+    "The total number of slow apply requests (likely overloaded from slow disk)."
+);
+/// Client calls by the version the client announces (`client-api-version` metadata, as
+/// etcd's clientv3 sends it) and call kind (`unary` or `stream`).
+pub static CLIENT_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "etcd_server_client_requests_total",
+                "The total number of client requests per client version.",
+            ),
+            &["type", "client_api_version"],
+        )
+        .expect("valid metric"),
+    )
+});
+counter!(
+    /// `/health` answers that were healthy.
+    HEALTH_SUCCESS,
+    "etcd_server_health_success",
+    "The total number of successful health checks"
+);
+counter!(
+    /// `/health` answers that were not.
+    HEALTH_FAILURES,
+    "etcd_server_health_failures",
+    "The total number of failed health checks"
+);
+counter!(
+    /// Learners this member promoted while leading.
+    LEARNER_PROMOTE_SUCCESSES,
+    "etcd_server_learner_promote_successes",
+    "The total number of successful learner promotions while this member is leader."
+);
+counter!(
+    /// Linearizable reads whose ReadIndex failed (no quorum, leader lost, stopped).
+    READ_INDEXES_FAILED,
+    "etcd_server_read_indexes_failed_total",
+    "The total number of failed read indexes seen."
+);
+counter!(
+    /// ReadIndex rounds that had to be retried (leader unknown or unreachable).
+    SLOW_READ_INDEXES,
+    "etcd_server_slow_read_indexes_total",
+    "The total number of pending read indexes not in sync with leader's or timed out read index requests."
+);
+gauge!(
+    /// 1 while a raft snapshot received from the leader is being installed.
+    SNAPSHOT_APPLY_IN_PROGRESS,
+    "etcd_server_snapshot_apply_in_progress_total",
+    "1 if the server is applying the incoming snapshot. 0 if none."
+);
+
+/// etcd's default `--experimental-warning-apply-duration`: slower applies are counted.
+pub const SLOW_APPLY_THRESHOLD: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Records one applied command's time and outcome (etcd's `warnOfExpensiveRequest`).
+pub fn observe_apply(version: &str, op: &str, success: bool, took: std::time::Duration) {
+    let success = if success { "true" } else { "false" };
+    APPLY_DURATION.with_label_values(&[version, op, success]).observe(took.as_secs_f64());
+    if took > SLOW_APPLY_THRESHOLD {
+        SLOW_APPLY.inc();
+    }
+}
+
 /// Sets an info gauge's only series to `value`, dropping any other (a changed version).
 pub fn set_info(gauge: &IntGaugeVec, value: &str) {
     gauge.reset();
@@ -242,4 +295,7 @@ pub(super) fn touch() {
     let _ = (&*CLUSTER_VERSION, &*DB_SIZE_IN_USE, &*KEYS_TOTAL, &*BACKEND_COMMIT);
     let _ = (&*MVCC_PUT, &*MVCC_DELETE, &*MVCC_RANGE, &*MVCC_TXN);
     let _ = (&*PEER_ROUND_TRIP, &*PEER_SENT_FAILURES, &*PEER_SENT_BYTES, &*PEER_RECEIVED_BYTES);
+    let _ = (&*APPLY_DURATION, &*SLOW_APPLY, &*CLIENT_REQUESTS, &*HEALTH_SUCCESS);
+    let _ = (&*HEALTH_FAILURES, &*LEARNER_PROMOTE_SUCCESSES, &*READ_INDEXES_FAILED);
+    let _ = (&*SLOW_READ_INDEXES, &*SNAPSHOT_APPLY_IN_PROGRESS);
 }

@@ -64,6 +64,7 @@ impl MvccStore {
     /// RocksDB snapshot taken under the same lock, after releasing it.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         crate::metrics::MVCC_RANGE.inc();
+        crate::metrics::DEBUGGING_RANGE.inc();
         let (plan, snapshot) = {
             let state = self.read_state();
             let plan =

@@ -75,14 +75,20 @@ impl<'a> MvccWriter<'a> {
         if rev > self.state.current {
             return Err(Error::FutureRev);
         }
+        let started = std::time::Instant::now();
         self.state.compacted = rev;
         let dropped = self.state.index.compact(rev);
+        crate::metrics::INDEX_COMPACTION_PAUSE_MS.observe(millis(started.elapsed()));
+        crate::metrics::DB_COMPACTION_KEYS.inc_by(dropped.len() as u64);
         let cf = self.store.storage.cf(Cf::Kv);
         for r in dropped {
             self.overlay.remove(&r);
             self.batch.delete_cf(cf, r.to_bytes());
         }
         self.batch.put_cf(self.store.storage.cf(Cf::Meta), meta_keys::COMPACTED, rev.to_be_bytes());
+        crate::metrics::DB_COMPACTION_TOTAL_MS.observe(millis(started.elapsed()));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        crate::metrics::DB_COMPACTION_LAST.set(now.map(|d| d.as_secs() as i64).unwrap_or(0));
         Ok(())
     }
 
@@ -133,6 +139,11 @@ impl<'a> MvccWriter<'a> {
             None => self.store.read_rev(rev),
         }
     }
+}
+
+/// A duration in milliseconds, the unit of etcd's compaction histograms.
+fn millis(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 /// A point in a writer's batch to which a failed command rolls back.

@@ -227,10 +227,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let cf = self.storage.cf(Cf::RaftLog);
         let mut batch = WriteBatch::default();
+        let mut written = 0;
         for entry in entries {
             let bytes = encode(&entry).map_err(|e| write_err(&e))?;
+            written += bytes.len();
             batch.put_cf(cf, index_key(entry.log_id.index), bytes);
         }
+        metrics::WAL_WRITE_BYTES.add(i64::try_from(written).unwrap_or(i64::MAX));
         // Synced before acknowledging: an acknowledged entry may already be committed. The
         // fsync runs right on raft's own task, as etcd's raft loop writes its WAL itself:
         // openraft 0.9 waits for it before doing anything else anyway, and handing it to

@@ -155,6 +155,7 @@ fn sm_err(e: &dyn std::fmt::Display) -> StorageError {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let this = self.clone();
+        let _timer = crate::metrics::SNAP_SAVE_TOTAL.start_timer();
         let (meta, path) = tokio::task::spawn_blocking(move || this.build())
             .await
             .map_err(|e| sm_err(&e))?
@@ -209,6 +210,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Copied (streamed) to the snapshot's own file, durable before the install starts:
         // a restart mid-install installs it again. The data may come from any file, not only
         // one `begin_receiving_snapshot` made.
+        let _inflight =
+            crate::metrics::InFlight::start(&crate::metrics::SNAPSHOT_APPLY_IN_PROGRESS);
+        let save_timer = crate::metrics::SNAP_DB_SAVE_TOTAL.start_timer();
         let path = self.snapshot_path(&meta.snapshot_id);
         let mut snapshot = snapshot;
         snapshot.flush().await.map_err(|e| sm_err(&e))?;
@@ -218,9 +222,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut kept = tokio::fs::File::create(&part).await.map_err(|e| sm_err(&e))?;
         tokio::io::copy(&mut *snapshot, &mut kept).await.map_err(|e| sm_err(&e))?;
         kept.flush().await.map_err(|e| sm_err(&e))?;
+        let fsync_timer = crate::metrics::SNAP_DB_FSYNC.start_timer();
         kept.sync_all().await.map_err(|e| sm_err(&e))?;
+        fsync_timer.observe_duration();
         drop((snapshot, kept));
         tokio::fs::rename(&part, &path).await.map_err(|e| sm_err(&e))?;
+        save_timer.observe_duration();
         let _ = tokio::fs::remove_file(self.receiving_path()).await;
         let this = self.clone();
         let installed = path.clone();

@@ -80,6 +80,20 @@ pub enum V2Command {
     },
 }
 
+impl V2Command {
+    /// The HTTP method etcd's v2 applier names the command by (`etcd_server_apply_duration_seconds`).
+    pub fn method(&self) -> &'static str {
+        match self {
+            V2Command::Put { .. } => "PUT",
+            V2Command::Post { .. } => "POST",
+            V2Command::Delete { .. } => "DELETE",
+            V2Command::QGet { .. } => "QGET",
+            V2Command::Sync { .. } => "SYNC",
+            V2Command::MigrateToV3 { .. } => "MIGRATE",
+        }
+    }
+}
+
 /// The result of applying a command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum V2Outcome {

@@ -107,6 +107,14 @@ impl Stats {
             _ => (&mut self.cad_success, &mut self.cad_fail),
         };
         *(if ok { s } else { f }) += 1;
+        // etcd's v2 store counts every attempt, failed or not, under its action names.
+        let action = match kind {
+            "get" => return,
+            "cas" => "compareAndSwap",
+            "set" | "delete" | "update" | "create" => kind,
+            _ => "compareAndDelete",
+        };
+        crate::metrics::V2_WRITES.with_label_values(&[action]).inc();
     }
 }
 
@@ -152,6 +160,7 @@ impl V2Store {
         let mut st = self.lock();
         let got = st.tree.get(p, recursive, now_ns());
         st.stats.count("get", got.is_ok());
+        count_read(recursive);
         got.map(|e| (e, st.tree.index()))
     }
 
@@ -171,6 +180,7 @@ impl V2Store {
         stream: bool,
         since: u64,
     ) -> std::result::Result<(Watch, u64), V2Error> {
+        crate::metrics::V2_WATCH_REQUESTS.inc();
         let mut st = self.lock();
         let key = path::clean(p);
         let index = st.tree.index();
@@ -264,6 +274,12 @@ impl V2Store {
     }
 }
 
+/// Counts a v2 read under etcd's action name.
+fn count_read(recursive: bool) {
+    let action = if recursive { "getRecursive" } else { "get" };
+    crate::metrics::V2_READS.with_label_values(&[action]).inc();
+}
+
 impl State {
     /// etcd's `applierV2store`: which store operation a command is.
     fn run(&mut self, cmd: V2Command, now: i64) -> V2Outcome {
@@ -272,6 +288,7 @@ impl State {
             Applied::Expired(changes) => {
                 for change in changes {
                     self.stats.expire_count += 1;
+                    crate::metrics::V2_EXPIRES.inc();
                     self.record(change);
                 }
                 return V2Outcome::Nothing;
@@ -279,6 +296,7 @@ impl State {
             Applied::Untouched(V2Command::QGet { path, recursive, sorted: _ }) => {
                 let got = self.tree.get(&path, recursive, now);
                 self.stats.count("get", got.is_ok());
+                count_read(recursive);
                 return match got {
                     Ok(event) => {
                         V2Outcome::Event { event: Box::new(event), etcd_index: self.tree.index() }

@@ -194,6 +194,16 @@ impl WatchHub {
         self.lock().watcher_count()
     }
 
+    /// Sets the watch gauges (streams, watchers, unsynced watchers) from the hub's state.
+    pub fn report_metrics(&self) {
+        let (streams, watchers, unsynced) = self.lock().counts();
+        let gauge =
+            |g: &prometheus::IntGauge, n: usize| g.set(i64::try_from(n).unwrap_or(i64::MAX));
+        gauge(&crate::metrics::WATCH_STREAMS, streams);
+        gauge(&crate::metrics::WATCHERS, watchers);
+        gauge(&crate::metrics::SLOW_WATCHERS, unsynced);
+    }
+
     /// Call after the store's contents were replaced (raft snapshot install): every synced
     /// watcher replays from history what it has not seen, as etcd's `Restore` does.
     pub fn restored(&self) {

@@ -37,13 +37,16 @@ pub struct Delivery {
     pub fragment: bool,
     /// Whether the receiver must look up each event's previous key-value.
     pub(crate) prev_kv: bool,
+    /// Keeps the events counted in `etcd_debugging_mvcc_pending_events_total` until this
+    /// response is sent or dropped.
+    _pending: Option<crate::metrics::PendingEvents>,
 }
 
 impl Delivery {
     /// A response without events (created, canceled, progress, compacted) at `revision`.
     pub(crate) fn control(mut response: WatchResponse, revision: i64) -> Delivery {
         response.header = Some(ResponseHeader { revision, ..Default::default() });
-        Delivery { response, fragment: false, prev_kv: false }
+        Delivery { response, fragment: false, prev_kv: false, _pending: None }
     }
 
     /// Events of one watcher, as of `revision`.
@@ -53,13 +56,14 @@ impl Delivery {
         revision: i64,
         events: Vec<Event>,
     ) -> Delivery {
+        let pending = Some(crate::metrics::PendingEvents::new(events.len()));
         let response = WatchResponse {
             header: Some(ResponseHeader { revision, ..Default::default() }),
             watch_id,
             events,
             ..Default::default()
         };
-        Delivery { response, fragment: w.fragment, prev_kv: w.prev_kv }
+        Delivery { response, fragment: w.fragment, prev_kv: w.prev_kv, _pending: pending }
     }
 }
 
@@ -490,5 +494,11 @@ impl HubState {
     /// Number of registered watchers, in any phase.
     pub(crate) fn watcher_count(&self) -> usize {
         self.watchers.len()
+    }
+
+    /// Open streams, watchers, and watchers replaying history (etcd's unsynced group).
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
+        let unsynced = self.watchers.values().filter(|w| w.phase == Phase::Unsynced).count();
+        (self.streams.len(), self.watchers.len(), unsynced)
     }
 }
