@@ -55,12 +55,33 @@ pub fn mounted(path: &str) -> String {
 
 /// The snapshot Job of `snap`.
 pub fn save_job_name(snap: &str) -> String {
-    format!("{snap}-snapshot")
+    job_name(snap, "snapshot")
 }
 
 /// The Job removing `snap`'s files.
 pub fn remove_job_name(snap: &str) -> String {
-    format!("{snap}-remove")
+    job_name(snap, "remove")
+}
+
+/// The longest Job name: the Job controller puts the name in its pods' `job-name` label, a
+/// label value of at most 63 characters, and the API server refuses a longer one.
+const MAX_JOB_NAME: usize = 63;
+
+/// `<snap>-<suffix>`, or when that is too long, as much of `snap` as fits, a short hash of the
+/// whole of it (two long names sharing a beginning get two Jobs) and `-<suffix>`.
+fn job_name(snap: &str, suffix: &str) -> String {
+    let plain = format!("{snap}-{suffix}");
+    if plain.len() <= MAX_JOB_NAME {
+        return plain;
+    }
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(snap.as_bytes());
+    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let room = MAX_JOB_NAME - hash.len() - suffix.len() - 2;
+    // Object names are ASCII; a name part must end with a letter or digit.
+    let head = snap.get(..room.min(snap.len())).unwrap_or("");
+    let head = head.trim_end_matches(['-', '.']);
+    format!("{head}-{hash}-{suffix}")
 }
 
 /// The claim as a volume of a pod.
@@ -384,5 +405,28 @@ mod tests {
         assert_eq!(failed, JobState::Failed("snapshot from http://x:2379: timed out".into()));
         let no_pods = job_state(Some(&job_with("Failed", "DeadlineExceeded")), &[]);
         assert_eq!(no_pods, JobState::Failed("DeadlineExceeded".into()));
+    }
+
+    #[test]
+    fn job_names_fit_a_label_value_and_stay_distinct() {
+        assert_eq!(save_job_name("nightly"), "nightly-snapshot");
+        assert_eq!(remove_job_name("nightly"), "nightly-remove");
+        // A scheduled snapshot of a long cluster name: 253 characters is a valid object name.
+        let long = "a".repeat(240) + "-20261204-0700";
+        let other = "a".repeat(240) + "-20261204-0800";
+        for name in [save_job_name(&long), remove_job_name(&long)] {
+            assert!(name.len() <= 63, "{name} is {} long", name.len());
+            assert!(name.starts_with("aaaa"), "{name}");
+        }
+        assert!(save_job_name(&long).ends_with("-snapshot"));
+        assert_ne!(save_job_name(&long), save_job_name(&other));
+        assert_eq!(save_job_name(&long), save_job_name(&long), "the same Job every round");
+        // Exactly at the limit stays as it is; a cut never leaves '-' or '.' before the hash.
+        let at_limit = "b".repeat(63 - "-snapshot".len());
+        assert_eq!(save_job_name(&at_limit), format!("{at_limit}-snapshot"));
+        let dotted = "c".repeat(44) + "." + &"d".repeat(30);
+        let name = save_job_name(&dotted);
+        assert!(!name.contains(".-") && !name.contains("--"), "{name}");
+        assert!(name.len() <= 63, "{name}");
     }
 }
