@@ -12,7 +12,12 @@
 //! - a refusal (v3 keys already hold other values, auth enabled) is `Migrated=False`,
 //!   reason `Refused`, and is not retried until the spec changes (a new generation, e.g.
 //!   `overwrite: true`);
-//! - anything else (member unreachable, no leader) is retried by the next reconcile.
+//! - anything else (member unreachable, no leader) is retried by the next reconcile;
+//! - the call is announced first (`Migrated=False`, reason `Converting`, written to the API
+//!   server before the call): an operator that dies after the store converted but before it
+//!   recorded the answer finds `Converting` and [`resume`]s: it asks again WITHOUT overwrite,
+//!   and an answer of "every key already converted" is recorded as the earlier call's result
+//!   (not as a second conversion of nothing); a refusal then is reported, never overwritten.
 
 use std::time::Duration;
 
@@ -25,6 +30,8 @@ use crate::crd::{EtcdCluster, EtcdClusterStatus};
 
 /// The condition type.
 pub const CONDITION: &str = "Migrated";
+/// The reason recorded just before a call: its outcome is unknown until recorded.
+pub const CONVERTING: &str = "Converting";
 /// The store's endpoint (oxcd's `v2_api::admin::MIGRATE_PATH`).
 pub const PATH: &str = "/oxcd/v2/migrate";
 /// How long one conversion may take (it is one raft proposal, but of the whole v2 store).
@@ -95,6 +102,9 @@ pub enum Decision {
     Wait,
     /// Make the call now.
     Run,
+    /// A call was announced and its outcome never recorded (the operator died mid-call):
+    /// find out without overwriting anything ([`resume`]).
+    Resume,
 }
 
 /// Decides from the spec, the recorded conditions, the spec's generation and whether the
@@ -115,11 +125,88 @@ pub fn decide(
         }
         _ => {}
     }
+    let announced = recorded.is_some_and(|c| c.reason == CONVERTING);
     match spec {
         None => Decision::Nothing,
         Some(_) if !settled => Decision::Wait,
+        Some(_) if announced => Decision::Resume,
         Some(_) => Decision::Run,
     }
+}
+
+/// The outcome of a [`Decision::Resume`] call (made without overwrite), as the condition to
+/// record. Pure.
+///
+/// - every key already converted (nothing written): the announced call did it; recorded as
+///   done, saying so, with the keys found converted;
+/// - keys written: the announced call never reached the store; this one converted them;
+/// - refused: v3 keys differ from their v2 values (changed since the announced call, or
+///   there before it and the spec asks to overwrite); reported, nothing overwritten;
+/// - failed: still unknown; stays `Converting` so the next reconcile asks again.
+pub fn resumed(
+    outcome: &Result<MigrationStatus, MigrationError>,
+    previous: &[Condition],
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let mut c = condition(Some(outcome), previous, generation, now);
+    match outcome {
+        Ok(s) if s.keys == 0 => {
+            c.message = format!(
+                "converted by a call whose answer was lost when the operator restarted: {} v2 \
+                 keys found converted (store revision {} when checked)",
+                s.unchanged, s.revision
+            );
+        }
+        Ok(_) => {}
+        Err(MigrationError::Refused(m)) => {
+            c.message = format!(
+                "the outcome of a call interrupted by an operator restart is unknown; checked \
+                 without overwriting: {m}; change spec.migration to convert again"
+            );
+        }
+        Err(MigrationError::Failed(m)) => {
+            c.reason = CONVERTING.into();
+            c.message = format!(
+                "the outcome of a call interrupted by an operator restart is unknown; \
+                 checking again: {m}"
+            );
+        }
+    }
+    c
+}
+
+/// The condition written before a call.
+fn announced(previous: &[Condition], generation: Option<i64>, now: Timestamp) -> Condition {
+    let mut c = condition(None, previous, generation, now);
+    c.reason = CONVERTING.into();
+    c.message = format!("converting (call made at {now})");
+    c
+}
+
+/// Writes the `Converting` condition to the API server before the call (a merge patch of the
+/// status' conditions; the reconcile's own status apply follows). An error means no call.
+async fn announce(
+    client: &kube::Client,
+    cluster: &EtcdCluster,
+    previous: &[Condition],
+    condition: Condition,
+) -> Result<(), MigrationError> {
+    use kube::ResourceExt;
+    let mut conditions: Vec<Condition> =
+        previous.iter().filter(|c| c.type_ != CONDITION).cloned().collect();
+    conditions.push(condition);
+    let api: kube::Api<EtcdCluster> =
+        kube::Api::namespaced(client.clone(), &cluster.namespace().unwrap_or_default());
+    let patch = serde_json::json!({ "status": { "conditions": conditions } });
+    api.patch_status(
+        &cluster.name_any(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| MigrationError::Failed(format!("recording the call before making it: {e}")))
 }
 
 /// The condition for an outcome (`None`: waiting for the cluster to settle).
@@ -176,7 +263,7 @@ pub async fn reconcile(
         Decision::Nothing => return None,
         Decision::Keep(c) => (c, None),
         Decision::Wait => (condition(None, previous, generation, now), None),
-        Decision::Run => {
+        decision @ (Decision::Run | Decision::Resume) => {
             let (Some(spec), Some(endpoint)) = (spec, leader) else { return None };
             // The reconcile may have started from a cached object older than the status that
             // recorded the migration: the API server's copy decides before anything runs.
@@ -186,7 +273,16 @@ pub async fn reconcile(
                 status.conditions.push(done.0);
                 return None;
             }
-            let outcome = migrate(endpoint, spec).await;
+            let resuming = decision == Decision::Resume;
+            let outcome = if resuming {
+                migrate(endpoint, &MigrationSpec { overwrite: false, ..spec.clone() }).await
+            } else {
+                let intent = announced(previous, generation, now);
+                match announce(client, cluster, previous, intent).await {
+                    Ok(()) => migrate(endpoint, spec).await,
+                    Err(e) => Err(e),
+                }
+            };
             match &outcome {
                 Ok(done) => {
                     tracing::info!(revision = done.revision, keys = done.keys, "v2 keys migrated");
@@ -194,7 +290,12 @@ pub async fn reconcile(
                 }
                 Err(e) => tracing::warn!(error = %e, "v2 migration"),
             }
-            (condition(Some(&outcome), previous, generation, now), Some(outcome))
+            let cond = if resuming {
+                resumed(&outcome, previous, generation, now)
+            } else {
+                condition(Some(&outcome), previous, generation, now)
+            };
+            (cond, Some(outcome))
         }
     };
     status.conditions.retain(|c| c.type_ != CONDITION);
@@ -343,6 +444,50 @@ mod tests {
         let r = condition(Some(&refused), std::slice::from_ref(&waiting), Some(2), later);
         assert_eq!(r.reason, "Refused");
         assert_eq!(r.last_transition_time, waiting.last_transition_time, "still False");
+    }
+
+    #[test]
+    fn an_announced_call_whose_answer_was_lost_is_resumed_and_recorded_once() {
+        let spec = MigrationSpec { overwrite: true, ..Default::default() };
+        let now = Timestamp::from_second(1_000).unwrap();
+        let converting = announced(&[], Some(3), now);
+        assert_eq!((converting.status.as_str(), converting.reason.as_str()), ("False", CONVERTING));
+        let previous = std::slice::from_ref(&converting);
+        assert_eq!(decide(Some(&spec), previous, Some(3), true), Decision::Resume);
+        assert_eq!(decide(Some(&spec), previous, Some(3), false), Decision::Wait);
+        // The store had converted: every key found converted, recorded as that call's result.
+        let found = MigrationStatus {
+            revision: 40,
+            keys: 0,
+            keys_with_ttl: 0,
+            leases: 0,
+            unchanged: 3,
+            time: Time(now),
+        };
+        let done = resumed(&Ok(found.clone()), previous, Some(3), now);
+        assert_eq!((done.status.as_str(), done.reason.as_str()), ("True", "Migrated"));
+        assert!(done.message.starts_with("converted by a call whose answer was lost"), "{done:?}");
+        assert!(done.message.contains("3 v2 keys found converted"), "{}", done.message);
+        // ... and it is final, like any Migrated=True.
+        assert_eq!(
+            decide(Some(&spec), std::slice::from_ref(&done), Some(3), true),
+            Decision::Keep(done.clone())
+        );
+        // The store had not converted: this call did, recorded as usual.
+        let now_done = MigrationStatus { keys: 3, unchanged: 0, ..found };
+        let c = resumed(&Ok(now_done), previous, Some(3), now);
+        assert!(c.message.starts_with("converted 3 v2 keys"), "{}", c.message);
+        // Still unknown: stays Converting (resumed again, never a plain run with overwrite).
+        let failed = Err(MigrationError::Failed("connection refused".into()));
+        let c = resumed(&failed, previous, Some(3), now);
+        assert_eq!(c.reason, CONVERTING);
+        assert_eq!(decide(Some(&spec), &[c], Some(3), true), Decision::Resume);
+        // Differences: reported as a refusal, kept until the spec changes.
+        let refused = Err(MigrationError::Refused("refusing to overwrite 1 existing".into()));
+        let c = resumed(&refused, previous, Some(3), now);
+        assert_eq!(c.reason, "Refused");
+        assert!(c.message.contains("interrupted by an operator restart"), "{}", c.message);
+        assert_eq!(decide(Some(&spec), std::slice::from_ref(&c), Some(3), true), Decision::Keep(c));
     }
 
     #[test]

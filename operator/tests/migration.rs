@@ -3,7 +3,7 @@
 //! written with stock etcdctl 3.4 (`ETCDCTL_API=2`) and the v3 keys read back with etcdctl.
 
 use oxcd_e2e::{CtlVersion, Etcdctl, Kind, Member, MemberConfig};
-use oxcd_operator::migration::{migrate, MigrationError, MigrationSpec};
+use oxcd_operator::migration::{migrate, resumed, MigrationError, MigrationSpec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_online_migration_converts_once_and_refuses_to_overwrite() {
@@ -46,4 +46,36 @@ async fn the_online_migration_converts_once_and_refuses_to_overwrite() {
     // Nothing listening: a failure (retried), not a refusal.
     let gone = migrate("http://127.0.0.1:1", &spec).await.unwrap_err();
     assert!(matches!(gone, MigrationError::Failed(_)), "{gone:?}");
+}
+
+/// The operator died after the store converted but before it recorded the answer: the next
+/// one resumes (a call without overwrite) and the real store's answer is recorded as the
+/// first call's result, not as a second conversion; nothing is written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_answer_was_lost_is_recorded_once_when_resumed() {
+    let m = Member::start_with(MemberConfig::new(Kind::Oxcd).arg("--enable-v2"));
+    let v2 = Etcdctl::new(CtlVersion::V34, [m.client_url()]).api2();
+    for k in ["a", "b", "c"] {
+        v2.run(&["set", k, &format!("value of {k}")]).assert_success();
+    }
+    let spec = MigrationSpec { overwrite: true, ..Default::default() };
+    let lost = migrate(&m.client_url(), &spec).await.expect("the call whose answer is lost");
+    assert_eq!(lost.keys, 3);
+    let v3 = m.ctl(CtlVersion::V35);
+    let before = v3.everything();
+
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let check = MigrationSpec { overwrite: false, ..spec };
+    let outcome = migrate(&m.client_url(), &check).await;
+    let c = resumed(&outcome, &[], Some(1), now);
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Migrated"), "{c:?}");
+    assert!(c.message.contains("3 v2 keys found converted"), "{}", c.message);
+    assert_eq!(v3.everything(), before, "the resumed call wrote nothing");
+
+    // A v3 key changed after the lost call: the resume reports it, overwrites nothing.
+    v3.run(&["put", "/a", "changed in v3"]).assert_success();
+    let outcome = migrate(&m.client_url(), &check).await;
+    let c = resumed(&outcome, &[], Some(1), now);
+    assert_eq!(c.reason, "Refused", "{c:?}");
+    assert_eq!(v3.run(&["get", "/a", "--print-value-only"]).stdout, "changed in v3\n");
 }
