@@ -115,6 +115,11 @@ pub struct Config {
     #[arg(long, env = "ETCD_ENABLE_V2", default_value = "false", action = ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
     pub enable_v2: bool,
+    /// Serve a CPU profile under `/debug/pprof/` on the client port (etcd's `--enable-pprof`),
+    /// in the protobuf format `go tool pprof` reads.
+    #[arg(long, env = "ETCD_ENABLE_PPROF", default_value = "false", action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
+    pub enable_pprof: bool,
     /// Origins browsers may call the client port's HTTP endpoints from (CORS), comma-separated
     /// URLs or `*` for any, as etcd's `--cors`.
     #[arg(long, env = "ETCD_CORS", default_value = "*")]
@@ -190,7 +195,6 @@ accepted_flags! {
     discovery_srv_name = "discovery-srv-name", "ETCD_DISCOVERY_SRV_NAME";
     pre_vote = "pre-vote", "ETCD_PRE_VOTE";
     v2_deprecation = "v2-deprecation", "ETCD_V2_DEPRECATION";
-    enable_pprof = "enable-pprof", "ETCD_ENABLE_PPROF";
     enable_log_rotation = "enable-log-rotation", "ETCD_ENABLE_LOG_ROTATION";
     log_rotation_config_json = "log-rotation-config-json", "ETCD_LOG_ROTATION_CONFIG_JSON";
     experimental_enable_distributed_tracing = "experimental-enable-distributed-tracing",

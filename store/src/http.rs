@@ -19,6 +19,38 @@ pub fn router(server: Member) -> Router {
         .with_state(server)
 }
 
+/// A plain HTTP request to a path nothing serves gets etcd's (Go's) `404 page not found`,
+/// not the gRPC router's "unimplemented" answer, which only a gRPC client understands: tools
+/// probing `/debug/pprof/` or a mistyped path must see a 404, as with etcd.
+pub async fn not_found_for_plain_http(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let is_grpc = |headers: &axum::http::HeaderMap| {
+        headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/grpc"))
+    };
+    let grpc_request = is_grpc(request.headers());
+    let response = next.run(request).await;
+    if grpc_request || !is_grpc(response.headers()) {
+        return response;
+    }
+    let mut not_found = axum::response::IntoResponse::into_response((
+        StatusCode::NOT_FOUND,
+        [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "404 page not found\n",
+    ));
+    // Keep the CORS headers the outer layers added.
+    for (name, value) in response.headers() {
+        if name.as_str().starts_with("access-control-") {
+            not_found.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    not_found
+}
+
 async fn health(State(server): State<Member>) -> (StatusCode, String) {
     let alarms = server.alarms();
     let reason = if !alarms.is_empty() {

@@ -5,7 +5,8 @@
 //! - edge: `serve/` (listeners, shutdown order, connection cap, HTTP/2 `:authority` shim, the
 //!   peer gRPC service), `api/` (one file per etcd gRPC service; `api/status.rs` is the only
 //!   `Error` → `tonic::Status` conversion), `http` (`/health`, `/version`, `/metrics`),
-//!   `tools/` (`oxcd snapshot ...`, `oxcd migrate ...`).
+//!   `pprof` (`/debug/pprof/` CPU profiles with `--enable-pprof`), `tools/` (`oxcd snapshot
+//!   ...`, `oxcd migrate ...`).
 //! - `member/`: `server::EtcdServer`, the one interface the edge talks to (propose,
 //!   linearizable reads, reads of the applied stores, watch hub, status), with group commit
 //!   (`propose_batcher`), shared ReadIndex rounds (`read_index`), membership changes and the
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod mvcc;
 pub mod pb;
+pub mod pprof;
 pub mod raft;
 pub mod serve;
 pub mod snapshot_file;

@@ -17,6 +17,7 @@ const LAYERS: &[&str] = &[
     "serve",
     "tools",
     "http",
+    "pprof",
     // etcd's v2 HTTP API, oxcd's migration endpoint, the leader's v2 TTL expiry.
     "v2_api",
     "api",
@@ -65,6 +66,7 @@ const FOUNDATION: &[&str] = &[
 const EDGE: &[(&str, &[&str])] = &[
     ("api", &["member::handle"]),
     ("http", &["member::handle"]),
+    ("pprof", &[]),
     (
         "v2_api",
         &[

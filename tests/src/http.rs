@@ -10,17 +10,23 @@ use std::time::Duration;
 /// `GET path` on `addr` (`host:port`); the status code and the whole body, or `None` when
 /// nothing answered in HTTP.
 pub fn get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let (code, body) = get_bytes(addr, path, Duration::from_secs(5))?;
+    Some((code, String::from_utf8_lossy(&body).to_string()))
+}
+
+/// `get` for binary bodies (profiles), waiting up to `timeout` for the answer.
+pub fn get_bytes(addr: &str, path: &str, timeout: Duration) -> Option<(u16, Vec<u8>)> {
     let addr: SocketAddr = addr.parse().ok()?;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
     s.set_write_timeout(Some(Duration::from_secs(1))).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
     let mut buf = Vec::new();
     s.take(16 << 20).read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text.split_once("\r\n\r\n")?;
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
     let code = head.lines().next()?.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, body.to_string()))
+    Some((code, buf[split + 4..].to_vec()))
 }
 
 /// An HTTP answer.

@@ -123,6 +123,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     .add_service(ElectionServer::new(ElectionService::new(member.clone())));
     let mut http_routes =
         crate::http::router(member.clone()).merge(crate::v2_api::admin::router(member.clone()));
+    if config.enable_pprof {
+        http_routes = http_routes.merge(crate::pprof::router());
+    }
     if config.enable_v2 {
         http_routes = http_routes.merge(crate::v2_api::http::router(member.clone()));
     } else {
@@ -136,6 +139,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let client_router = grpc_router
         .merge(http_routes)
         .merge(gateway)
+        .layer(axum::middleware::from_fn(crate::http::not_found_for_plain_http))
         .layer(axum::middleware::from_fn(crate::metrics::count_grpc))
         .layer(axum::middleware::from_fn(tls_listener::client_identity));
 
