@@ -135,6 +135,81 @@ fn chart_copies_agree_with_their_sources() {
         read(&repo().join("operator/examples/etcdcluster.yaml")),
         "charts/oxcd/examples/etcdcluster.yaml and operator/examples/etcdcluster.yaml differ"
     );
+    // The monitoring files the chart ships are monitoring/'s (promtool tests those).
+    for file in ["alerts.yaml", "dashboard.json"] {
+        assert!(
+            read(&chart().join("files").join(file)) == read(&repo().join("monitoring").join(file)),
+            "charts/oxcd/files/{file} is stale: cp monitoring/{file} charts/oxcd/files/{file}"
+        );
+    }
+}
+
+#[test]
+fn monitoring_parts_are_optional_and_ship_the_repos_rules_and_dashboard() {
+    let helm = Helm::new(None);
+    let monitoring = |docs: &[serde_yaml::Value]| -> BTreeSet<String> {
+        let ours = ["PodMonitor", "PrometheusRule", "ConfigMap"];
+        let docs = docs.iter().filter(|d| ours.iter().any(|k| d["kind"].as_str() == Some(k)));
+        kinds(&docs.cloned().collect::<Vec<_>>())
+    };
+    assert!(monitoring(&documents(&helm.template(&[]))).is_empty(), "off by default");
+    let all_on = "monitoring.podMonitor.enabled=true,monitoring.prometheusRule.enabled=true,\
+                  monitoring.dashboard.enabled=true";
+    let chart_dir = chart().display().to_string();
+    let lint = helm.run(&["lint", "--strict", &chart_dir, "--set", all_on]);
+    lint.assert_success();
+    let docs = documents(&helm.template(&["--set", all_on]));
+    let want: BTreeSet<String> =
+        ["PodMonitor/oxcd-members", "PrometheusRule/oxcd-alerts", "ConfigMap/oxcd-dashboard"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+    assert_eq!(monitoring(&docs), want);
+    let find = |kind: &str| docs.iter().find(|d| d["kind"].as_str() == Some(kind)).cloned();
+
+    // The rules are monitoring/alerts.yaml's, unchanged (its {{ $labels }} are not templated).
+    let rule = find("PrometheusRule").expect("PrometheusRule");
+    let alerts: serde_yaml::Value =
+        serde_yaml::from_str(&read(&repo().join("monitoring/alerts.yaml"))).expect("alerts.yaml");
+    assert_eq!(rule["spec"], alerts, "the PrometheusRule's spec is monitoring/alerts.yaml");
+
+    // The dashboard is monitoring/dashboard.json, labelled for Grafana's sidecar.
+    let map = find("ConfigMap").expect("ConfigMap");
+    assert_eq!(map["metadata"]["labels"]["grafana_dashboard"].as_str(), Some("1"));
+    let shipped: serde_json::Value =
+        serde_json::from_str(map["data"]["oxcd.json"].as_str().unwrap_or("")).expect("JSON");
+    let source: serde_json::Value =
+        serde_json::from_str(&read(&repo().join("monitoring/dashboard.json"))).expect("JSON");
+    assert_eq!(shipped, source, "the ConfigMap holds monitoring/dashboard.json");
+
+    // The PodMonitor scrapes the members the operator runs (their labels and client port).
+    let monitor = find("PodMonitor").expect("PodMonitor");
+    let selector = &monitor["spec"]["selector"]["matchLabels"];
+    assert_eq!(selector["app.kubernetes.io/name"].as_str(), Some("oxcd"));
+    assert_eq!(selector["app.kubernetes.io/managed-by"].as_str(), Some("oxcd-operator"));
+    let endpoint = &monitor["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(
+        (endpoint["port"].as_str(), endpoint["path"].as_str()),
+        (Some("client"), Some("/metrics"))
+    );
+
+    // Extra labels (a Prometheus' rule selector) and another namespace for the dashboard.
+    let docs = documents(&helm.template(&[
+        "--set",
+        "monitoring.prometheusRule.enabled=true,monitoring.prometheusRule.labels.release=kps,\
+         monitoring.dashboard.enabled=true,monitoring.dashboard.namespace=grafana",
+    ]));
+    let find = |kind: &str| docs.iter().find(|d| d["kind"].as_str() == Some(kind)).cloned();
+    let rule = find("PrometheusRule").expect("PrometheusRule");
+    assert_eq!(rule["metadata"]["labels"]["release"].as_str(), Some("kps"));
+    let map = find("ConfigMap").expect("ConfigMap");
+    assert_eq!(map["metadata"]["namespace"].as_str(), Some("grafana"));
+
+    // values.schema.json refuses unknown monitoring keys.
+    let chart_dir = chart().display().to_string();
+    let bad = helm.run(&["template", "oxcd", &chart_dir, "--set", "monitoring.rules.enabled=true"]);
+    assert_ne!(bad.code, Some(0), "an unknown key passed: {}", bad.stdout);
+    assert!(bad.stderr.contains("additional properties"), "{}", bad.stderr);
 }
 
 #[test]
