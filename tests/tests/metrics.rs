@@ -318,6 +318,9 @@ fn three_members_expose_the_peer_families() {
         scraped.push(fams);
     }
     let (etcd, oxcd) = (&scraped[0], &scraped[1]);
+    let problems = unexplained(etcd, oxcd);
+    eprintln!("3 members: etcd {} families, oxcd {}", etcd.len(), oxcd.len());
+    assert!(problems.is_empty(), "unexplained differences:\n{}", problems.join("\n"));
     for name in [
         "etcd_network_peer_round_trip_time_seconds",
         "etcd_network_peer_sent_bytes_total",
@@ -328,5 +331,58 @@ fn three_members_expose_the_peer_families() {
         if let Some(theirs) = theirs {
             assert_eq!(Some(theirs), ours, "{name}");
         }
+    }
+}
+
+/// The value of the first sample of `family` whose labels contain every `label="value"` of
+/// `labels`.
+fn labelled(text: &str, family: &str, labels: &[String]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")))
+        .find(|l| labels.iter().all(|want| l.contains(want.as_str())))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn the_leader_reports_a_killed_peer_inactive_and_disconnected() {
+    let addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let mut cluster = Cluster::try_start(Kind::Oxcd, 3, |cfg| {
+        let i: usize = cfg.name.trim_start_matches('n').parse().unwrap_or(1);
+        cfg.arg(format!("--listen-metrics-urls=http://{}", addrs[i - 1]))
+    })
+    .expect("an oxcd cluster");
+    cluster.ctl(CtlVersion::V35).run(&["put", "a", "1"]).assert_success();
+    let scrape = |addr: &str| get(addr, "/metrics").map(|(_, body)| body).unwrap_or_default();
+    let id_of = |text: &str| -> Option<String> {
+        let line = text.lines().find(|l| l.starts_with("etcd_server_id{"))?;
+        Some(line.split('"').nth(1)?.to_string())
+    };
+    // The leader and one follower, as the members report them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (leader, follower) = loop {
+        let texts: Vec<String> = addrs.iter().map(|a| scrape(a)).collect();
+        let leader = texts.iter().position(|t| value(t, "etcd_server_is_leader") == Some(1.0));
+        if let Some(l) = leader {
+            let f = (l + 1) % 3;
+            let remote = [format!("Remote=\"{}\"", id_of(&texts[f]).expect("an id"))];
+            if labelled(&texts[l], "etcd_network_active_peers", &remote) == Some(1.0) {
+                break (l, f);
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader with an active peer");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let remote = [format!("Remote=\"{}\"", id_of(&scrape(&addrs[follower])).expect("an id"))];
+    cluster.members[follower].kill9();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = scrape(&addrs[leader]);
+        let active = labelled(&text, "etcd_network_active_peers", &remote);
+        let lost = labelled(&text, "etcd_network_disconnected_peers_total", &remote);
+        if active == Some(0.0) && lost == Some(1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "active {active:?}, disconnected {lost:?}");
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -158,7 +158,7 @@ impl EtcdServer {
         let raft = Raft::new(
             member_id,
             Arc::new(raft_config),
-            Network { cluster_id, removed: removed.clone(), stats: peer_stats.clone() },
+            Network { member_id, cluster_id, removed: removed.clone(), stats: peer_stats.clone() },
             log_store,
             state_machine.clone(),
         )

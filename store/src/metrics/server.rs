@@ -254,6 +254,49 @@ pub fn observe_apply(version: &str, op: &str, success: bool, took: std::time::Du
     }
 }
 
+/// Peers this member's raft messages reach, by local and remote member id: 1 while the last
+/// message to the peer was answered, 0 once one failed (etcd counts its open peer streams;
+/// oxcd's raft traffic flows from the leader, so followers show no series).
+pub static ACTIVE_PEERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "etcd_network_active_peers",
+                "The current number of active peer connections.",
+            ),
+            &["Local", "Remote"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// Times a reachable peer became unreachable, by local and remote member id.
+pub static DISCONNECTED_PEERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "etcd_network_disconnected_peers_total",
+                "The total number of disconnected peers.",
+            ),
+            &["Local", "Remote"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// Records whether a raft message from `local` to `remote` was answered.
+pub fn peer_answered(local: u64, remote: u64, answered: bool) {
+    let (local, remote) = (format!("{local:x}"), format!("{remote:x}"));
+    let labels = [local.as_str(), remote.as_str()];
+    let active = ACTIVE_PEERS.with_label_values(&labels);
+    if answered {
+        active.set(1);
+    } else if active.get() == 1 {
+        active.set(0);
+        DISCONNECTED_PEERS.with_label_values(&labels).inc();
+    }
+}
+
 /// Sets an info gauge's only series to `value`, dropping any other (a changed version).
 pub fn set_info(gauge: &IntGaugeVec, value: &str) {
     gauge.reset();

@@ -51,6 +51,8 @@ const PEER_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 /// Creates one connection per peer, lazily (a peer that is down does not block start-up).
 #[derive(Clone)]
 pub struct Network {
+    /// This member's id (the `Local` label of the peer metrics).
+    pub member_id: u64,
     /// The cluster this member belongs to.
     pub cluster_id: u64,
     /// Set when a peer tells this member it was removed (`EtcdServer::removed` watches it).
@@ -61,6 +63,7 @@ pub struct Network {
 
 /// The connection to one peer.
 pub struct PeerConnection {
+    local: u64,
     target: u64,
     cluster_id: u64,
     client: Option<RaftPeerClient<Channel>>,
@@ -85,6 +88,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                 .max_encoding_message_size(usize::MAX)
         });
         PeerConnection {
+            local: self.member_id,
             target,
             cluster_id: self.cluster_id,
             client,
@@ -132,6 +136,7 @@ impl PeerConnection {
             }
             Err(_) => crate::metrics::PEER_SENT_FAILURES.with_label_values(&[&peer]).inc(),
         }
+        crate::metrics::peer_answered(self.local, self.target, reply.is_ok());
         let reply = reply.map_err(|status| {
             if peer_error(&status) == Some(Error::MemberRemoved) {
                 tracing::warn!(peer = %format!("{:x}", self.target), "{}; shutting down", Error::MemberRemoved);
