@@ -473,6 +473,12 @@ impl EtcdServer {
         let v2_watchers = self.inner.applier.v2().stats().watchers;
         m::V2_WATCHERS.set(i64::try_from(v2_watchers).unwrap_or(i64::MAX));
         self.inner.hub.report_metrics();
+        let members: Vec<u64> = {
+            let metrics = self.inner.raft.metrics();
+            let m = metrics.borrow();
+            m.membership_config.membership().nodes().map(|(id, _)| *id).collect()
+        };
+        m::set_known_peers(self.inner.member_id, members);
     }
 
     /// Returns once this member has applied every write committed before the call: the

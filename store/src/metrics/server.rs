@@ -185,6 +185,20 @@ pub static APPLY_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
         .expect("valid metric"),
     )
 });
+/// Time a range outside a txn takes to read, by outcome (etcd 3.6's `txn.Range` timing).
+pub static RANGE_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new(
+                "etcd_server_range_duration_seconds",
+                "The latency distributions of txn.Range",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 2.0, 20).expect("valid buckets")),
+            &["success"],
+        )
+        .expect("valid metric"),
+    )
+});
 counter!(
     /// Applies slower than etcd's warning threshold (`SLOW_APPLY`, 100 ms).
     SLOW_APPLY,
@@ -284,6 +298,34 @@ pub static DISCONNECTED_PEERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// The members this member knows of, itself included (etcd 3.6's transport counts every
+/// peer it was told about, and itself), by local and remote member id.
+pub static KNOWN_PEERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new("etcd_network_known_peers", "The current number of known peers."),
+            &["Local", "Remote"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// Sets `KNOWN_PEERS` to the membership `members`, dropping the series of removed members.
+pub fn set_known_peers(local: u64, members: impl IntoIterator<Item = u64>) {
+    static SHOWN: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+    let local = format!("{local:x}");
+    let now: Vec<(String, String)> =
+        members.into_iter().map(|id| (local.clone(), format!("{id:x}"))).collect();
+    let mut shown = SHOWN.lock().unwrap_or_else(|e| e.into_inner());
+    for gone in shown.iter().filter(|s| !now.contains(s)) {
+        let _ = KNOWN_PEERS.remove_label_values(&[&gone.0, &gone.1]);
+    }
+    for (l, r) in &now {
+        KNOWN_PEERS.with_label_values(&[l, r]).set(1);
+    }
+    *shown = now;
+}
+
 /// Records whether a raft message from `local` to `remote` was answered.
 pub fn peer_answered(local: u64, remote: u64, answered: bool) {
     let (local, remote) = (format!("{local:x}"), format!("{remote:x}"));
@@ -340,5 +382,6 @@ pub(super) fn touch() {
     let _ = (&*PEER_ROUND_TRIP, &*PEER_SENT_FAILURES, &*PEER_SENT_BYTES, &*PEER_RECEIVED_BYTES);
     let _ = (&*APPLY_DURATION, &*SLOW_APPLY, &*CLIENT_REQUESTS, &*HEALTH_SUCCESS);
     let _ = (&*HEALTH_FAILURES, &*LEARNER_PROMOTE_SUCCESSES, &*READ_INDEXES_FAILED);
-    let _ = (&*SLOW_READ_INDEXES, &*SNAPSHOT_APPLY_IN_PROGRESS);
+    let _ = (&*SLOW_READ_INDEXES, &*SNAPSHOT_APPLY_IN_PROGRESS, &*ACTIVE_PEERS);
+    let _ = (&*DISCONNECTED_PEERS, &*KNOWN_PEERS, &*RANGE_DURATION);
 }

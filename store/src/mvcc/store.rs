@@ -63,6 +63,16 @@ impl MvccStore {
     /// Serves a range outside any write: picks keys under the lock, reads values from a
     /// RocksDB snapshot taken under the same lock, after releasing it.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        let started = std::time::Instant::now();
+        let result = self.range_uncounted(req);
+        let success = if result.is_ok() { "true" } else { "false" };
+        let took = started.elapsed().as_secs_f64();
+        crate::metrics::RANGE_DURATION.with_label_values(&[success]).observe(took);
+        result
+    }
+
+    /// `range` without its latency metric.
+    fn range_uncounted(&self, req: &RangeRequest) -> Result<RangeResponse> {
         crate::metrics::MVCC_RANGE.inc();
         crate::metrics::DEBUGGING_RANGE.inc();
         let (plan, snapshot) = {

@@ -39,7 +39,9 @@ impl LogStore {
         let mut opts = rocksdb::WriteOptions::default();
         opts.set_sync(sync);
         let timer = metrics::WAL_FSYNC.start_timer();
+        let write_timer = metrics::WAL_WRITE_DURATION.start_timer();
         let res = self.storage.db().write_opt(batch, &opts).map_err(|e| write_err(&e));
+        write_timer.observe_duration();
         if sync {
             timer.observe_duration();
         } else {
