@@ -64,6 +64,7 @@ struct Outcome {
     list_paged: Samples,
     watch: Samples,
     cpu_per_create: Duration,
+    apiserver_cpu_per_create: Duration,
     cpu_total: Duration,
     rss: u64,
     rss_peak: u64,
@@ -99,6 +100,7 @@ async fn run(kind: StorageKind, args: &Args) -> Result<Outcome> {
     }
     let cp = ControlPlane::start(opts).await?;
     let pid = cp.storage().members[0].pid().context("the store is not running")?;
+    let apiserver = cp.apiserver_pid().context("kube-apiserver is not running")?;
     let client = cp.client();
     Api::<Namespace>::all(client.clone())
         .create(
@@ -113,8 +115,10 @@ async fn run(kind: StorageKind, args: &Args) -> Result<Outcome> {
     let api: Api<ConfigMap> = Api::namespaced(client, "bench");
 
     let cpu_start = proc_stats::cpu_time(pid)?;
+    let apiserver_start = proc_stats::cpu_time(apiserver)?;
     let (elapsed, create) = load::creates(&api, args.objects, args.size, args.concurrency).await?;
     let cpu_creates = proc_stats::cpu_time(pid)? - cpu_start;
+    let apiserver_creates = proc_stats::cpu_time(apiserver)? - apiserver_start;
     let list_whole = load::lists(&api, args.lists, None, args.objects).await?;
     let list_paged = load::lists(&api, args.lists, Some(args.page), args.objects).await?;
     let watch = load::watch_delivery(&api, args.watch_events).await?;
@@ -127,6 +131,7 @@ async fn run(kind: StorageKind, args: &Args) -> Result<Outcome> {
         list_paged,
         watch,
         cpu_per_create: cpu_creates / args.objects.max(1) as u32,
+        apiserver_cpu_per_create: apiserver_creates / args.objects.max(1) as u32,
         cpu_total,
         rss,
         rss_peak,
@@ -152,13 +157,16 @@ fn table(args: &Args, results: &[(StorageKind, Outcome)]) -> String {
     }
     s.push('\n');
     let mib = |b: u64| format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0));
-    let rows: [(&str, &CellFn<'_>); 8] = [
+    let rows: [(&str, &CellFn<'_>); 9] = [
         ("creates/s", &|o| format!("{:.0}", o.creates_per_s)),
         ("create latency p50 / p99", &|o| o.create.cell()),
         ("list all, one request, p50 / p99", &|o| o.list_whole.cell()),
         (&format!("list all, pages of {}, p50 / p99", args.page), &|o| o.list_paged.cell()),
         ("create → watch event, p50 / p99", &|o| o.watch.cell()),
         ("store CPU per create", &|o| format!("{} µs", o.cpu_per_create.as_micros())),
+        ("kube-apiserver CPU per create", &|o| {
+            format!("{} µs", o.apiserver_cpu_per_create.as_micros())
+        }),
         ("store CPU, whole load", &|o| format!("{:.1} s", o.cpu_total.as_secs_f64())),
         ("store RSS after / peak", &|o| format!("{} / {}", mib(o.rss), mib(o.rss_peak))),
     ];

@@ -386,6 +386,11 @@ impl ControlPlane {
         wait_readyz(&self.client, &mut self.apiserver, APISERVER_READY_TIMEOUT).await
     }
 
+    /// kube-apiserver's process id (benchmarks read its CPU time), while it runs.
+    pub fn apiserver_pid(&self) -> Option<u32> {
+        self.apiserver.pid()
+    }
+
     /// kube-apiserver's log file.
     pub fn apiserver_log(&self) -> &Path {
         self.apiserver.log_path()
