@@ -10,8 +10,8 @@
 //! - the syncer (one task per stream): history replay for unsynced watchers, the periodic
 //!   progress notifications and deferred progress answers.
 //!
-//! The receiving half fills `prev_kv` (RocksDB reads, on a blocking thread) and is what the
-//! gRPC layer drains. Dropping it closes the stream and drops all its watchers.
+//! The receiving half fills `prev_kv` (RocksDB reads; large batches on a blocking thread) and
+//! is what the gRPC layer drains. Dropping it closes the stream and drops all its watchers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -186,6 +186,12 @@ impl Drop for WatchReceiver {
     }
 }
 
+/// Up to this many `prev_kv` reads are done on the stream's own task: the previous value of a
+/// key just written is in RocksDB's memtable or block cache, and the hop to a blocking thread
+/// (two thread wake-ups per response) costs more than such reads. Larger batches (history
+/// replay) still go to a blocking thread.
+const INLINE_PREV_KV_READS: usize = 8;
+
 /// Fills each event's `prev_kv` with the key's value just before the event, as etcd's send
 /// loop does: not for creations, and not where that revision is already compacted.
 async fn fill_prev_kv(mvcc: &Arc<MvccStore>, mut d: Delivery) -> Delivery {
@@ -203,27 +209,41 @@ async fn fill_prev_kv(mvcc: &Arc<MvccStore>, mut d: Delivery) -> Delivery {
             (!creation).then(|| (kv.key.clone(), kv.mod_revision - 1))
         })
         .collect();
-    let mvcc = mvcc.clone();
-    let found = tokio::task::spawn_blocking(move || {
-        let compacted = mvcc.compacted_revision();
-        wanted
-            .into_iter()
-            .map(|w| match w {
-                Some((key, at)) if at >= compacted => mvcc.kv_at(&key, at).ok().flatten(),
-                _ => None,
-            })
-            .collect::<Vec<Option<KeyValue>>>()
-    })
-    .await;
-    match found {
-        Ok(prevs) => {
-            for (ev, prev) in d.response.events.iter_mut().zip(prevs) {
-                ev.prev_kv = prev;
+    let reads = wanted.iter().filter(|w| w.is_some()).count();
+    // Creations have no previous value: a response of only those (every create of
+    // kube-apiserver's watch cache) needs no read at all.
+    if reads == 0 {
+        return d;
+    }
+    let prevs = if reads <= INLINE_PREV_KV_READS {
+        read_prev_kvs(mvcc, wanted)
+    } else {
+        let mvcc = mvcc.clone();
+        match tokio::task::spawn_blocking(move || read_prev_kvs(&mvcc, wanted)).await {
+            Ok(prevs) => prevs,
+            Err(e) => {
+                tracing::warn!(error = %e, "watch prev_kv lookup failed");
+                return d;
             }
         }
-        Err(e) => tracing::warn!(error = %e, "watch prev_kv lookup failed"),
+    };
+    for (ev, prev) in d.response.events.iter_mut().zip(prevs) {
+        ev.prev_kv = prev;
     }
     d
+}
+
+/// The value of each `(key, revision)` asked for, `None` where nothing is asked, the key did
+/// not exist then, or that revision is compacted.
+fn read_prev_kvs(mvcc: &MvccStore, wanted: Vec<Option<(Vec<u8>, i64)>>) -> Vec<Option<KeyValue>> {
+    let compacted = mvcc.compacted_revision();
+    wanted
+        .into_iter()
+        .map(|w| match w {
+            Some((key, at)) if at >= compacted => mvcc.kv_at(&key, at).ok().flatten(),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The stream's queue is gone: the client left or the hub shut down.
