@@ -403,6 +403,7 @@ impl Config {
                 .map_err(|e| format!("invalid value {:?} for flag -cors: {e}", self.cors))?;
         }
         crate::tls::ciphers::check(&self.tls.cipher_suite_names())?;
+        self.tls.version_range()?;
         if self.progress_notify_interval().is_zero() {
             return Err("--watch-progress-notify-interval must be greater than 0".into());
         }

@@ -546,6 +546,20 @@ fn client_cert_allowed_hostname_as_etcd() {
     );
 }
 
+/// Whether curl, trusting `ca` and passing `extra` (TLS version and cipher options), gets
+/// `/health` served over `url`.
+fn served(url: &str, ca: &Path, extra: &[&str]) -> bool {
+    std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "5", "-o", "/dev/null", "--cacert"])
+        .arg(ca)
+        .args(extra)
+        .arg(format!("{url}/health"))
+        .output()
+        .expect("run curl")
+        .status
+        .success()
+}
+
 /// `--cipher-suites`: a TLS 1.2 client offering only a suite not named is refused, one
 /// offering a named suite is served, and TLS 1.3 is refused (etcd 3.5.1 speaks TLS 1.2 alone
 /// once suites are named); an unknown name stops the member at start with etcd's message.
@@ -566,17 +580,7 @@ fn cipher_suites_restrict_tls12_as_etcd() {
         );
         let member = Member::start_with(cfg);
         let url = member.extra_client_urls()[0].clone();
-        let curl = |extra: &[&str]| {
-            std::process::Command::new("curl")
-                .args(["-sS", "--max-time", "5", "-o", "/dev/null", "--cacert"])
-                .arg(pki.ca_cert())
-                .args(extra)
-                .arg(format!("{url}/health"))
-                .output()
-                .expect("run curl")
-                .status
-                .success()
-        };
+        let curl = |extra: &[&str]| served(&url, &pki.ca_cert(), extra);
         vec![
             curl(&["--tls-max", "1.2", "--ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256"]),
             curl(&["--tls-max", "1.2", "--ciphers", "ECDHE-ECDSA-AES256-GCM-SHA384"]),
@@ -594,6 +598,74 @@ fn cipher_suites_restrict_tls12_as_etcd() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains(r#"unexpected TLS cipher suite "TLS_NOPE""#), "{stderr}");
+}
+
+/// `--tls-min-version`/`--tls-max-version` (etcd 3.6): each setting serves the TLS versions
+/// etcd 3.6.17 serves (TLS 1.2 and TLS 1.3 clients probed), and the values etcd refuses stop
+/// oxcd at start with etcd's message.
+#[test]
+fn tls_versions_as_etcd_36() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::create(dir.path()).unwrap();
+    let server = pki.serving("server", &["127.0.0.1", "localhost"]).unwrap();
+    let suite = "--cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256";
+    let settings: [&[&str]; 3] = [
+        &["--tls-min-version=TLS1.3"],
+        &["--tls-max-version=TLS1.2"],
+        &["--tls-max-version=TLS1.3", suite],
+    ];
+    let run = |kind: Kind| {
+        let mut spoken = Vec::new();
+        for extra in settings {
+            let mut flags = vec![
+                format!("--cert-file={}", server.cert.display()),
+                format!("--key-file={}", server.key.display()),
+            ];
+            flags.extend(extra.iter().map(|f| f.to_string()));
+            let member = Member::start_with(with_https(MemberConfig::new(kind), &flags));
+            let url = member.extra_client_urls()[0].clone();
+            let ca = pki.ca_cert();
+            spoken.push([
+                served(&url, &ca, &["--tls-max", "1.2"]),
+                served(&url, &ca, &["--tlsv1.3"]),
+            ]);
+        }
+        spoken
+    };
+    let (reference, subject) = oxcd_e2e::against_both(Kind::Etcd36, run);
+    assert_eq!(reference, vec![[false, true], [true, false], [true, true]]);
+    assert_eq!(subject, reference);
+
+    let refusals: [(&[&str], &str); 3] = [
+        (
+            &["--tls-min-version=TLS1.1"],
+            r#"unexpected TLS version \"TLS1.1\" (must be one of: TLS1.2, TLS1.3)"#,
+        ),
+        (
+            &["--tls-min-version=TLS1.3", "--tls-max-version=TLS1.2"],
+            "min version (TLS1.3) is greater than max version (TLS1.2)",
+        ),
+        (
+            &["--tls-min-version=TLS1.3", suite],
+            "cipher suites cannot be configured when only TLS1.3 is enabled",
+        ),
+    ];
+    let etcd36 = oxcd_e2e::bins::etcd36_dir().join("etcd");
+    for (i, (flags, message)) in refusals.into_iter().enumerate() {
+        for (bin, expected) in [
+            (&etcd36, message.to_string()),
+            (&oxcd_e2e::bins::oxcd(), message.replace("\\\"", "\"")),
+        ] {
+            let out = std::process::Command::new(bin)
+                .args(flags)
+                .arg(format!("--data-dir={}", dir.path().join(format!("refused-{i}")).display()))
+                .output()
+                .expect("run the server");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{bin:?} {flags:?} started");
+            assert!(stderr.contains(&expected), "{bin:?} {flags:?}: {stderr}");
+        }
+    }
 }
 
 /// An https `--listen-metrics-urls` serves `/metrics` and `/health` with the client

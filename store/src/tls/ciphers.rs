@@ -1,8 +1,7 @@
 //! `--cipher-suites`: etcd takes Go's TLS 1.2 cipher suite names; each becomes the rustls suite
 //! of that name. Go's names rustls does not implement (CBC, RC4, 3DES, RSA key exchange) are
-//! accepted, as etcd accepts them, but cannot be offered: a warning says so. As etcd 3.5 does
-//! (measured: a TLS 1.3 client is refused), a member given cipher suites speaks TLS 1.2 only,
-//! since TLS 1.3's suites cannot be chosen.
+//! accepted, as etcd accepts them, but cannot be offered: a warning says so. Which TLS versions
+//! are spoken with suites named is `versions`' business.
 
 use std::sync::Arc;
 
@@ -78,18 +77,6 @@ pub fn restrict(base: CryptoProvider, names: &[String]) -> Arc<CryptoProvider> {
     Arc::new(CryptoProvider { cipher_suites: offered, ..base })
 }
 
-/// The TLS versions spoken: TLS 1.2 alone when cipher suites are named, else rustls' defaults
-/// (1.2 and 1.3).
-pub fn versions(names: &[String]) -> &'static [&'static rustls::SupportedProtocolVersion] {
-    if names.is_empty() {
-        rustls::DEFAULT_VERSIONS
-    } else {
-        TLS12_ONLY
-    }
-}
-
-static TLS12_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,7 +114,5 @@ mod tests {
             ])
         );
         assert_eq!(p.cipher_suites.iter().filter(|s| s.tls13().is_some()).count(), 0);
-        assert_eq!(versions(&[]).len(), 2);
-        assert_eq!(versions(&names(&["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"])).len(), 1);
     }
 }

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, Args};
 
+use super::versions::VersionRange;
+
 /// etcd's client and peer TLS flags (flattened into `Config`).
 #[derive(Args, Debug, Clone, Default)]
 pub struct TlsFlags {
@@ -66,6 +68,13 @@ pub struct TlsFlags {
     /// rustls' defaults. TLS 1.3 suites are not configurable, as in Go.
     #[arg(long, env = "ETCD_CIPHER_SUITES", default_value = "")]
     pub cipher_suites: String,
+    /// The lowest TLS version spoken on both ports (etcd 3.6): `TLS1.2` or `TLS1.3`.
+    #[arg(long, env = "ETCD_TLS_MIN_VERSION", default_value = "TLS1.2")]
+    pub tls_min_version: String,
+    /// The highest TLS version spoken on both ports (etcd 3.6); empty: TLS 1.3, or TLS 1.2
+    /// when `--cipher-suites` names suites (etcd 3.5's rule).
+    #[arg(long, env = "ETCD_TLS_MAX_VERSION", default_value = "")]
+    pub tls_max_version: String,
     /// The validity period of the client and peer certificates made by `--auto-tls` and
     /// `--peer-auto-tls`, in years.
     #[arg(long, env = "ETCD_SELF_SIGNED_CERT_VALIDITY", default_value_t = 1)]
@@ -94,6 +103,8 @@ pub struct Side {
     pub crl_file: PathBuf,
     /// The TLS 1.2 cipher suites offered, by Go's names (`--cipher-suites`); empty: defaults.
     pub cipher_suites: Vec<String>,
+    /// The TLS versions spoken (`--tls-min-version`, `--tls-max-version`).
+    pub versions: VersionRange,
     /// Whether the certificate is self-signed by `--auto-tls`: as etcd, whoever dials with
     /// it does not verify the other end's certificate.
     pub self_signed: bool,
@@ -118,6 +129,7 @@ impl TlsFlags {
             allowed_hostname: self.client_cert_allowed_hostname.clone(),
             crl_file: self.client_crl_file.clone().into(),
             cipher_suites: self.cipher_suite_names(),
+            versions: self.version_range().unwrap_or_default(),
             self_signed: false,
         }
     }
@@ -133,8 +145,19 @@ impl TlsFlags {
             allowed_hostname: self.peer_cert_allowed_hostname.clone(),
             crl_file: self.peer_crl_file.clone().into(),
             cipher_suites: self.cipher_suite_names(),
+            versions: self.version_range().unwrap_or_default(),
             self_signed: false,
         }
+    }
+
+    /// `--tls-min-version` and `--tls-max-version`, refused with etcd's messages where etcd
+    /// refuses them (checked at start; the sides fall back to the defaults only if unchecked).
+    pub fn version_range(&self) -> Result<VersionRange, String> {
+        VersionRange::from_flags(
+            &self.tls_min_version,
+            &self.tls_max_version,
+            &self.cipher_suite_names(),
+        )
     }
 
     /// `--cipher-suites` as a list.
@@ -153,8 +176,8 @@ impl TlsFlags {
         }
         let dir = data_dir.join("fixtures").join("client");
         let made = super::self_signed::make(&dir, hosts, self.self_signed_cert_validity)?;
-        let cipher_suites = side.cipher_suites;
-        Ok(Side { client_cert_auth: false, self_signed: true, cipher_suites, ..made })
+        let (cipher_suites, versions) = (side.cipher_suites, side.versions);
+        Ok(Side { client_cert_auth: false, self_signed: true, cipher_suites, versions, ..made })
     }
 
     /// The peer side in force, as `resolve_client` with `--peer-auto-tls` under
@@ -167,8 +190,8 @@ impl TlsFlags {
         let dir = data_dir.join("fixtures").join("peer");
         let made = super::self_signed::make(&dir, hosts, self.self_signed_cert_validity)?;
         // A self-signed peer certificate cannot be verified by the other members.
-        let cipher_suites = side.cipher_suites;
-        Ok(Side { client_cert_auth: false, self_signed: true, cipher_suites, ..made })
+        let (cipher_suites, versions) = (side.cipher_suites, side.versions);
+        Ok(Side { client_cert_auth: false, self_signed: true, cipher_suites, versions, ..made })
     }
 }
 

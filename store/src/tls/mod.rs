@@ -9,6 +9,7 @@
 //!   URLs (and the leader's client URL), with the peer certificate as client certificate.
 //! - `self_signed`: `--auto-tls` and `--peer-auto-tls`.
 //! - `ciphers`: `--cipher-suites` (Go's names) to rustls' suites.
+//! - `versions`: `--tls-min-version`/`--tls-max-version`, the TLS versions spoken.
 //! - `revocation`: `--client-crl-file`/`--peer-crl-file` and `--*-cert-allowed-hostname`,
 //!   the checks a verified certificate still has to pass.
 //! - `der`: the few DER fields read from certificates and keys (common name, key bits).
@@ -23,6 +24,7 @@ pub mod flags;
 pub mod revocation;
 pub mod self_signed;
 pub mod server;
+pub mod versions;
 
 pub use flags::{Side, TlsFlags};
 
