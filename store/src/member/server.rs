@@ -28,6 +28,7 @@ use crate::pb::oxcdpb::{Empty, InternalRequest, LeaseExpire, MemberAttributes};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{peer_channel, peer_error, Network};
 use crate::raft::peer_stats::PeerStats;
+use crate::raft::pre_vote::{ElectionTiming, Elector, LeaderContact, PreVoteDialer};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::Raft;
 use crate::storage::schema::raft_meta_keys;
@@ -76,6 +77,9 @@ struct Inner {
     removed: tokio::sync::watch::Sender<bool>,
     /// Raft traffic counts for etcd's v2 statistics (the network and peer service fill it).
     peer_stats: Arc<PeerStats>,
+    /// When a leader was last heard from (the peer service touches it): the elector's and
+    /// pre-vote answers' clock.
+    leader_contact: Arc<LeaderContact>,
     /// Set while this leader hands its leadership over (`membership::move_leader`): new
     /// proposals wait instead of being appended, so the followers' leader lease can run out
     /// and the chosen member can win; they then go to the new leader.
@@ -136,6 +140,8 @@ impl EtcdServer {
             max_in_snapshot_log_to_keep: config.experimental_snapshot_catchup_entries,
             max_payload_entries: 1024,
             snapshot_max_chunk_size: 4 << 20,
+            // Elections start only after a pre-vote (`raft::pre_vote`'s elector).
+            enable_elect: false,
             ..Default::default()
         }
         .validate()
@@ -202,6 +208,7 @@ impl EtcdServer {
                 id_gen: AtomicU64::new(seed),
                 removed,
                 peer_stats,
+                leader_contact: Arc::new(LeaderContact::default()),
                 ready: tokio::sync::watch::channel(false).0,
                 stopping: tokio::sync::watch::channel(false).0,
                 holding: tokio::sync::watch::channel(false).0,
@@ -246,6 +253,14 @@ impl EtcdServer {
         roles.spawn(async move {
             crate::member::membership::promote_pending(this, stop).await;
             "learner promoter"
+        });
+        let (this, stop) = (self.clone(), shutdown.clone());
+        roles.spawn(async move {
+            let (raft, id, contact) =
+                (this.inner.raft.clone(), this.inner.member_id, this.inner.leader_contact.clone());
+            let timing = this.election_timing();
+            Elector::new(raft, id, contact, timing, this).run(stop).await;
+            "elector"
         });
         let this = self.clone();
         roles.spawn(async move {
@@ -863,6 +878,21 @@ impl EtcdServer {
         self.inner.storage.size_bytes()
     }
 
+    /// When this member last heard from a leader (pre-vote's clock).
+    pub fn leader_contact(&self) -> &LeaderContact {
+        &self.inner.leader_contact
+    }
+
+    /// The election timing from `--election-timeout` and `--heartbeat-interval`.
+    pub fn election_timing(&self) -> ElectionTiming {
+        let (min, max) = self.inner.config.raft_election_timeouts();
+        ElectionTiming {
+            min: Duration::from_millis(min),
+            max: Duration::from_millis(max),
+            heartbeat: Duration::from_millis(self.inner.config.heartbeat_interval),
+        }
+    }
+
     /// The raft traffic counts behind etcd's `/v2/stats/leader` and `/v2/stats/self`.
     pub fn peer_stats(&self) -> &PeerStats {
         &self.inner.peer_stats
@@ -1181,5 +1211,11 @@ mod tests {
         assert_eq!(leader_read_index_error(&status(Error::NoLeader)), Error::LeaderChanged);
         let untyped = tonic::Status::unavailable("etcdserver: request timed out");
         assert_eq!(leader_read_index_error(&untyped), Error::LeaderChanged);
+    }
+}
+
+impl PreVoteDialer for EtcdServer {
+    fn client(&self, addr: &str) -> Option<RaftPeerClient<Channel>> {
+        self.peer(addr).ok()
     }
 }

@@ -4,11 +4,13 @@
 
 //! Raft: openraft's type configuration and the three parts it needs from us, kept apart as
 //! openraft's examples do: the log store, the state machine, and the peer network; plus
-//! `transfer`, the file format of raft snapshots (state transfer to a lagging member).
+//! `transfer`, the file format of raft snapshots (state transfer to a lagging member), and
+//! `pre_vote`, the elections openraft 0.9 would start on its own, asked about first.
 
 pub mod log_store;
 pub mod network;
 pub mod peer_stats;
+pub mod pre_vote;
 pub mod state_machine;
 pub mod transfer;
 pub mod types;

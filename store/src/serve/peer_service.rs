@@ -1,6 +1,7 @@
 //! The peer gRPC service: raft traffic and follower-to-leader forwarding. Served on the peer
 //! URLs only, never to clients.
 
+use openraft::raft::AppendEntriesResponse;
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
@@ -11,6 +12,7 @@ use crate::pb::oxcdpb::{
     KeepAliveResponse, RaftBytes, ReadIndexResponse, TimeToLiveRequest, TimeToLiveResponse,
 };
 use crate::raft::network::{peer_status, CLUSTER_ID_HEADER};
+use crate::raft::pre_vote::{self, PreVoteRequest};
 use crate::raft::{decode, encode, TypeConfig};
 
 /// The peer service of a member.
@@ -78,7 +80,11 @@ impl RaftPeer for PeerService {
         if !req.entries.is_empty() {
             self.server.peer_stats().append_received();
         }
-        reply(&self.server.raft().append_entries(req).await)
+        let answer = self.server.raft().append_entries(req).await;
+        if matches!(&answer, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+            self.server.leader_contact().touch();
+        }
+        reply(&answer)
     }
 
     async fn vote(&self, request: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
@@ -96,7 +102,11 @@ impl RaftPeer for PeerService {
         self.check_cluster(&request)?;
         let req: openraft::raft::InstallSnapshotRequest<TypeConfig> =
             decode(&request.into_inner().data).map_err(bad_message)?;
-        reply(&self.server.raft().install_snapshot(req).await)
+        let answer = self.server.raft().install_snapshot(req).await;
+        if answer.is_ok() {
+            self.server.leader_contact().touch();
+        }
+        reply(&answer)
     }
 
     async fn propose(
@@ -170,6 +180,15 @@ impl RaftPeer for PeerService {
             members: members.filter(|(id, _)| current.contains(id)).map(|(_, a)| a).collect(),
             token: self.server.config().initial_cluster_token.clone(),
         }))
+    }
+
+    async fn pre_vote(&self, request: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        self.check_cluster(&request)?;
+        let req: PreVoteRequest = decode(&request.into_inner().data).map_err(bad_message)?;
+        let me = pre_vote::view(self.server.raft(), self.server.leader_contact());
+        let answer = pre_vote::answer(&req, &me, self.server.election_timing().lease());
+        tracing::debug!(?req, ?me, granted = answer.granted, "pre-vote asked");
+        reply(&answer)
     }
 
     async fn campaign(&self, _request: Request<Empty>) -> Result<Response<Empty>, Status> {
