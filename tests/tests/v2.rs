@@ -354,7 +354,11 @@ fn ttl_expiry_and_v2_state_are_the_same_on_every_member_and_travel_in_raft_snaps
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    let last = request(&addrs[0], "GET", "/v2/keys/many", "", Duration::from_secs(5));
+    // Member 1 may be a follower whose forwarded write returned before it applied it
+    // itself (a v2 GET is served locally): wait for the last value there first.
+    let last = poll(&addrs[0], "/v2/keys/many", "member 1 applies the last write", |a| {
+        a.status == 200 && a.body.contains(r#""value":"99""#)
+    });
     cluster.members[2].restart();
     // Its index may already be past the last write's: the restarted member publishes its
     // attributes through raft, which moves the v2 index as in etcd.
