@@ -146,7 +146,7 @@ impl Applier {
                     Out::Empty(Empty {})
                 }
             };
-            responses.push(Response(InternalResponse { response: Some(out) }));
+            responses.push(Response(InternalResponse { response: Some(out), applied_index: 0 }));
         }
         let meta = self.storage.cf(Cf::Meta);
         let applied_bytes = encode(&Some(last)).map_err(|e| storage_err(&e))?;
@@ -362,7 +362,7 @@ impl Applier {
                 for sub in batch.requests {
                     // Each command exactly as if it were its own entry.
                     let out = self.apply_one(w, sub, index)?;
-                    responses.push(InternalResponse { response: Some(out) });
+                    responses.push(InternalResponse { response: Some(out), applied_index: 0 });
                 }
                 Out::Batch(InternalBatchResponse { responses })
             }

@@ -256,7 +256,8 @@ async fn propose(write: &Write, mut batch: Vec<Pending>) {
                     ),
                 };
                 for reply in replies {
-                    let response = InternalResponse { response: Some(out.clone()) };
+                    let response =
+                        InternalResponse { response: Some(out.clone()), applied_index: 0 };
                     let _ = reply.send(Ok(Response(response)));
                 }
             }

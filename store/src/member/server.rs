@@ -373,7 +373,16 @@ impl EtcdServer {
             Err(e) => return Forwarded::Answered(Err(e)),
         };
         match client.propose(req).await {
-            Ok(resp) => Forwarded::Answered(into_result(crate::raft::Response(resp.into_inner()))),
+            Ok(resp) => {
+                let resp = resp.into_inner();
+                // As etcd's proposing member waits for its own apply: a read on this member
+                // right after the answer sees the write. The caller's deadline bounds it.
+                let mut applied = self.inner.applier.subscribe_applied();
+                if applied.wait_for(|a| *a >= resp.applied_index).await.is_err() {
+                    return Forwarded::Answered(Err(Error::Stopped));
+                }
+                Forwarded::Answered(into_result(crate::raft::Response(resp)))
+            }
             Err(status) if not_delivered(&status) => {
                 tracing::debug!(leader = addr, error = %status, "leader unreachable; proposal will be retried");
                 Forwarded::NotDelivered

@@ -123,7 +123,9 @@ impl RaftPeer for PeerService {
             // Typed: the follower rebuilds the very error (`Error::from_code`).
             Err(e) => crate::pb::oxcdpb::internal_response::Response::Error((&e).into()),
         };
-        Ok(Response::new(InternalResponse { response: Some(response) }))
+        // At least the command's own index: apply publishes it before it answers.
+        let applied_index = *self.server.applier().subscribe_applied().borrow();
+        Ok(Response::new(InternalResponse { response: Some(response), applied_index }))
     }
 
     async fn read_index(
