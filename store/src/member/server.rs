@@ -1197,6 +1197,12 @@ async fn join_existing(
     }
 }
 
+impl PreVoteDialer for EtcdServer {
+    fn client(&self, addr: &str) -> Option<RaftPeerClient<Channel>> {
+        self.peer(addr).ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1220,11 +1226,5 @@ mod tests {
         assert_eq!(leader_read_index_error(&status(Error::NoLeader)), Error::LeaderChanged);
         let untyped = tonic::Status::unavailable("etcdserver: request timed out");
         assert_eq!(leader_read_index_error(&untyped), Error::LeaderChanged);
-    }
-}
-
-impl PreVoteDialer for EtcdServer {
-    fn client(&self, addr: &str) -> Option<RaftPeerClient<Channel>> {
-        self.peer(addr).ok()
     }
 }
