@@ -302,8 +302,21 @@ impl EtcdServer {
         self.propose_request(InternalRequest { request: Some(cmd), auth }).await
     }
 
-    /// Proposes a whole raft command (a follower's forwarded proposal keeps its caller).
+    /// Proposes a whole raft command for a client of this member (a follower's forwarded
+    /// proposal keeps its caller): answered once this member has applied it.
     pub async fn propose_request(&self, req: InternalRequest) -> Result<Out> {
+        self.propose_checked(req, Applied::Here).await
+    }
+
+    /// Proposes a command a follower handed over (the peer `Propose` call): answered once it
+    /// is applied on the leader; the follower waits for its own apply itself. (A member that
+    /// just handed its leadership over must not wait for its own apply here: it is stopping.)
+    pub async fn propose_for_peer(&self, req: InternalRequest) -> Result<Out> {
+        self.propose_checked(req, Applied::OnLeader).await
+    }
+
+    /// `propose_request` and `propose_for_peer`: the checks, then raft.
+    async fn propose_checked(&self, req: InternalRequest, applied: Applied) -> Result<Out> {
         // A learner serves no client writes (etcd: "rpc not supported for learner"); it still
         // publishes its own attributes.
         if !matches!(req.request, Some(Cmd::MemberAttributes(_))) && self.is_learner() {
@@ -322,7 +335,7 @@ impl EtcdServer {
             self.check_quota(req.encoded_len()).await?;
         }
         let _pending = crate::metrics::PendingProposal::start();
-        match tokio::time::timeout(PROPOSE_TIMEOUT, self.propose_inner(req)).await {
+        match tokio::time::timeout(PROPOSE_TIMEOUT, self.propose_inner(req, applied)).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout),
         }
@@ -335,7 +348,7 @@ impl EtcdServer {
     /// first attempt certainly never reached a leader's log: openraft answers
     /// `ForwardToLeader` only for entries it never committed (also for ones it appended and
     /// then had to drop), and a refused connection delivered nothing.
-    async fn propose_inner(&self, req: InternalRequest) -> Result<Out> {
+    async fn propose_inner(&self, req: InternalRequest, applied: Applied) -> Result<Out> {
         let mut metrics = self.inner.raft.metrics();
         let mut holding = self.inner.holding.subscribe();
         loop {
@@ -347,7 +360,7 @@ impl EtcdServer {
                     if let Some(node) =
                         fwd.leader_node.filter(|_| fwd.leader_id != Some(self.inner.member_id))
                     {
-                        match self.forward(&node.addr, req.clone()).await {
+                        match self.forward(&node.addr, req.clone(), applied).await {
                             Forwarded::Answered(result) => return result,
                             Forwarded::NotDelivered => {}
                         }
@@ -367,7 +380,7 @@ impl EtcdServer {
     }
 
     /// Sends a proposal to the leader at `addr` over the peer link.
-    async fn forward(&self, addr: &str, req: InternalRequest) -> Forwarded {
+    async fn forward(&self, addr: &str, req: InternalRequest, applied: Applied) -> Forwarded {
         let mut client = match self.peer(addr) {
             Ok(client) => client,
             Err(e) => return Forwarded::Answered(Err(e)),
@@ -377,9 +390,11 @@ impl EtcdServer {
                 let resp = resp.into_inner();
                 // As etcd's proposing member waits for its own apply: a read on this member
                 // right after the answer sees the write. The caller's deadline bounds it.
-                let mut applied = self.inner.applier.subscribe_applied();
-                if applied.wait_for(|a| *a >= resp.applied_index).await.is_err() {
-                    return Forwarded::Answered(Err(Error::Stopped));
+                if applied == Applied::Here {
+                    let mut local = self.inner.applier.subscribe_applied();
+                    if local.wait_for(|a| *a >= resp.applied_index).await.is_err() {
+                        return Forwarded::Answered(Err(Error::Stopped));
+                    }
                 }
                 Forwarded::Answered(into_result(crate::raft::Response(resp)))
             }
@@ -1015,6 +1030,15 @@ impl Drop for HoldProposals {
     }
 }
 
+/// Where a proposal's answer waits for its command to be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applied {
+    /// On this member too (its client's next read here must see the write).
+    Here,
+    /// On the leader only (the follower that handed it over waits for its own apply).
+    OnLeader,
+}
+
 /// What became of a proposal forwarded to the leader.
 enum Forwarded {
     /// The leader answered (its apply result or its refusal), or the outcome is unknown.
@@ -1200,6 +1224,10 @@ async fn join_existing(
 impl PreVoteDialer for EtcdServer {
     fn client(&self, addr: &str) -> Option<RaftPeerClient<Channel>> {
         self.peer(addr).ok()
+    }
+
+    fn removed(&self) {
+        self.inner.removed.send_replace(true);
     }
 }
 

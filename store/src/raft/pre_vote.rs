@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::network::peer_error;
 use super::{decode, encode, LogId, Raft};
+use crate::error::Error;
 use crate::pb::oxcdpb::raft_peer_client::RaftPeerClient;
 use crate::pb::oxcdpb::RaftBytes;
 
@@ -57,6 +59,8 @@ impl LeaderContact {
 /// The question: would you vote for me at `term` with my log ending at `last_log_id`?
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreVoteRequest {
+    /// The asking member.
+    pub candidate: u64,
     /// The term the asker would campaign at (its current term + 1).
     pub term: u64,
     /// The asker's last log id.
@@ -138,6 +142,10 @@ impl ElectionTiming {
 pub trait PreVoteDialer: Send + Sync {
     /// A client for the voter at peer URL `addr`.
     fn client(&self, addr: &str) -> Option<RaftPeerClient<tonic::transport::Channel>>;
+
+    /// A peer answered that this member was removed from the cluster: it must stop (as when
+    /// raft traffic is answered so, `raft::network`).
+    fn removed(&self);
 }
 
 /// Runs this member's elections: the loop that replaces openraft's election timer.
@@ -198,7 +206,11 @@ impl<D: PreVoteDialer> Elector<D> {
             last_attempt = Some(Instant::now());
             wait = self.timing.wait();
             let me = view(&self.raft, &self.contact);
-            let req = PreVoteRequest { term: me.term + 1, last_log_id: me.last_log_id };
+            let req = PreVoteRequest {
+                candidate: self.member_id,
+                term: me.term + 1,
+                last_log_id: me.last_log_id,
+            };
             let others = voters.iter().filter(|id| **id != self.member_id);
             let addrs: Vec<(u64, String)> = others
                 .filter_map(|id| membership.get_node(id).map(|n| (*id, n.addr.clone())))
@@ -233,6 +245,11 @@ impl<D: PreVoteDialer> Elector<D> {
                     }
                     // A member from before pre-vote: its real vote decides, as before.
                     Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => Some(true),
+                    Ok(Err(status)) if peer_error(&status) == Some(Error::MemberRemoved) => {
+                        tracing::warn!(peer = %format!("{id:x}"), "{}; shutting down", Error::MemberRemoved);
+                        self.dialer.removed();
+                        None
+                    }
                     Ok(Err(status)) => {
                         tracing::debug!(peer = %format!("{id:x}"), error = %status, "pre-vote not answered");
                         None
@@ -267,14 +284,14 @@ mod tests {
 
     #[test]
     fn a_voter_that_hears_from_its_leader_refuses() {
-        let req = PreVoteRequest { term: 6, last_log_id: log(5, 100) };
+        let req = PreVoteRequest { candidate: 2, term: 6, last_log_id: log(5, 100) };
         assert!(!answer(&req, &follower(100), LEASE).granted);
         assert!(answer(&req, &follower(800), LEASE).granted);
     }
 
     #[test]
     fn the_leader_refuses() {
-        let req = PreVoteRequest { term: 6, last_log_id: log(5, 100) };
+        let req = PreVoteRequest { candidate: 2, term: 6, last_log_id: log(5, 100) };
         let leader = VoterView { leading: true, ..follower(10_000) };
         assert!(!answer(&req, &leader, LEASE).granted);
     }
@@ -282,14 +299,14 @@ mod tests {
     #[test]
     fn a_shorter_log_or_a_stale_term_is_refused() {
         let me = follower(10_000);
-        let shorter = PreVoteRequest { term: 6, last_log_id: log(5, 99) };
+        let shorter = PreVoteRequest { candidate: 2, term: 6, last_log_id: log(5, 99) };
         assert!(!answer(&shorter, &me, LEASE).granted);
-        let older_term = PreVoteRequest { term: 6, last_log_id: log(4, 200) };
+        let older_term = PreVoteRequest { candidate: 2, term: 6, last_log_id: log(4, 200) };
         assert!(!answer(&older_term, &me, LEASE).granted);
-        let longer = PreVoteRequest { term: 6, last_log_id: log(5, 101) };
+        let longer = PreVoteRequest { candidate: 2, term: 6, last_log_id: log(5, 101) };
         assert!(answer(&longer, &me, LEASE).granted);
         // Already at that term (another candidate asked first): no.
-        let same_term = PreVoteRequest { term: 5, last_log_id: log(5, 100) };
+        let same_term = PreVoteRequest { candidate: 2, term: 5, last_log_id: log(5, 100) };
         assert!(!answer(&same_term, &me, LEASE).granted);
     }
 

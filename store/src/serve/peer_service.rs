@@ -118,7 +118,7 @@ impl RaftPeer for PeerService {
             return Err(Status::invalid_argument("empty proposal"));
         }
         // The whole request, so the client's identity (`auth`) reaches apply on the leader.
-        let response = match self.server.propose_request(req).await {
+        let response = match self.server.propose_for_peer(req).await {
             Ok(out) => out,
             // Typed: the follower rebuilds the very error (`Error::from_code`).
             Err(e) => crate::pb::oxcdpb::internal_response::Response::Error((&e).into()),
@@ -187,6 +187,8 @@ impl RaftPeer for PeerService {
     async fn pre_vote(&self, request: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
         self.check_cluster(&request)?;
         let req: PreVoteRequest = decode(&request.into_inner().data).map_err(bad_message)?;
+        // A removed member that still thinks itself a voter learns it here and stops.
+        self.check_not_removed(req.candidate)?;
         let me = pre_vote::view(self.server.raft(), self.server.leader_contact());
         let answer = pre_vote::answer(&req, &me, self.server.election_timing().lease());
         tracing::debug!(?req, ?me, granted = answer.granted, "pre-vote asked");

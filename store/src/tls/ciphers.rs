@@ -50,8 +50,8 @@ fn rustls_name(suite: &SupportedCipherSuite) -> String {
     format!("{:?}", suite.suite())
 }
 
-/// `base` offering only the TLS 1.2 suites `names` (Go's names); `base` itself when `names`
-/// is empty.
+/// `base` offering only the TLS 1.2 suites `names` (Go's names) and every TLS 1.3 suite;
+/// `base` itself when `names` is empty.
 pub fn restrict(base: CryptoProvider, names: &[String]) -> Arc<CryptoProvider> {
     if names.is_empty() {
         return Arc::new(base);
@@ -66,7 +66,7 @@ pub fn restrict(base: CryptoProvider, names: &[String]) -> Arc<CryptoProvider> {
     let offered: Vec<SupportedCipherSuite> = base
         .cipher_suites
         .iter()
-        .filter(|s| s.tls13().is_none() && wanted.contains(&rustls_name(s)))
+        .filter(|s| s.tls13().is_some() || wanted.contains(&rustls_name(s)))
         .copied()
         .collect();
     for name in &wanted {
@@ -113,6 +113,8 @@ mod tests {
                 "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"
             ])
         );
-        assert_eq!(p.cipher_suites.iter().filter(|s| s.tls13().is_some()).count(), 0);
+        // TLS 1.3's suites are not configurable (as in Go): they stay, for
+        // `--tls-max-version=TLS1.3`.
+        assert!(p.cipher_suites.iter().any(|s| s.tls13().is_some()));
     }
 }
