@@ -17,16 +17,19 @@
 #   - scripts/k8s-storage-suite.sh        k8s.io/apiserver's storage test suites (etcd3, cacher)
 #                                         as test binaries that run against oxcd or etcd, cached
 # With --build-only (scripts/run.sh), only the build dependencies are installed: running a
-# member needs neither the reference etcd binaries nor Kubernetes.
+# member needs neither the reference etcd binaries nor Kubernetes. With --without-go, all
+# but the two Go source builds (scripts/test.sh runs those itself, beside cargo's build).
 # Idempotent: when everything is already present it only checks and exits.
 # Nothing is downloaded by hand: only apt-get, pip, rustup, cargo and the Go module proxy are used.
 set -euo pipefail
 
 build_only=false
+with_go=true
 case "${1:-}" in
     "") ;;
     --build-only) build_only=true ;;
-    *) echo "usage: $0 [--build-only]" >&2; exit 2 ;;
+    --without-go) with_go=false ;;
+    *) echo "usage: $0 [--build-only|--without-go]" >&2; exit 2 ;;
 esac
 
 die() { echo "install-deps.sh: ERROR: $*" >&2; exit 1; }
@@ -128,7 +131,9 @@ else
 fi
 
 # ---- Kubernetes, etcd 3.6 and helm, built from source (cached; a warm run only checks) --------
-"$(dirname "${BASH_SOURCE[0]}")/k8s-bins.sh" >/dev/null || die "scripts/k8s-bins.sh failed"
-"$(dirname "${BASH_SOURCE[0]}")/k8s-storage-suite.sh" >/dev/null || die "scripts/k8s-storage-suite.sh failed"
+if $with_go; then
+    "$(dirname "${BASH_SOURCE[0]}")/k8s-bins.sh" >/dev/null || die "scripts/k8s-bins.sh failed"
+    "$(dirname "${BASH_SOURCE[0]}")/k8s-storage-suite.sh" >/dev/null || die "scripts/k8s-storage-suite.sh failed"
+fi
 
 log "ok: etcd 3.4 at /usr/bin/etcd, etcd 3.5.1 at $(etcd35_dir), moto, hadolint, Kubernetes/etcd 3.6/helm in ${OXCD_K8S_CACHE:-$HOME/.cache/oxcd/k8s}"
