@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::BasicNode;
+use openraft::{BasicNode, RaftMetrics};
 use prost::Message;
 use tonic::transport::Channel;
 
@@ -649,7 +649,7 @@ impl EtcdServer {
         let addr = {
             let metrics = self.inner.raft.metrics();
             let m = metrics.borrow();
-            let leader = m.current_leader.ok_or(Error::NoLeader)?;
+            let leader = self.followed_leader(&m).ok_or(Error::NoLeader)?;
             if leader == self.inner.member_id {
                 return Ok(None);
             }
@@ -746,12 +746,14 @@ impl EtcdServer {
     /// whenever this member becomes leader (etcd's lessor promotion).
     async fn observe_raft(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut metrics = self.inner.raft.metrics();
+        let mut lost = self.inner.leader_contact.subscribe_lost();
         let mut was_leader = false;
         loop {
             let m = metrics.borrow_and_update().clone();
+            lost.borrow_and_update();
             self.inner.headers.set_raft_term(m.current_term);
             let is_leader = m.current_leader == Some(self.inner.member_id);
-            crate::metrics::HAS_LEADER.set(i64::from(m.current_leader.is_some()));
+            crate::metrics::HAS_LEADER.set(i64::from(self.followed_leader(&m).is_some()));
             crate::metrics::IS_LEADER.set(i64::from(is_leader));
             let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
             crate::metrics::PROPOSALS_APPLIED.set(i64::try_from(applied).unwrap_or(i64::MAX));
@@ -772,9 +774,17 @@ impl EtcdServer {
             }
             tokio::select! {
                 changed = metrics.changed() => if changed.is_err() { return },
+                changed = lost.changed() => if changed.is_err() { return },
                 _ = shutdown.changed() => return,
             }
         }
+    }
+
+    /// The leader as clients see it: none once this member stopped hearing from its leader
+    /// and started asking for votes (`LeaderContact`), as etcd's pre-candidate has none.
+    fn followed_leader(&self, m: &RaftMetrics<u64, BasicNode>) -> Option<u64> {
+        let me = self.inner.member_id;
+        m.current_leader.filter(|l| *l == me || !self.inner.leader_contact.is_lost())
     }
 
     /// The leader revokes leases whose timers ran out, through raft.
@@ -870,7 +880,7 @@ impl EtcdServer {
         let metrics = self.inner.raft.metrics();
         let m = metrics.borrow();
         let status = RaftStatus {
-            leader: m.current_leader.unwrap_or(0),
+            leader: self.followed_leader(&m).unwrap_or(0),
             term: m.current_term,
             last_index: m.last_log_index.unwrap_or(0),
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),

@@ -28,17 +28,26 @@ use crate::pb::oxcdpb::raft_peer_client::RaftPeerClient;
 use crate::pb::oxcdpb::RaftBytes;
 
 /// When this member last heard from a leader it follows: an append or snapshot chunk it
-/// accepted. Written by the peer service, read by the elector and by pre-vote answers.
+/// accepted. Written by the peer service, read by the elector and by pre-vote answers. Also
+/// whether the leader counts as lost: from the elector's first pre-vote until a leader is
+/// heard from again this member reports no leader, as etcd's pre-candidate does (openraft
+/// still names the old one, since this member has not voted since).
 #[derive(Debug)]
 pub struct LeaderContact {
     epoch: Instant,
     /// Milliseconds after `epoch` of the last contact.
     last: AtomicU64,
+    /// Set by the elector when it starts asking for votes, cleared by the next contact.
+    lost: tokio::sync::watch::Sender<bool>,
 }
 
 impl Default for LeaderContact {
     fn default() -> Self {
-        LeaderContact { epoch: Instant::now(), last: AtomicU64::new(0) }
+        LeaderContact {
+            epoch: Instant::now(),
+            last: AtomicU64::new(0),
+            lost: tokio::sync::watch::channel(false).0,
+        }
     }
 }
 
@@ -47,6 +56,24 @@ impl LeaderContact {
     pub fn touch(&self) {
         let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last.fetch_max(ms, Ordering::Relaxed);
+        if *self.lost.borrow() {
+            self.lost.send_replace(false);
+        }
+    }
+
+    /// The elector gave up on the leader and asks for votes.
+    pub fn mark_lost(&self) {
+        self.lost.send_if_modified(|lost| !std::mem::replace(lost, true));
+    }
+
+    /// Whether the leader counts as lost (see the type's doc).
+    pub fn is_lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+
+    /// Follows `is_lost`.
+    pub fn subscribe_lost(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.lost.subscribe()
     }
 
     /// How long ago a leader was last heard from (since start if never).
@@ -205,6 +232,7 @@ impl<D: PreVoteDialer> Elector<D> {
             }
             last_attempt = Some(Instant::now());
             wait = self.timing.wait();
+            self.contact.mark_lost();
             let me = view(&self.raft, &self.contact);
             let req = PreVoteRequest {
                 candidate: self.member_id,
@@ -330,5 +358,9 @@ mod tests {
         assert!(c.elapsed() >= Duration::from_millis(30));
         c.touch();
         assert!(c.elapsed() < Duration::from_millis(30));
+        c.mark_lost();
+        assert!(c.is_lost());
+        c.touch();
+        assert!(!c.is_lost());
     }
 }
