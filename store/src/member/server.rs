@@ -1236,8 +1236,8 @@ impl PreVoteDialer for EtcdServer {
         self.peer(addr).ok()
     }
 
-    fn removed(&self) {
-        self.inner.removed.send_replace(true);
+    fn removal_signal(&self) -> &tokio::sync::watch::Sender<bool> {
+        &self.inner.removed
     }
 }
 

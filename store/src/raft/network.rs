@@ -45,6 +45,21 @@ pub fn peer_error(status: &tonic::Status) -> Option<Error> {
     InternalError::decode(status.details()).ok().map(Error::from)
 }
 
+/// Stops this member (through `removed`, which `EtcdServer::removed` watches) when `peer`
+/// refused a call because this member was removed from the cluster; whether it did.
+pub fn stop_if_removed(
+    status: &tonic::Status,
+    peer: u64,
+    removed: &tokio::sync::watch::Sender<bool>,
+) -> bool {
+    let is_removed = peer_error(status) == Some(Error::MemberRemoved);
+    if is_removed {
+        tracing::warn!(peer = %format!("{peer:x}"), "{}; shutting down", Error::MemberRemoved);
+        removed.send_replace(true);
+    }
+    is_removed
+}
+
 /// How long to wait before retrying a peer that did not answer.
 const PEER_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -138,10 +153,7 @@ impl PeerConnection {
         }
         crate::metrics::peer_answered(self.local, self.target, reply.is_ok());
         let reply = reply.map_err(|status| {
-            if peer_error(&status) == Some(Error::MemberRemoved) {
-                tracing::warn!(peer = %format!("{:x}", self.target), "{}; shutting down", Error::MemberRemoved);
-                self.removed.send_replace(true);
-            }
+            stop_if_removed(&status, self.target, &self.removed);
             RPCError::Unreachable(Unreachable::new(&status))
         })?;
         let result: Result<Resp, RaftError<u64, E>> = decode(&reply.into_inner().data)

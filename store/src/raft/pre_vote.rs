@@ -21,9 +21,8 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::network::peer_error;
+use super::network::stop_if_removed;
 use super::{decode, encode, LogId, Raft};
-use crate::error::Error;
 use crate::pb::oxcdpb::raft_peer_client::RaftPeerClient;
 use crate::pb::oxcdpb::RaftBytes;
 
@@ -170,9 +169,9 @@ pub trait PreVoteDialer: Send + Sync {
     /// A client for the voter at peer URL `addr`.
     fn client(&self, addr: &str) -> Option<RaftPeerClient<tonic::transport::Channel>>;
 
-    /// A peer answered that this member was removed from the cluster: it must stop (as when
-    /// raft traffic is answered so, `raft::network`).
-    fn removed(&self);
+    /// Where a peer's answer that this member was removed from the cluster stops it (as
+    /// when raft traffic is answered so, `raft::network::stop_if_removed`).
+    fn removal_signal(&self) -> &tokio::sync::watch::Sender<bool>;
 }
 
 /// Runs this member's elections: the loop that replaces openraft's election timer.
@@ -273,9 +272,9 @@ impl<D: PreVoteDialer> Elector<D> {
                     }
                     // A member from before pre-vote: its real vote decides, as before.
                     Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => Some(true),
-                    Ok(Err(status)) if peer_error(&status) == Some(Error::MemberRemoved) => {
-                        tracing::warn!(peer = %format!("{id:x}"), "{}; shutting down", Error::MemberRemoved);
-                        self.dialer.removed();
+                    Ok(Err(status))
+                        if stop_if_removed(&status, *id, self.dialer.removal_signal()) =>
+                    {
                         None
                     }
                     Ok(Err(status)) => {

@@ -50,7 +50,7 @@ pub fn install(peer: &Side, client: &Side) -> super::Result<()> {
 pub fn config(side: &Side) -> super::Result<Arc<rustls::ClientConfig>> {
     let provider = super::provider_for(side);
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(side.versions.protocols(&side.cipher_suites))
+        .with_protocol_versions(side.versions.protocols())
         .map_err(|source| TlsError::Rustls { context: "TLS protocol versions", source })?;
     let builder = if side.self_signed {
         // etcd's `--auto-tls`/`--peer-auto-tls` members skip verifying each other.

@@ -24,7 +24,7 @@ use super::{Side, TlsError};
 pub fn config(side: &Side) -> super::Result<Arc<rustls::ServerConfig>> {
     let provider = super::provider_for(side);
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(side.versions.protocols(&side.cipher_suites))
+        .with_protocol_versions(side.versions.protocols())
         .map_err(|source| TlsError::Rustls { context: "TLS protocol versions", source })?;
     // etcd (`TLSInfo.ServerConfig`) requires a verified client certificate as soon as a
     // trusted CA file is given, with or without client cert auth; the flag only adds the

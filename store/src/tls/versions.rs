@@ -38,20 +38,29 @@ impl TlsVersion {
     }
 }
 
-/// The versions one side speaks, from the two flags.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The versions one side speaks, resolved from the two flags and `--cipher-suites`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VersionRange {
-    /// `--tls-min-version`; `None`: TLS 1.2.
-    pub min: Option<TlsVersion>,
-    /// `--tls-max-version`; `None`: TLS 1.3, or TLS 1.2 when cipher suites are named.
-    pub max: Option<TlsVersion>,
+    /// The lowest version spoken.
+    pub min: TlsVersion,
+    /// The highest version spoken.
+    pub max: TlsVersion,
+}
+
+impl Default for VersionRange {
+    /// No version flag and no cipher suites: TLS 1.2 and 1.3.
+    fn default() -> Self {
+        VersionRange { min: TlsVersion::Tls12, max: TlsVersion::Tls13 }
+    }
 }
 
 impl VersionRange {
-    /// The range the flags ask for, refused with etcd 3.6's messages where it does.
+    /// The range the flags ask for, refused with etcd 3.6's messages where it does. An
+    /// empty minimum is TLS 1.2; an empty maximum TLS 1.3, or TLS 1.2 when cipher suites
+    /// are named (etcd 3.5's rule).
     pub fn from_flags(min: &str, max: &str, cipher_suites: &[String]) -> Result<Self, String> {
-        let range = VersionRange { min: TlsVersion::parse(min)?, max: TlsVersion::parse(max)? };
-        if let (Some(min), Some(max)) = (range.min, range.max) {
+        let (min, max) = (TlsVersion::parse(min)?, TlsVersion::parse(max)?);
+        if let (Some(min), Some(max)) = (min, max) {
             if min > max {
                 return Err(format!(
                     "min version ({}) is greater than max version ({})",
@@ -60,21 +69,20 @@ impl VersionRange {
                 ));
             }
         }
-        if range.min == Some(TlsVersion::Tls13) && !cipher_suites.is_empty() {
+        if min == Some(TlsVersion::Tls13) && !cipher_suites.is_empty() {
             return Err("cipher suites cannot be configured when only TLS1.3 is enabled".into());
         }
-        Ok(range)
-    }
-
-    /// The rustls protocol versions of this range with `cipher_suites` named.
-    pub fn protocols(
-        &self,
-        cipher_suites: &[String],
-    ) -> &'static [&'static SupportedProtocolVersion] {
-        let min = self.min.unwrap_or(TlsVersion::Tls12);
         let default_max =
             if cipher_suites.is_empty() { TlsVersion::Tls13 } else { TlsVersion::Tls12 };
-        match (min, self.max.unwrap_or(default_max)) {
+        let min = min.unwrap_or(TlsVersion::Tls12);
+        // A minimum of TLS 1.3 with no maximum (and so no suites) speaks TLS 1.3.
+        let max = max.unwrap_or(default_max).max(min);
+        Ok(VersionRange { min, max })
+    }
+
+    /// The rustls protocol versions of this range.
+    pub fn protocols(&self) -> &'static [&'static SupportedProtocolVersion] {
+        match (self.min, self.max) {
             (TlsVersion::Tls12, TlsVersion::Tls12) => TLS12_ONLY,
             (TlsVersion::Tls12, TlsVersion::Tls13) => rustls::DEFAULT_VERSIONS,
             // A minimum above the maximum is refused by `from_flags`.
@@ -115,7 +123,7 @@ mod tests {
     fn the_range_spoken() {
         let spoken = |min, max, suites: &[String]| {
             let range = VersionRange::from_flags(min, max, suites).unwrap();
-            range.protocols(suites).iter().map(|v| v.version).collect::<Vec<_>>()
+            range.protocols().iter().map(|v| v.version).collect::<Vec<_>>()
         };
         use rustls::ProtocolVersion::{TLSv1_2, TLSv1_3};
         assert_eq!(spoken("TLS1.2", "", &[]), vec![TLSv1_3, TLSv1_2]);
