@@ -728,8 +728,10 @@ fn gateway_refuses_certificate_common_names_under_auth_as_etcd() {
                 .output()
                 .expect("run curl");
             let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let curl_error = String::from_utf8_lossy(&out.stderr).to_string();
             // The header's ids differ between servers; the status and the refusal compare.
             match text.rsplit_once('\n') {
+                Some((_, "000")) => format!("curl failed: {curl_error}"),
                 Some((body, code)) if code != "200" => format!("{code} {body}"),
                 Some((_, code)) => code.to_string(),
                 None => text,
