@@ -327,12 +327,24 @@ impl Config {
         }
     }
 
-    /// openraft's election timeout bounds (ms) for `--election-timeout`. openraft's followers
-    /// wait `max` (its leader lease, during which they refuse votes) plus a random timeout in
-    /// `[min, max)` after the last heartbeat before campaigning: 1.25–1.5 × the flag, inside
-    /// etcd's randomized [1, 2) ×.
+    /// The election timing bounds (ms) for `--election-timeout`, kept by the pre-vote
+    /// elector (`raft::pre_vote`): a voter grants a pre-vote only `max` after it last heard
+    /// from a leader, and a follower asks `max` plus three heartbeats plus a random share of
+    /// `max - min` after it: 1.05–1.3 × the flag with etcd's 10:1 ratio, inside etcd's
+    /// randomized [1, 2) ×.
     pub fn raft_election_timeouts(&self) -> (u64, u64) {
         (self.election_timeout / 2, self.election_timeout * 3 / 4)
+    }
+
+    /// openraft's own `election_timeout_min`/`max` (ms): two and three heartbeats. With
+    /// openraft's election timer off they only bound its vote calls (`min`) and its leader
+    /// lease (`max`: how long after an append a follower refuses real votes). Healthy leaders
+    /// are protected by the pre-vote's longer lease instead, so openraft's can be short, and a
+    /// move-leader waits only for it (etcd's `--election-timeout` lease would cost 0.75 × the
+    /// flag per transfer). Never longer than `raft_election_timeouts`: `election_timeout` is
+    /// at least five heartbeats.
+    pub fn openraft_timeouts(&self) -> (u64, u64) {
+        (self.heartbeat_interval * 2, self.heartbeat_interval * 3)
     }
 
     /// The minimum lease TTL: etcd's `ceil(1.5 * election timeout)` in seconds.

@@ -212,12 +212,12 @@ pub async fn move_leader(server: &EtcdServer, target: u64) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // With heartbeats off, the followers' leader lease (openraft's `election_timeout_max`)
-    // runs out after `lease`; only then will they vote for the target. They campaign on their
-    // own only later (`Config::raft_election_timeouts`), so the target wins that window.
+    // With heartbeats off, the followers' openraft leader lease (`Config::openraft_timeouts`,
+    // three heartbeats) runs out after `lease`; only then will they vote for the target. They
+    // campaign on their own only much later, after the pre-vote's longer lease
+    // (`Config::raft_election_timeouts`), so the target wins that window.
     let config = server.config();
-    let lease =
-        Duration::from_millis(config.raft_election_timeouts().1 + config.heartbeat_interval);
+    let lease = Duration::from_millis(config.openraft_timeouts().1 + config.heartbeat_interval);
     server.raft().runtime_config().heartbeat(false);
     // Restores heartbeats however this ends, including when the client's deadline cancels
     // the call and this future is dropped mid-way.

@@ -134,8 +134,8 @@ impl EtcdServer {
         let raft_config = openraft::Config {
             cluster_name: config.initial_cluster_token.clone(),
             heartbeat_interval: config.heartbeat_interval,
-            election_timeout_min: config.raft_election_timeouts().0,
-            election_timeout_max: config.raft_election_timeouts().1,
+            election_timeout_min: config.openraft_timeouts().0,
+            election_timeout_max: config.openraft_timeouts().1,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
             max_in_snapshot_log_to_keep: config.experimental_snapshot_catchup_entries,
             max_payload_entries: 1024,

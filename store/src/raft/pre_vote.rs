@@ -9,8 +9,8 @@
 //! [`Elector`] decides instead: once this voter has not heard from a leader for
 //! [`ElectionTiming::wait`], it asks every voter whether it *would* vote (`PreVote` on the
 //! peer service) and triggers openraft's election only when a majority says yes. A voter
-//! says yes only when it has not heard from a leader for openraft's leader lease itself, is
-//! not the leader, has not already moved to that term, and the asker's log is as complete
+//! says yes only when it has not heard from a leader for the pre-vote lease
+//! ([`ElectionTiming::lease`], from `--election-timeout`), is not the leader, has not already moved to that term, and the asker's log is as complete
 //! as its own — the conditions under which its real vote would be granted too.
 
 use std::collections::BTreeSet;
@@ -113,8 +113,9 @@ pub struct VoterView {
     pub since_leader: Duration,
 }
 
-/// The answer of a voter in state `me` with openraft leader lease `lease`: yes only where its
-/// real vote would be granted as well, so a granted pre-vote never starts a useless election.
+/// The answer of a voter in state `me` with pre-vote lease `lease`: yes only where its real
+/// vote would be granted as well (openraft's own lease is shorter, `Config::openraft_timeouts`),
+/// so a granted pre-vote never starts a useless election.
 pub fn answer(req: &PreVoteRequest, me: &VoterView, lease: Duration) -> PreVoteResponse {
     let granted = !me.leading
         && me.since_leader > lease
@@ -137,30 +138,31 @@ pub fn view(raft: &Raft, contact: &LeaderContact) -> VoterView {
 /// The election timing from etcd's flags (after `Config::raft_election_timeouts`).
 #[derive(Debug, Clone, Copy)]
 pub struct ElectionTiming {
-    /// openraft's `election_timeout_min`.
+    /// The lower bound of `Config::raft_election_timeouts`.
     pub min: Duration,
-    /// openraft's `election_timeout_max`, which is also its leader lease: a voter refuses
-    /// votes for that long after it last heard from the leader.
+    /// Its upper bound, the pre-vote lease: a voter refuses pre-votes for that long after it
+    /// last heard from the leader.
     pub max: Duration,
     /// `--heartbeat-interval`.
     pub heartbeat: Duration,
 }
 
 impl ElectionTiming {
-    /// The leader lease voters keep (openraft's, `election_timeout_max`).
+    /// The pre-vote lease voters keep (longer than openraft's own, which only a move-leader
+    /// target's campaign has to wait out).
     pub fn lease(&self) -> Duration {
         self.max
     }
 
-    /// How long without a leader before asking: past the voters' lease, plus three
-    /// heartbeats (a move-leader target campaigns one heartbeat after the lease and must go
-    /// first, with two heartbeats to spare on a busy machine), plus a random spread of
-    /// `max - min` so two followers rarely ask at once. openraft's own timer waited the
-    /// lease plus `min..max`.
+    /// How long without a leader before asking: past the voters' lease plus one heartbeat
+    /// (the voters may have heard from the leader a little after this member did), plus a
+    /// random spread of `max - min` so two followers rarely ask at once. A move-leader target
+    /// campaigns far sooner (openraft's lease of three heartbeats, plus one), so it goes
+    /// first. openraft's own timer waited its lease plus `min..max`.
     pub fn wait(&self) -> Duration {
         let spread = self.max.saturating_sub(self.min).as_millis() as u64;
         let jitter = rand::thread_rng().gen_range(0..=spread);
-        self.lease() + self.heartbeat * 3 + Duration::from_millis(jitter)
+        self.lease() + self.heartbeat + Duration::from_millis(jitter)
     }
 }
 
@@ -338,7 +340,7 @@ mod tests {
     }
 
     #[test]
-    fn the_wait_passes_the_lease_and_a_move_leader_campaign() {
+    fn the_wait_passes_the_lease_with_a_heartbeat_to_spare() {
         let t = ElectionTiming {
             min: Duration::from_millis(500),
             max: Duration::from_millis(750),
@@ -346,7 +348,7 @@ mod tests {
         };
         for _ in 0..100 {
             let w = t.wait();
-            assert!(w >= Duration::from_millis(1050) && w <= Duration::from_millis(1300), "{w:?}");
+            assert!(w >= Duration::from_millis(850) && w <= Duration::from_millis(1100), "{w:?}");
         }
     }
 
