@@ -67,7 +67,10 @@ impl Kind {
             Err(_) | Ok("") | Ok("oxcd") => Kind::Oxcd,
             Ok("etcd") | Ok("etcd35") | Ok("etcd3.5") => Kind::Etcd35,
             Ok("etcd34") | Ok("etcd3.4") => Kind::Etcd34,
-            Ok(other) => panic!("OXCD_E2E_TARGET={other}: expected oxcd, etcd, etcd35 or etcd34"),
+            Ok("etcd36") | Ok("etcd3.6") => Kind::Etcd36,
+            Ok(other) => {
+                panic!("OXCD_E2E_TARGET={other}: expected oxcd, etcd, etcd36, etcd35 or etcd34")
+            }
         }
     }
 }
