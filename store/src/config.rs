@@ -329,9 +329,9 @@ impl Config {
 
     /// The election timing bounds (ms) for `--election-timeout`, kept by the pre-vote
     /// elector (`raft::pre_vote`): a voter grants a pre-vote only `max` after it last heard
-    /// from a leader, and a follower asks `max` plus three heartbeats plus a random share of
-    /// `max - min` after it: 1.05–1.3 × the flag with etcd's 10:1 ratio, inside etcd's
-    /// randomized [1, 2) ×.
+    /// from a leader, and a follower asks `max` plus one heartbeat plus a random share of
+    /// `max - min` after it: 0.85–1.1 × the flag with etcd's 10:1 ratio (etcd campaigns after
+    /// a randomized [1, 2) ×).
     pub fn raft_election_timeouts(&self) -> (u64, u64) {
         (self.election_timeout / 2, self.election_timeout * 3 / 4)
     }

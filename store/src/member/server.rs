@@ -659,8 +659,7 @@ impl EtcdServer {
             if leader == self.inner.member_id {
                 return Ok(None);
             }
-            let node = m.membership_config.membership().get_node(&leader).ok_or(Error::NoLeader)?;
-            node.addr.clone()
+            peer_url(&m, leader).ok_or(Error::NoLeader)?
         };
         self.peer(&addr).map(Some)
     }
@@ -1077,8 +1076,12 @@ fn leader_read_index_error(status: &tonic::Status) -> Error {
 
 /// The peer URL of the leader raft names, when that is another member.
 fn leader_elsewhere(m: &RaftMetrics<u64, BasicNode>, me: u64) -> Option<String> {
-    let leader = m.current_leader.filter(|l| *l != me)?;
-    m.membership_config.membership().get_node(&leader).map(|node| node.addr.clone())
+    peer_url(m, m.current_leader.filter(|l| *l != me)?)
+}
+
+/// The peer URL of member `id` in raft's membership.
+fn peer_url(m: &RaftMetrics<u64, BasicNode>, id: u64) -> Option<String> {
+    m.membership_config.membership().get_node(&id).map(|node| node.addr.clone())
 }
 
 /// Whether a failed peer call certainly never reached the peer: the connection could not be

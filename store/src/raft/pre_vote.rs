@@ -10,8 +10,9 @@
 //! [`ElectionTiming::wait`], it asks every voter whether it *would* vote (`PreVote` on the
 //! peer service) and triggers openraft's election only when a majority says yes. A voter
 //! says yes only when it has not heard from a leader for the pre-vote lease
-//! ([`ElectionTiming::lease`], from `--election-timeout`), is not the leader, has not already moved to that term, and the asker's log is as complete
-//! as its own — the conditions under which its real vote would be granted too.
+//! ([`ElectionTiming::lease`], from `--election-timeout`), is not the leader, has not already
+//! moved to that term, and the asker's log is as complete as its own — the conditions under
+//! which its real vote would be granted too.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
